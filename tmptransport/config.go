@@ -1,0 +1,167 @@
+package tmptransport
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config configures a TMP endpoint. The zero value of every field but
+// TLSConfig selects a documented default.
+type Config struct {
+	// TLSConfig authenticates both ends (TLS 1.3, mutual: a server requires
+	// client certificates unless InsecureAllowUnauthenticatedClients is set).
+	// Certificates can come from any X.509 PKI, Caddy's included.
+	TLSConfig *tls.Config
+
+	// MaxPacketSize is the largest UDP payload sent. Default 1452, which fits
+	// a 1500-byte MTU under IPv6 (40) and UDP (8) headers without IP
+	// fragmentation; minimum 1200 (the QUIC floor, RFC 9000 §14).
+	MaxPacketSize int
+	// SubPacketSize is the largest stream sub-packet the blender takes in one
+	// pick. Default 512, the seed's figure.
+	SubPacketSize int
+	// Weights are the blender's per-priority weights. Default DefaultWeights.
+	Weights [NumPriorities]int
+
+	// MaxIncomingStreams is how many peer-opened streams may be open at once.
+	// Default 4096.
+	MaxIncomingStreams int
+	// InitialStreamWindow and MaxStreamWindow bound a stream's receive window
+	// (auto-tuned between them). Defaults 256 KiB and 8 MiB.
+	InitialStreamWindow, MaxStreamWindow int
+	// InitialSessionWindow and MaxSessionWindow bound the session's receive
+	// window. Defaults 1 MiB and 32 MiB. These are hard limits on what a peer
+	// can make us buffer.
+	InitialSessionWindow, MaxSessionWindow int
+	// SendBufferSize bounds the unacknowledged bytes a stream buffers before
+	// Write blocks. Default 1 MiB.
+	SendBufferSize int
+
+	// HandshakeTimeout bounds one dial attempt. Default 10 s.
+	HandshakeTimeout time.Duration
+	// DialAttempts is how many times Dial tries before giving up. Default 3.
+	DialAttempts int
+	// IdleTimeout closes a session that receives nothing. Default 30 s.
+	IdleTimeout time.Duration
+	// KeepAlivePeriod sends a PING when nothing was sent for that long.
+	// Default IdleTimeout/3; negative disables.
+	KeepAlivePeriod time.Duration
+	// DrainTimeout bounds the graceful Close. Default 5 s.
+	DrainTimeout time.Duration
+	// MaxAckDelay is how long a receiver may delay an ACK. Default 10 ms.
+	MaxAckDelay time.Duration
+	// LinkQualityInterval is how often each end reports its receive-side
+	// measurements. Default 1 s.
+	LinkQualityInterval time.Duration
+
+	// Congestion builds the session's congestion controller. Default
+	// MulTCP with InitialWindow packets.
+	Congestion func() CongestionController
+	// InitialWindow is the initial congestion window in packets. Default 32.
+	InitialWindow int
+	// MaxEmulatedFlows caps N for the multi-flow controller. Default 64.
+	MaxEmulatedFlows int
+
+	// KeyUpdateInterval is how many packets are sealed under one key before
+	// the sender rotates keys (RFC 9001 §6). Default 1<<20, well inside the
+	// AES-GCM confidentiality limit of 2^23 (RFC 9001 §6.6).
+	KeyUpdateInterval uint64
+
+	// StatelessResetKey derives the per-session stateless reset tokens of a
+	// listener. Keep it stable across restarts so that clients learn of a
+	// restart at once. Default: derived from the certificate's private key.
+	StatelessResetKey []byte
+
+	// MaxPendingHandshakes bounds half-open sessions on a listener. Default 256.
+	MaxPendingHandshakes int
+
+	// InsecureAllowUnauthenticatedClients lets a server accept clients that
+	// present no certificate. Only for tests and closed networks.
+	InsecureAllowUnauthenticatedClients bool
+}
+
+// ALPN is the TLS application protocol TMP negotiates.
+const ALPN = "tmp/1"
+
+func (c *Config) withDefaults(server bool) (*Config, error) {
+	if c == nil || c.TLSConfig == nil {
+		return nil, errors.New("tmp: Config.TLSConfig is required")
+	}
+	n := *c
+	t := c.TLSConfig.Clone()
+	t.MinVersion = tls.VersionTLS13
+	if len(t.NextProtos) == 0 {
+		t.NextProtos = []string{ALPN}
+	}
+	if server && t.ClientAuth < tls.RequireAnyClientCert && !c.InsecureAllowUnauthenticatedClients {
+		return nil, errors.New("tmp: server TLSConfig.ClientAuth must require client certificates (mutual authentication), or set InsecureAllowUnauthenticatedClients")
+	}
+	n.TLSConfig = t
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defD := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&n.MaxPacketSize, 1452)
+	def(&n.SubPacketSize, 512)
+	if n.Weights == ([NumPriorities]int{}) {
+		n.Weights = DefaultWeights
+	}
+	def(&n.MaxIncomingStreams, 4096)
+	def(&n.InitialStreamWindow, 256<<10)
+	def(&n.MaxStreamWindow, 8<<20)
+	def(&n.InitialSessionWindow, 1<<20)
+	def(&n.MaxSessionWindow, 32<<20)
+	def(&n.SendBufferSize, 1<<20)
+	defD(&n.HandshakeTimeout, 10*time.Second)
+	def(&n.DialAttempts, 3)
+	defD(&n.IdleTimeout, 30*time.Second)
+	defD(&n.KeepAlivePeriod, n.IdleTimeout/3)
+	defD(&n.DrainTimeout, 5*time.Second)
+	defD(&n.MaxAckDelay, 10*time.Millisecond)
+	defD(&n.LinkQualityInterval, time.Second)
+	def(&n.InitialWindow, 32)
+	def(&n.MaxEmulatedFlows, 64)
+	def(&n.MaxPendingHandshakes, 256)
+	if n.KeyUpdateInterval == 0 {
+		n.KeyUpdateInterval = 1 << 20
+	}
+	if n.Congestion == nil {
+		iw, mf := n.InitialWindow, n.MaxEmulatedFlows
+		n.Congestion = func() CongestionController { return NewMulTCP(iw, mf, 1<<16) }
+	}
+	switch {
+	case n.MaxPacketSize < minPacketSize || n.MaxPacketSize > maxPacketSizeLimit:
+		return nil, fmt.Errorf("tmp: MaxPacketSize %d out of range [%d, %d]", n.MaxPacketSize, minPacketSize, maxPacketSizeLimit)
+	case n.SubPacketSize < 64 || n.SubPacketSize > n.MaxPacketSize-shortHdrLen-aeadOverhead-16:
+		return nil, fmt.Errorf("tmp: SubPacketSize %d out of range [64, %d]", n.SubPacketSize, n.MaxPacketSize-shortHdrLen-aeadOverhead-16)
+	case n.InitialStreamWindow > n.MaxStreamWindow || n.InitialSessionWindow > n.MaxSessionWindow:
+		return nil, errors.New("tmp: initial window larger than maximum window")
+	case n.MaxIncomingStreams < 0 || n.MaxIncomingStreams > 1<<20:
+		return nil, fmt.Errorf("tmp: MaxIncomingStreams %d out of range [0, %d]", n.MaxIncomingStreams, 1<<20)
+	}
+	for p, w := range n.Weights {
+		if w <= 0 || w > 1<<16 {
+			return nil, fmt.Errorf("tmp: weight of priority %d is %d; weights must be in [1, 65536] so that no priority starves", p, w)
+		}
+	}
+	return &n, nil
+}
+
+func (c *Config) transportParams() *transportParams {
+	return &transportParams{
+		InitialMaxStreamData: uint64(c.InitialStreamWindow),
+		InitialMaxData:       uint64(c.InitialSessionWindow),
+		MaxStreams:           uint64(c.MaxIncomingStreams),
+		MaxPacketSize:        uint64(c.MaxPacketSize),
+		IdleTimeout:          c.IdleTimeout,
+		MaxAckDelay:          c.MaxAckDelay,
+	}
+}

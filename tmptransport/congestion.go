@@ -1,0 +1,155 @@
+package tmptransport
+
+import (
+	"math"
+	"time"
+)
+
+// CongestionController decides how many packets may be in flight. It sits
+// behind an interface, as in quic-go's internal/congestion, so that other
+// controllers can be swapped in through Config.Congestion and compared.
+// All methods are called with the session lock held, from one goroutine at a
+// time.
+type CongestionController interface {
+	// SetFlows tells the controller how many streams the session is
+	// carrying; a multi-flow controller claims bandwidth like that many flows.
+	SetFlows(n int)
+	// OnPacketSent is called for each ack-eliciting packet sent.
+	OnPacketSent(now time.Time, pn uint64, bytes int)
+	// OnPacketAcked is called for each newly acknowledged ack-eliciting packet.
+	OnPacketAcked(now time.Time, pn uint64, bytes int, rtt *RTTSnapshot)
+	// OnPacketLost is called for each packet declared lost.
+	OnPacketLost(now time.Time, pn uint64, bytes int, rtt *RTTSnapshot)
+	// OnRetransmissionTimeout is called when a probe timeout fires.
+	OnRetransmissionTimeout(now time.Time)
+	// Window returns the congestion window in packets.
+	Window() int
+	// PacingRate returns the pacing rate in bytes per second.
+	PacingRate(rtt *RTTSnapshot, packetSize int) float64
+	// InSlowStart reports whether the controller is in slow start.
+	InSlowStart() bool
+}
+
+// RTTSnapshot is the RTT estimate a controller sees.
+type RTTSnapshot struct {
+	Smoothed, Min, Latest time.Duration
+}
+
+// MulTCP emulates N TCP NewReno flows in one window (Crowcroft & Oechslin,
+// "Differentiated end-to-end Internet services using a weighted proportional
+// fair sharing TCP", 1998), N being the number of streams the session hosts.
+// In congestion avoidance it grows by N packets per RTT, and on loss it backs
+// off by 1/(2N) instead of 1/2. The window never falls below N (seed: "A TMP
+// should not go down to a window size of less than the number of TCP
+// connections that it is hosting").
+type MulTCP struct {
+	cwnd, ssthresh float64
+	flows          int
+	maxFlows       int
+	maxWindow      float64
+	// recoveryEnd: losses of packets sent before it belong to the same
+	// congestion event (one back-off per RTT, RFC 6582's NewReno rule).
+	recoveryEnd uint64
+	inRecovery  bool
+	largestSent uint64
+}
+
+// NewMulTCP returns a MulTCP controller with the given initial window in
+// packets and a cap on the number of flows it emulates.
+func NewMulTCP(initialWindow, maxFlows, maxWindow int) *MulTCP {
+	return &MulTCP{
+		cwnd:      float64(initialWindow),
+		ssthresh:  math.Inf(1),
+		flows:     1,
+		maxFlows:  maxFlows,
+		maxWindow: float64(maxWindow),
+	}
+}
+
+func (m *MulTCP) SetFlows(n int) {
+	m.flows = min(max(n, 1), m.maxFlows)
+	if m.cwnd < float64(m.flows) {
+		m.cwnd = float64(m.flows)
+	}
+}
+
+func (m *MulTCP) OnPacketSent(_ time.Time, pn uint64, _ int) { m.largestSent = pn }
+
+func (m *MulTCP) OnPacketAcked(_ time.Time, pn uint64, _ int, _ *RTTSnapshot) {
+	if m.inRecovery && pn >= m.recoveryEnd {
+		m.inRecovery = false
+	}
+	if m.inRecovery {
+		return
+	}
+	if m.cwnd < m.ssthresh {
+		m.cwnd++ // slow start: double per RTT
+	} else {
+		m.cwnd += float64(m.flows) / m.cwnd // N packets per RTT
+	}
+	m.cwnd = min(m.cwnd, m.maxWindow)
+}
+
+func (m *MulTCP) OnPacketLost(_ time.Time, pn uint64, _ int, _ *RTTSnapshot) {
+	if m.inRecovery && pn < m.recoveryEnd {
+		return
+	}
+	n := float64(m.flows)
+	m.cwnd = max(m.cwnd*(1-1/(2*n)), n, 2)
+	m.ssthresh = m.cwnd
+	m.inRecovery = true
+	m.recoveryEnd = m.largestSent + 1
+}
+
+func (m *MulTCP) OnRetransmissionTimeout(time.Time) {
+	// Persistent loss: fall back to the floor, but never below N.
+	m.ssthresh = max(m.cwnd/2, float64(m.flows), 2)
+	m.cwnd = max(float64(m.flows), 2)
+}
+
+func (m *MulTCP) Window() int { return int(m.cwnd) }
+
+func (m *MulTCP) InSlowStart() bool { return m.cwnd < m.ssthresh }
+
+// PacingRate spreads a window over the RTT, with headroom (RFC 9002 §7.7
+// suggests N = 1.25; slow start uses 2 so pacing does not slow the doubling).
+func (m *MulTCP) PacingRate(rtt *RTTSnapshot, packetSize int) float64 {
+	srtt := rtt.Smoothed
+	if srtt <= 0 {
+		srtt = initialRTT
+	}
+	gain := 1.25
+	if m.InSlowStart() {
+		gain = 2
+	}
+	return gain * m.cwnd * float64(packetSize) / srtt.Seconds()
+}
+
+// pacer is a token bucket that releases packets at the controller's pacing
+// rate, with bursts of up to maxBurst packets.
+type pacer struct {
+	tokens   float64 // bytes
+	last     time.Time
+	maxBurst float64
+}
+
+// allow reports when the next packet of size bytes may leave: zero means now.
+func (p *pacer) delay(now time.Time, rate float64, size int) time.Duration {
+	if rate <= 0 {
+		return 0
+	}
+	burst := max(p.maxBurst, rate*0.002) // never less than 2 ms of data
+	if p.last.IsZero() {
+		p.tokens = burst
+	} else {
+		p.tokens = min(burst, p.tokens+rate*now.Sub(p.last).Seconds())
+	}
+	p.last = now
+	if p.tokens >= float64(size) {
+		return 0
+	}
+	need := (float64(size) - p.tokens) / rate
+	return max(time.Duration(need*float64(time.Second)), 200*time.Microsecond)
+}
+
+func (p *pacer) onSent(size int) { p.tokens -= float64(size) }

@@ -1,0 +1,341 @@
+package tmptransport
+
+import "time"
+
+// sendLocked builds the packets that may leave now and returns them; run
+// writes them after releasing the lock.
+func (s *Session) sendLocked(now time.Time, out [][]byte) [][]byte {
+	if s.dead {
+		return out
+	}
+	if s.closeFrame != nil {
+		for i := 0; i < 2; i++ { // twice: a lost CLOSE would leave the peer waiting for its idle timeout
+			if p := s.buildClosePacket(now); p != nil {
+				out = append(out, p)
+			}
+		}
+		s.dead = true
+		return out
+	}
+	if s.hs != nil && (!s.established || (s.isClient && !s.confirmed)) {
+		out = s.sendHandshakeLocked(now, out)
+	}
+	if s.established {
+		out = s.sendAppLocked(now, out)
+	}
+	return out
+}
+
+func (s *Session) buildClosePacket(now time.Time) []byte {
+	if s.keys != nil {
+		pkt, hdr := s.startShort(now)
+		pkt = s.closeFrame.appendTo(pkt)
+		return s.finishShort(pkt, hdr)
+	}
+	pkt := appendLongHeader(getBuf(s.maxPacket+aeadOverhead), packetInitial, s.id, s.hsPN)
+	s.hsPN++
+	return s.closeFrame.appendTo(pkt)
+}
+
+func (s *Session) hsHasUnsent() bool {
+	if s.hs == nil {
+		return false
+	}
+	for i := range s.hs.sendBuf {
+		if len(s.hs.sendBuf[i]) > s.hsSent[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// sendHandshakeLocked sends the whole unconfirmed flight (SPEC.md §5).
+func (s *Session) sendHandshakeLocked(now time.Time, out [][]byte) [][]byte {
+	due := s.hsResendNow || s.hsHasUnsent() || (!s.hsNext.IsZero() && !now.Before(s.hsNext))
+	if !due {
+		return out
+	}
+	hs := s.hs
+	room := s.cfg.MaxPacketSize - longHeaderLen - aeadOverhead
+	for lvl := 0; lvl < 2; lvl++ {
+		data := hs.sendBuf[lvl]
+		if len(data) == 0 || (lvl == 1 && hs.hsWrite == nil) {
+			continue
+		}
+		for _, payload := range appendCryptoFrames(data, room) {
+			typ := uint8(packetInitial)
+			if lvl == 1 {
+				typ = packetHandshake
+			}
+			pkt := appendLongHeader(getBuf(s.cfg.MaxPacketSize+aeadOverhead), typ, s.id, s.hsPN)
+			pkt = append(pkt, payload...)
+			if lvl == 0 && s.isClient {
+				// RFC 9000 §14.1: a padded first flight limits what a
+				// spoofed source address can make the server send.
+				if pad := minPacketSize - len(pkt); pad > 0 {
+					pkt = paddingFrame{n: pad}.appendTo(pkt)
+				}
+			} else if lvl == 1 {
+				pkt = hs.hsWrite.sealInPlace(pkt, longHeaderLen, s.hsPN)
+			}
+			s.hsPN++
+			if !s.isClient && s.hsSentBytes+len(pkt) > 3*s.hsRecvBytes {
+				// RFC 9000 §8.1 anti-amplification: at most 3× what the
+				// unvalidated client sent.
+				putBuf(pkt)
+				break
+			}
+			s.hsSentBytes += len(pkt)
+			out = append(out, pkt)
+		}
+		s.hsSent[lvl] = len(data)
+	}
+	s.hsResendNow = false
+	s.hsNext = now.Add(s.hsRTO)
+	return out
+}
+
+func (s *Session) maxPayload() int { return s.maxPacket - shortHdrLen - aeadOverhead }
+
+func (s *Session) startShort(now time.Time) ([]byte, int) {
+	pkt := getBuf(s.maxPacket + aeadOverhead)
+	pkt = appendShortHeader(pkt, s.keys.writePhase, s.id, s.pn, uint32(now.UnixMicro()))
+	return pkt, len(pkt)
+}
+
+func (s *Session) finishShort(pkt []byte, hdrLen int) []byte {
+	pn := s.pn
+	s.pn++
+	s.keys.sentInPhase++
+	return s.keys.write.sealInPlace(pkt, hdrLen, pn)
+}
+
+func (s *Session) hasControlLocked() bool {
+	return s.hsDoneQueue || s.maxDataQ || s.maxStreamsQ || s.pingQueued || len(s.ctrl) > 0
+}
+
+func (s *Session) blendHasData() bool {
+	for p := range s.blend.rings {
+		if s.blend.rings[p].nReady > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// sendAppLocked builds 1-RTT packets: ACK first, then control frames, then
+// stream sub-packets from the blender, within the congestion window and the
+// pacing rate.
+func (s *Session) sendAppLocked(now time.Time, out [][]byte) [][]byte {
+	snap := s.rttSnapshot()
+	for len(out) < maxPacketsPerRound {
+		ackNow := s.recv.ackDue(now)
+		probe := s.probes > 0
+		cwndOK := s.sent.bytesInFlight+s.maxPacket <= s.cc.Window()*s.maxPacket
+		wantAE := s.hasControlLocked() || s.blendHasData()
+		sendAE := wantAE && (cwndOK || probe)
+		if sendAE && !probe {
+			if d := s.pace.delay(now, s.cc.PacingRate(&snap, s.maxPacket), s.maxPacket); d > 0 {
+				s.pacedUntil = now.Add(d)
+				sendAE = false
+			} else {
+				s.pacedUntil = time.Time{}
+			}
+		}
+		if !sendAE && !ackNow && !probe && !s.qualityQ {
+			break
+		}
+		pkt, hdrLen := s.startShort(now)
+		limit := hdrLen + s.maxPayload()
+		if s.recv.ackPending > 0 || ackNow {
+			if f := s.recv.buildAck(now); f != nil {
+				pkt = f.appendTo(pkt)
+			}
+		}
+		var frames []sentFrame
+		ae := false
+		if s.qualityQ && len(pkt)+64 < limit {
+			s.qualityQ = false
+			f := s.quality.report(now, s.cc.Window(), s.rtt.srtt())
+			pkt = f.appendTo(pkt)
+		}
+		if sendAE {
+			pkt = s.appendControl(pkt, limit, &frames)
+			pkt = s.appendStreamData(pkt, limit, &frames)
+			ae = len(frames) > 0
+		}
+		if probe && !ae {
+			pkt = pingFrame{}.appendTo(pkt)
+			frames = append(frames, sentFrame{kind: sfPing})
+			ae = true
+		}
+		if len(pkt) == hdrLen {
+			putBuf(pkt)
+			break
+		}
+		pn := s.pn
+		pkt = s.finishShort(pkt, hdrLen)
+		sp := &sentPacket{pn: pn, sent: now, size: len(pkt), ackEliciting: ae, frames: frames}
+		s.sent.onSent(sp)
+		s.counters.packetsSent++
+		s.counters.bytesSent += uint64(len(pkt))
+		s.quality.sentBytesInIntvl += uint64(len(pkt))
+		s.lastSent = now
+		if ae {
+			s.lastAESent = now
+			s.cc.OnPacketSent(now, pn, len(pkt))
+			if probe {
+				s.probes--
+			} else {
+				s.pace.onSent(len(pkt))
+			}
+		}
+		out = append(out, pkt)
+	}
+	if s.confirmed && s.keys.sentInPhase >= s.cfg.KeyUpdateInterval {
+		if err := s.keys.initiateUpdate(); err != nil {
+			s.closeLocked(err, true)
+		}
+	}
+	return out
+}
+
+// appendControl adds queued control frames that fit.
+func (s *Session) appendControl(pkt []byte, limit int, frames *[]sentFrame) []byte {
+	const maxCtrl = 40 // the largest control frame, encoded
+	fits := func() bool { return len(pkt)+maxCtrl <= limit }
+	if s.hsDoneQueue && fits() {
+		s.hsDoneQueue = false
+		pkt = handshakeDoneFrame{}.appendTo(pkt)
+		*frames = append(*frames, sentFrame{kind: sfHandshakeDone})
+	}
+	if s.maxDataQ && fits() {
+		s.maxDataQ = false
+		pkt = (&maxDataFrame{Max: s.recvMax}).appendTo(pkt)
+		*frames = append(*frames, sentFrame{kind: sfMaxData})
+	}
+	if s.maxStreamsQ && fits() {
+		s.maxStreamsQ = false
+		pkt = (&maxStreamsFrame{Max: s.maxStreamsAdv}).appendTo(pkt)
+		*frames = append(*frames, sentFrame{kind: sfMaxStreams})
+	}
+	if s.pingQueued && fits() {
+		s.pingQueued = false
+		pkt = pingFrame{}.appendTo(pkt)
+		*frames = append(*frames, sentFrame{kind: sfPing})
+	}
+	i := 0
+	for ; i < len(s.ctrl) && len(pkt)+4*maxCtrl <= limit; i++ {
+		st := s.ctrl[i]
+		st.ctrlListed = false
+		if st.openQueued {
+			st.openQueued = false
+			var flags uint64
+			if st.compress {
+				flags |= openFlagZstd
+			}
+			pkt = (&streamOpenFrame{StreamID: st.id, Priority: uint8(st.prio), Flags: flags}).appendTo(pkt)
+			*frames = append(*frames, sentFrame{kind: sfStreamOpen, stream: st})
+		}
+		if st.resetQueued {
+			st.resetQueued = false
+			pkt = (&resetStreamFrame{StreamID: st.id, Code: st.sendReset.Code, FinalSize: st.resetFinal}).appendTo(pkt)
+			*frames = append(*frames, sentFrame{kind: sfReset, stream: st})
+		}
+		if st.stopQueued {
+			st.stopQueued = false
+			pkt = (&stopSendingFrame{StreamID: st.id, Code: StreamCancelled}).appendTo(pkt)
+			*frames = append(*frames, sentFrame{kind: sfStopSending, stream: st})
+		}
+		if st.maxDataQueued {
+			st.maxDataQueued = false
+			pkt = (&maxStreamDataFrame{StreamID: st.id, Max: st.recvMax}).appendTo(pkt)
+			*frames = append(*frames, sentFrame{kind: sfMaxStreamData, stream: st})
+		}
+	}
+	n := copy(s.ctrl, s.ctrl[i:])
+	for j := n; j < len(s.ctrl); j++ {
+		s.ctrl[j] = nil
+	}
+	s.ctrl = s.ctrl[:n]
+	return pkt
+}
+
+// maxStreamFrameOverhead bounds a STREAM frame header: type, and three
+// varints of at most 8 bytes.
+const maxStreamFrameOverhead = 1 + 8 + 8 + 4
+
+// appendStreamData fills the rest of the packet with sub-packets chosen by
+// the blender (seed step 6: the packet is sent when full or when no more data
+// is ready).
+func (s *Session) appendStreamData(pkt []byte, limit int, frames *[]sentFrame) []byte {
+	for {
+		room := limit - len(pkt) - maxStreamFrameOverhead
+		if room < 32 {
+			return pkt
+		}
+		e, n := s.blend.next(room)
+		if e == nil {
+			return pkt
+		}
+		st := e.src.(*Stream)
+		f, retrans := s.popStreamFrame(st, uint64(n))
+		if f == nil {
+			s.blend.unready(e)
+			continue
+		}
+		pkt = f.appendTo(pkt)
+		*frames = append(*frames, sentFrame{kind: sfStreamData, stream: st, offset: f.Offset, length: uint64(len(f.Data)), fin: f.Fin})
+		if !retrans {
+			s.counters.streamBytesSent += uint64(len(f.Data))
+		}
+		s.blend.charge(e, max(len(f.Data), 1))
+		if !st.entry.ready && st.sb.unsent() > 0 && s.sendWindowLeft() == 0 && !st.blockedByWin {
+			st.blockedByWin = true
+			s.blocked = append(s.blocked, st)
+		}
+	}
+}
+
+// popStreamFrame takes the next sub-packet of a stream: lost bytes first,
+// then new bytes within both flow-control windows.
+func (s *Session) popStreamFrame(st *Stream, n uint64) (*streamFrame, bool) {
+	if off, data, ok := st.sb.popRetransmit(n); ok {
+		end := off + uint64(len(data))
+		fin := st.sb.finQueued && !st.sb.finAcked && end == st.sb.end() && st.sb.next == end
+		if fin {
+			st.sb.finSent, st.sb.finLost = true, false
+		}
+		return &streamFrame{StreamID: st.id, Offset: off, Data: data, Fin: fin}, true
+	}
+	limit := min(st.peerMax, st.sb.next+s.sendWindowLeft())
+	off, data := st.sb.popNew(n, limit)
+	s.sentData += uint64(len(data))
+	fin := st.sb.finPending()
+	if len(data) == 0 && !fin {
+		return nil, false
+	}
+	if fin {
+		st.sb.finSent, st.sb.finLost = true, false
+	}
+	return &streamFrame{StreamID: st.id, Offset: off, Data: data, Fin: fin}, false
+}
+
+// onPTOLocked handles a probe timeout (RFC 9002 §6.2.4): send up to two
+// ack-eliciting probes, carrying the oldest unacknowledged stream data again
+// so that a lost tail is repaired within one probe.
+func (s *Session) onPTOLocked(now time.Time) {
+	s.ptoCount++
+	s.probes = 2
+	if s.ptoCount >= 3 {
+		s.cc.OnRetransmissionTimeout(now)
+	}
+	for _, p := range s.sent.packets {
+		if p.acked || p.lost || !p.ackEliciting {
+			continue
+		}
+		s.onFramesLost(p)
+		break
+	}
+	s.lastAESent = now // restart the PTO clock from this probe
+}

@@ -1,0 +1,408 @@
+package tmptransport
+
+import (
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Stream is one bidirectional byte stream of a session. It implements
+// net.Conn, plus CloseWrite (half-close) and Reset. Streams are cheap: no
+// goroutine and no buffer exist until data flows, so a session can hold tens
+// of thousands of idle streams.
+//
+// All state is guarded by the session's lock; the blocking calls wait on the
+// stream's own channels so that a slow reader never blocks another stream.
+type Stream struct {
+	id       uint64
+	sess     *Session
+	prio     Priority
+	compress bool
+	entry    blendEntry
+	local    bool // opened by this end
+
+	// Send side.
+	sb            sendBuffer
+	peerMax       uint64 // peer's MAX_STREAM_DATA
+	writeClosed   bool
+	sendReset     *StreamError // set when we reset or the peer sent STOP_SENDING
+	resetQueued   bool
+	resetAcked    bool
+	resetFinal    uint64
+	openQueued    bool
+	stopQueued    bool
+	maxDataQueued bool
+	ctrlListed    bool // on the session's control list
+
+	// Receive side.
+	rb           recvBuffer
+	recvMax      uint64 // our advertised MAX_STREAM_DATA
+	recvWindow   uint64 // current window size (auto-tuned)
+	lastUpdate   time.Time
+	readClosed   bool
+	recvReset    *StreamError
+	peerOpened   bool // STREAM_OPEN received (peer-initiated streams)
+	accepted     bool
+	finished     bool
+	blockedByWin bool // on the session's blocked list
+
+	readCh, writeCh             chan struct{}
+	readDeadline, writeDeadline time.Time
+
+	// zstd (opted into by the opener; both directions).
+	zmu sync.Mutex
+	zw  *zstd.Encoder
+	zr  *zstd.Decoder
+}
+
+func newStream(sess *Session, id uint64, prio Priority, local bool) *Stream {
+	s := &Stream{
+		id:         id,
+		sess:       sess,
+		prio:       prio,
+		local:      local,
+		peerMax:    sess.peerParams.InitialMaxStreamData,
+		recvWindow: uint64(sess.cfg.InitialStreamWindow),
+		readCh:     make(chan struct{}, 1),
+		writeCh:    make(chan struct{}, 1),
+	}
+	s.recvMax = s.recvWindow
+	s.entry = blendEntry{src: s, prio: int(prio)}
+	return s
+}
+
+// ID returns the stream ID: even for streams the client opened, odd for the
+// server's.
+func (s *Stream) ID() uint64 { return s.id }
+
+// Priority returns the stream's blender priority.
+func (s *Stream) Priority() Priority { return s.prio }
+
+// Compressed reports whether the stream's bytes are zstd-compressed on the wire.
+func (s *Stream) Compressed() bool { return s.compress }
+
+// Session returns the session that carries the stream.
+func (s *Stream) Session() *Session { return s.sess }
+
+func (s *Stream) LocalAddr() net.Addr  { return s.sess.LocalAddr() }
+func (s *Stream) RemoteAddr() net.Addr { return s.sess.RemoteAddr() }
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// blendPending implements blendSource: bytes sendable now, counting lost bytes
+// and new bytes the flow-control windows allow. A lone FIN counts as one byte
+// so that the blender schedules it.
+func (s *Stream) blendPending() int {
+	if s.sendReset != nil {
+		return 0
+	}
+	n := s.sb.pendingRetransmit()
+	if u := s.sb.unsent(); u > 0 {
+		lim := min(s.peerMax, s.sb.next+s.sess.sendWindowLeft())
+		if lim > s.sb.next {
+			n += min(u, lim-s.sb.next)
+		}
+	}
+	if n == 0 && s.sb.finPending() {
+		return 1
+	}
+	return int(min(n, 1<<30))
+}
+
+// Read reads stream data. It returns io.EOF after the peer's FIN.
+func (s *Stream) Read(p []byte) (int, error) {
+	if s.compress {
+		s.zmu.Lock()
+		defer s.zmu.Unlock()
+		if s.zr == nil {
+			d, err := zstd.NewReader(rawReader{s}, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(1<<20))
+			if err != nil {
+				return 0, err
+			}
+			s.zr = d
+		}
+		return s.zr.Read(p)
+	}
+	return s.rawRead(p)
+}
+
+type rawReader struct{ s *Stream }
+
+func (r rawReader) Read(p []byte) (int, error) { return r.s.rawRead(p) }
+
+type rawWriter struct{ s *Stream }
+
+func (w rawWriter) Write(p []byte) (int, error) { return w.s.rawWrite(p) }
+
+func (s *Stream) rawRead(p []byte) (int, error) {
+	sess := s.sess
+	for {
+		sess.mu.Lock()
+		n, err := s.readLocked(p)
+		dl := s.readDeadline
+		sess.mu.Unlock()
+		if n > 0 || err != nil || len(p) == 0 {
+			return n, err
+		}
+		if err := s.wait(s.readCh, dl); err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (s *Stream) readLocked(p []byte) (int, error) {
+	if s.recvReset != nil {
+		return 0, s.recvReset
+	}
+	if s.readClosed {
+		return 0, net.ErrClosed
+	}
+	if s.rb.readable() {
+		n := s.rb.read(p)
+		s.sess.onConsumed(s, uint64(n))
+		return n, nil
+	}
+	if s.rb.atEOF() {
+		s.sess.maybeFinish(s)
+		return 0, io.EOF
+	}
+	if err := s.sess.closeErr; err != nil {
+		return 0, err
+	}
+	return 0, nil
+}
+
+func (s *Stream) wait(ch chan struct{}, deadline time.Time) error {
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		d := time.Until(deadline)
+		if d <= 0 {
+			return errDeadline
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-ch:
+	case <-s.sess.closed:
+	case <-timeout:
+		return errDeadline
+	}
+	return nil
+}
+
+// Write writes stream data; it blocks while the stream's send buffer is full.
+func (s *Stream) Write(p []byte) (int, error) {
+	if s.compress {
+		s.zmu.Lock()
+		defer s.zmu.Unlock()
+		if s.zw == nil {
+			e, err := zstd.NewWriter(rawWriter{s}, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20), zstd.WithEncoderLevel(zstd.SpeedFastest))
+			if err != nil {
+				return 0, err
+			}
+			s.zw = e
+		}
+		n, err := s.zw.Write(p)
+		if err != nil {
+			return n, err
+		}
+		// Flush per Write: a request or response must not sit in the encoder.
+		return n, s.zw.Flush()
+	}
+	return s.rawWrite(p)
+}
+
+func (s *Stream) rawWrite(p []byte) (int, error) {
+	sess := s.sess
+	written := 0
+	for len(p) > 0 {
+		sess.mu.Lock()
+		if err := s.writeErrLocked(); err != nil {
+			sess.mu.Unlock()
+			return written, err
+		}
+		room := sess.cfg.SendBufferSize - s.sb.buffered()
+		if room > 0 {
+			n := min(room, len(p))
+			s.sb.write(p[:n])
+			p = p[n:]
+			written += n
+			sess.blend.update(&s.entry)
+			sess.wakeLocked()
+		}
+		dl := s.writeDeadline
+		sess.mu.Unlock()
+		if len(p) == 0 {
+			break
+		}
+		if err := s.wait(s.writeCh, dl); err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+func (s *Stream) writeErrLocked() error {
+	if s.sendReset != nil {
+		return s.sendReset
+	}
+	if s.writeClosed {
+		return ErrWriteClosed
+	}
+	return s.sess.closeErr
+}
+
+// CloseWrite half-closes the stream: the peer reads EOF after the data
+// written so far. Reading continues.
+func (s *Stream) CloseWrite() error {
+	if s.compress {
+		s.zmu.Lock()
+		if s.zw != nil {
+			err := s.zw.Close()
+			s.zw = nil
+			if err != nil {
+				s.zmu.Unlock()
+				return err
+			}
+		} else if err := s.writeEmptyZstdFrame(); err != nil {
+			s.zmu.Unlock()
+			return err
+		}
+		s.zmu.Unlock()
+	}
+	sess := s.sess
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if s.writeClosed || s.sendReset != nil {
+		return nil
+	}
+	s.writeClosed = true
+	s.sb.finQueued = true
+	sess.blend.update(&s.entry)
+	sess.wakeLocked()
+	return nil
+}
+
+// writeEmptyZstdFrame makes a compressed stream that never wrote still carry
+// a valid (empty) zstd stream, so the peer's decoder sees a clean EOF.
+func (s *Stream) writeEmptyZstdFrame() error {
+	e, err := zstd.NewWriter(rawWriter{s}, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	return e.Close()
+}
+
+// CloseRead tells the peer to stop sending (STOP_SENDING) and discards what
+// arrives.
+func (s *Stream) CloseRead() error {
+	sess := s.sess
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	s.closeReadLocked(StreamCancelled)
+	return nil
+}
+
+func (s *Stream) closeReadLocked(code ErrorCode) {
+	if s.readClosed {
+		return
+	}
+	s.readClosed = true
+	unread := uint64(s.rb.buffered)
+	s.rb.discard()
+	s.sess.creditSession(unread)
+	if !s.rb.atEOF() && s.recvReset == nil && !s.rb.hasFinal {
+		s.stopQueued = true
+		s.sess.queueStreamControl(s)
+	}
+	signal(s.readCh)
+	s.sess.maybeFinish(s)
+}
+
+// Close closes the stream for writing (FIN after buffered data) and for
+// reading. Buffered data is still delivered to the peer.
+func (s *Stream) Close() error {
+	err := s.CloseWrite()
+	s.CloseRead()
+	if s.zr != nil {
+		s.zmu.Lock()
+		s.zr.Close()
+		s.zmu.Unlock()
+	}
+	return err
+}
+
+// Reset aborts both directions with an error code: buffered data is dropped
+// and the peer's reads and writes fail with a StreamError.
+func (s *Stream) Reset(code ErrorCode) {
+	sess := s.sess
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	s.resetLocked(code, false)
+	s.closeReadLocked(code)
+}
+
+func (s *Stream) resetLocked(code ErrorCode, remote bool) {
+	if s.sendReset != nil || s.sb.finAcked {
+		return
+	}
+	s.sendReset = &StreamError{StreamID: s.id, Code: code, Remote: remote}
+	s.resetFinal = s.sb.next
+	s.sb.discard()
+	s.resetQueued = true
+	s.sess.blend.unready(&s.entry)
+	s.sess.queueStreamControl(s)
+	signal(s.writeCh)
+}
+
+func (s *Stream) SetDeadline(t time.Time) error {
+	s.SetReadDeadline(t)
+	return s.SetWriteDeadline(t)
+}
+
+func (s *Stream) SetReadDeadline(t time.Time) error {
+	s.sess.mu.Lock()
+	s.readDeadline = t
+	s.sess.mu.Unlock()
+	signal(s.readCh)
+	return nil
+}
+
+func (s *Stream) SetWriteDeadline(t time.Time) error {
+	s.sess.mu.Lock()
+	s.writeDeadline = t
+	s.sess.mu.Unlock()
+	signal(s.writeCh)
+	return nil
+}
+
+// sendDone reports whether the send side needs nothing more.
+func (s *Stream) sendDone() bool {
+	if s.sendReset != nil {
+		return s.resetAcked
+	}
+	return s.sb.finAcked
+}
+
+// recvDone reports whether the receive side needs nothing more.
+func (s *Stream) recvDone() bool {
+	if s.recvReset != nil {
+		return true
+	}
+	if s.readClosed {
+		return s.rb.hasFinal
+	}
+	return s.rb.atEOF()
+}
+
+var _ net.Conn = (*Stream)(nil)

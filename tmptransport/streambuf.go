@@ -1,0 +1,247 @@
+package tmptransport
+
+// sendBuffer holds a stream's outgoing bytes from the lowest unacknowledged
+// offset to the last byte written, and tracks what was sent, acknowledged and
+// lost. Lost ranges are resent before new data: repair is per byte range, not
+// per packet.
+type sendBuffer struct {
+	base       uint64 // offset of data[0]; everything below is acknowledged
+	data       []byte
+	next       uint64   // next never-sent offset
+	retransmit rangeSet // lost, not yet acknowledged, to be resent
+	acked      rangeSet // acknowledged ranges above base
+	finQueued  bool     // CloseWrite was called: FIN goes after the last byte
+	finSent    bool
+	finLost    bool
+	finAcked   bool
+}
+
+func (b *sendBuffer) end() uint64    { return b.base + uint64(len(b.data)) }
+func (b *sendBuffer) buffered() int  { return len(b.data) }
+func (b *sendBuffer) unsent() uint64 { return b.end() - b.next }
+func (b *sendBuffer) write(p []byte) { b.data = append(b.data, p...) }
+func (b *sendBuffer) slice(off, n uint64) []byte {
+	s := off - b.base
+	return b.data[s : s+n]
+}
+
+// finPending reports whether a FIN must still go out (first time or again).
+func (b *sendBuffer) finPending() bool {
+	return b.finQueued && !b.finAcked && (!b.finSent || b.finLost) && b.next == b.end()
+}
+
+// pendingRetransmit is the number of lost bytes waiting to be resent.
+func (b *sendBuffer) pendingRetransmit() uint64 { return b.retransmit.total() }
+
+// popRetransmit takes up to max lost bytes.
+func (b *sendBuffer) popRetransmit(max uint64) (off uint64, data []byte, ok bool) {
+	if b.retransmit.empty() {
+		return 0, nil, false
+	}
+	r := b.retransmit.first()
+	n := min(r.len(), max)
+	b.retransmit.remove(r.start, r.start+n)
+	return r.start, b.slice(r.start, n), true
+}
+
+// popNew takes up to max never-sent bytes below limit (flow control).
+func (b *sendBuffer) popNew(max, limit uint64) (off uint64, data []byte) {
+	avail := b.unsent()
+	if b.next+avail > limit {
+		if limit <= b.next {
+			return b.next, nil
+		}
+		avail = limit - b.next
+	}
+	n := min(avail, max)
+	off = b.next
+	data = b.slice(off, n)
+	b.next += n
+	return off, data
+}
+
+func (b *sendBuffer) onAcked(off, n uint64, fin bool) {
+	if fin {
+		b.finAcked = true
+		b.finLost = false
+	}
+	if n == 0 {
+		return
+	}
+	end := off + n
+	if end <= b.base {
+		return
+	}
+	off = max(off, b.base)
+	b.acked.add(off, end)
+	b.retransmit.remove(off, end)
+	if !b.acked.empty() && b.acked.first().start == b.base {
+		adv := b.acked.first().end - b.base
+		b.acked.dropFirst()
+		b.data = b.data[adv:]
+		b.base += adv
+		if len(b.data) == 0 {
+			b.data = nil // release the backing array of a drained buffer
+		}
+	}
+}
+
+func (b *sendBuffer) onLost(off, n uint64, fin bool) {
+	if fin && !b.finAcked {
+		b.finLost = true
+	}
+	end := off + n
+	if end <= b.base || n == 0 {
+		return
+	}
+	off = max(off, b.base)
+	b.retransmit.add(off, end)
+	for _, a := range b.acked.r {
+		if a.start >= end {
+			break
+		}
+		b.retransmit.remove(a.start, a.end)
+	}
+}
+
+// discard drops all data (stream reset).
+func (b *sendBuffer) discard() {
+	b.base = b.end()
+	b.data = nil
+	b.retransmit.clear()
+	b.acked.clear()
+}
+
+// recvBuffer reassembles a stream's incoming bytes. Out-of-order data is kept
+// in chunks; the number of gaps is bounded so that a hostile peer cannot make
+// us keep one allocation per byte.
+type recvBuffer struct {
+	readOff   uint64
+	chunks    []recvChunk // sorted, disjoint, all at or above readOff
+	have      rangeSet    // received ranges at or above readOff
+	highest   uint64      // highest offset received (flow control accounting)
+	finalSize uint64
+	hasFinal  bool
+	buffered  int
+}
+
+type recvChunk struct {
+	off  uint64
+	data []byte
+}
+
+const maxRecvGaps = 1024
+
+// insert stores data at off. It returns by how much the highest received
+// offset grew, which the session charges against flow control.
+func (b *recvBuffer) insert(off uint64, data []byte, fin bool) (grew uint64, err error) {
+	end := off + uint64(len(data))
+	if b.hasFinal && end > b.finalSize {
+		return 0, errorf(ProtocolViolation, "stream data beyond final size %d", b.finalSize)
+	}
+	if fin {
+		if b.hasFinal && b.finalSize != end {
+			return 0, errorf(ProtocolViolation, "final size changed from %d to %d", b.finalSize, end)
+		}
+		if end < b.highest {
+			return 0, errorf(ProtocolViolation, "final size %d below received data %d", end, b.highest)
+		}
+		b.hasFinal, b.finalSize = true, end
+	}
+	if end > b.highest {
+		grew = end - b.highest
+		b.highest = end
+	}
+	if end <= b.readOff || len(data) == 0 {
+		return grew, nil
+	}
+	if off < b.readOff {
+		data = data[b.readOff-off:]
+		off = b.readOff
+	}
+	// Store only the parts we do not have yet.
+	for off < end {
+		i := b.have.search(off + 1)
+		var segEnd uint64 = end
+		if i < len(b.have.r) && b.have.r[i].start <= off {
+			// off is covered: skip to the end of that range.
+			skip := b.have.r[i].end - off
+			if skip >= uint64(len(data)) {
+				break
+			}
+			data, off = data[skip:], off+skip
+			continue
+		}
+		if i < len(b.have.r) && b.have.r[i].start < end {
+			segEnd = b.have.r[i].start
+		}
+		n := segEnd - off
+		b.addChunk(off, append([]byte(nil), data[:n]...))
+		b.have.add(off, segEnd)
+		data, off = data[n:], segEnd
+	}
+	if len(b.have.r) > maxRecvGaps {
+		return grew, errorf(ProtocolViolation, "too many gaps in stream data")
+	}
+	return grew, nil
+}
+
+func (b *recvBuffer) addChunk(off uint64, d []byte) {
+	b.buffered += len(d)
+	n := len(b.chunks)
+	if n == 0 || b.chunks[n-1].off < off {
+		b.chunks = append(b.chunks, recvChunk{off, d})
+		return
+	}
+	lo, hi := 0, n
+	for lo < hi {
+		m := (lo + hi) / 2
+		if b.chunks[m].off < off {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	b.chunks = append(b.chunks, recvChunk{})
+	copy(b.chunks[lo+1:], b.chunks[lo:])
+	b.chunks[lo] = recvChunk{off, d}
+}
+
+// read copies contiguous bytes into p.
+func (b *recvBuffer) read(p []byte) int {
+	n := 0
+	for n < len(p) && len(b.chunks) > 0 && b.chunks[0].off == b.readOff {
+		c := &b.chunks[0]
+		k := copy(p[n:], c.data)
+		n += k
+		b.readOff += uint64(k)
+		b.buffered -= k
+		if k == len(c.data) {
+			b.chunks[0] = recvChunk{}
+			b.chunks = b.chunks[1:]
+			if len(b.chunks) == 0 {
+				b.chunks = nil
+			}
+		} else {
+			c.data = c.data[k:]
+			c.off += uint64(k)
+		}
+	}
+	if n > 0 {
+		b.have.remove(0, b.readOff)
+	}
+	return n
+}
+
+func (b *recvBuffer) readable() bool {
+	return len(b.chunks) > 0 && b.chunks[0].off == b.readOff
+}
+
+func (b *recvBuffer) atEOF() bool { return b.hasFinal && b.readOff == b.finalSize }
+
+// discard drops buffered data (the reader went away or the stream was reset).
+func (b *recvBuffer) discard() {
+	b.chunks = nil
+	b.have.clear()
+	b.buffered = 0
+}
