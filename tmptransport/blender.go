@@ -37,6 +37,10 @@ var DefaultWeights = [NumPriorities]int{16, 8, 4, 2, 1}
 type blendSource interface {
 	// blendPending returns the bytes this source could send right now.
 	blendPending() int
+	// blendIdle is called when the blender finds the source has nothing
+	// sendable and drops it from its ring; a source held back by flow control
+	// uses it to ask to be woken later.
+	blendIdle()
 }
 
 // blendEntry is the blender's bookkeeping for one source; it is an intrusive
@@ -231,6 +235,7 @@ func (b *blender) next(limit int) (*blendEntry, int) {
 			n := min(e.src.blendPending(), b.subPacket, limit)
 			if n <= 0 {
 				b.unready(e)
+				e.src.blendIdle()
 				continue
 			}
 			return e, n

@@ -51,6 +51,7 @@ type MulTCP struct {
 	// congestion event (one back-off per RTT, RFC 6582's NewReno rule).
 	recoveryEnd uint64
 	inRecovery  bool
+	backoffs    int // back-offs in the current recovery period
 	largestSent uint64
 }
 
@@ -90,15 +91,26 @@ func (m *MulTCP) OnPacketAcked(_ time.Time, pn uint64, _ int, _ *RTTSnapshot) {
 	m.cwnd = min(m.cwnd, m.maxWindow)
 }
 
+// OnPacketLost backs off by 1/(2N) per loss, for up to N losses per round
+// trip. N real TCP flows would each halve at most once per RTT, and the
+// losses of one RTT fall on different flows; backing off only once per RTT,
+// as a single NewReno does, would make the aggregate far more aggressive
+// than N flows (it settles at a window of about 2N² packets whatever the loss
+// rate).
 func (m *MulTCP) OnPacketLost(_ time.Time, pn uint64, _ int, _ *RTTSnapshot) {
 	if m.inRecovery && pn < m.recoveryEnd {
-		return
+		if m.backoffs >= m.flows {
+			return
+		}
+	} else {
+		m.inRecovery = true
+		m.recoveryEnd = m.largestSent + 1
+		m.backoffs = 0
 	}
+	m.backoffs++
 	n := float64(m.flows)
 	m.cwnd = max(m.cwnd*(1-1/(2*n)), n, 2)
 	m.ssthresh = m.cwnd
-	m.inRecovery = true
-	m.recoveryEnd = m.largestSent + 1
 }
 
 func (m *MulTCP) OnRetransmissionTimeout(time.Time) {

@@ -63,6 +63,7 @@ func DialConn(ctx context.Context, conn net.PacketConn, remote net.Addr, cfg *Co
 }
 
 func dialConn(ctx context.Context, conn net.PacketConn, remote net.Addr, cfg *Config, owns bool) (*Session, error) {
+	tuneSocket(conn)
 	s := newSession(cfg, true, conn, remote, newSessionID(), nil)
 	s.ownsConn = owns
 	_, s.connectd = conn.(*net.UDPConn)
@@ -125,6 +126,8 @@ func (s *Session) readLoop(done chan struct{}) {
 		if addr != nil && !s.connectd && addr.String() != s.RemoteAddr().String() {
 			continue // not our peer
 		}
+		// The socket is this session's alone, so block rather than drop:
+		// the kernel's socket buffer is the queue.
 		buf := append(getBuf(n), scratch[:n]...)
 		select {
 		case s.recvCh <- datagram{buf, nil}:

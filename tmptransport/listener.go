@@ -64,6 +64,7 @@ func NewListener(conn net.PacketConn, cfg *Config) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	tuneSocket(conn)
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Listener{
 		cfg:       c,
@@ -168,6 +169,7 @@ func (l *Listener) dispatch(b []byte, addr net.Addr) {
 	case s.recvCh <- datagram{buf, addr}:
 	default:
 		putBuf(buf) // the session is overloaded: drop, as a router would
+		s.overloadDrops.Add(1)
 	}
 }
 

@@ -22,7 +22,9 @@ type Session struct {
 	connectd bool // conn is a connected UDP socket: use Write
 	ownsConn bool
 	remote   atomic.Pointer[net.Addr]
-	listener *Listener
+	// overloadDrops counts datagrams dropped because run fell behind.
+	overloadDrops atomic.Uint64
+	listener      *Listener
 
 	recvCh     chan datagram
 	wake       chan struct{}
@@ -127,7 +129,7 @@ func newSession(cfg *Config, isClient bool, conn net.PacketConn, remote net.Addr
 		isClient:   isClient,
 		id:         id,
 		conn:       conn,
-		recvCh:     make(chan datagram, 512),
+		recvCh:     make(chan datagram, 1024),
 		listener:   l,
 		wake:       make(chan struct{}, 1),
 		closed:     make(chan struct{}),
@@ -579,6 +581,7 @@ type Stats struct {
 	BytesSent, BytesReceived                  uint64
 	RetransmittedBytes                        uint64
 	DecryptFailures, ReplaysDropped           uint64
+	OverloadDrops                             uint64 // received but dropped: the session fell behind
 	KeyUpdates                                uint64
 
 	OpenStreams int
@@ -610,6 +613,7 @@ func (s *Session) Stats() Stats {
 		RetransmittedBytes: s.counters.retransmittedBytes,
 		DecryptFailures:    s.counters.decryptFailures,
 		ReplaysDropped:     s.counters.replays,
+		OverloadDrops:      s.overloadDrops.Load(),
 		OpenStreams:        len(s.streams),
 	}
 	if s.keys != nil {

@@ -262,11 +262,12 @@ func (s *Session) handleFrame(f frame, now time.Time) error {
 	case *maxDataFrame:
 		if f.Max > s.peerMaxData {
 			s.peerMaxData = f.Max
-			for _, st := range s.blocked {
+			blocked := s.blocked
+			s.blocked = nil
+			for _, st := range blocked {
 				st.blockedByWin = false
-				s.blend.update(&st.entry)
+				s.updateReady(st)
 			}
-			s.blocked = s.blocked[:0]
 		}
 	case *maxStreamDataFrame:
 		st, err := s.streamFor(f.StreamID, false)
@@ -275,7 +276,7 @@ func (s *Session) handleFrame(f frame, now time.Time) error {
 		}
 		if f.Max > st.peerMax {
 			st.peerMax = f.Max
-			s.blend.update(&st.entry)
+			s.updateReady(st)
 		}
 	case *maxStreamsFrame:
 		if f.Max > 1<<60 {
@@ -349,7 +350,7 @@ func (s *Session) handleStreamOpen(f *streamOpenFrame) error {
 		st.entry.prio = int(f.Priority)
 		s.blend.add(&st.entry)
 		if wasReady {
-			s.blend.update(&st.entry)
+			s.updateReady(st)
 		}
 	}
 	st.compress = f.Flags&openFlagZstd != 0
@@ -523,7 +524,7 @@ func (s *Session) onFramesLost(p *sentPacket) {
 			}
 			st.sb.onLost(f.offset, f.length, f.fin)
 			s.counters.retransmittedBytes += f.length
-			s.blend.update(&st.entry)
+			s.updateReady(st)
 		case sfStreamOpen:
 			if !st.finished {
 				st.openQueued = true

@@ -282,6 +282,7 @@ func (s *Session) appendStreamData(pkt []byte, limit int, frames *[]sentFrame) [
 		f, retrans := s.popStreamFrame(st, uint64(n))
 		if f == nil {
 			s.blend.unready(e)
+			s.noteBlocked(st)
 			continue
 		}
 		pkt = f.appendTo(pkt)
@@ -290,10 +291,23 @@ func (s *Session) appendStreamData(pkt []byte, limit int, frames *[]sentFrame) [
 			s.counters.streamBytesSent += uint64(len(f.Data))
 		}
 		s.blend.charge(e, max(len(f.Data), 1))
-		if !st.entry.ready && st.sb.unsent() > 0 && s.sendWindowLeft() == 0 && !st.blockedByWin {
-			st.blockedByWin = true
-			s.blocked = append(s.blocked, st)
-		}
+		s.noteBlocked(st)
+	}
+}
+
+// updateReady puts a stream into or out of its blender ring after its
+// sendable bytes changed.
+func (s *Session) updateReady(st *Stream) {
+	s.blend.update(&st.entry)
+	s.noteBlocked(st)
+}
+
+// noteBlocked remembers a stream that has data but is held back by the
+// session's flow-control window, so that MAX_DATA can wake it.
+func (s *Session) noteBlocked(st *Stream) {
+	if !st.entry.ready && !st.blockedByWin && st.sendReset == nil && st.sb.unsent() > 0 && s.sendWindowLeft() == 0 {
+		st.blockedByWin = true
+		s.blocked = append(s.blocked, st)
 	}
 }
 

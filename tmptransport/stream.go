@@ -117,6 +117,8 @@ func (s *Stream) blendPending() int {
 	return int(min(n, 1<<30))
 }
 
+func (s *Stream) blendIdle() { s.sess.noteBlocked(s) }
+
 // Read reads stream data. It returns io.EOF after the peer's FIN.
 func (s *Stream) Read(p []byte) (int, error) {
 	if s.compress {
@@ -237,7 +239,7 @@ func (s *Stream) rawWrite(p []byte) (int, error) {
 			s.sb.write(p[:n])
 			p = p[n:]
 			written += n
-			sess.blend.update(&s.entry)
+			sess.updateReady(s)
 			sess.wakeLocked()
 		}
 		dl := s.writeDeadline
@@ -288,7 +290,7 @@ func (s *Stream) CloseWrite() error {
 	}
 	s.writeClosed = true
 	s.sb.finQueued = true
-	sess.blend.update(&s.entry)
+	sess.updateReady(s)
 	sess.wakeLocked()
 	return nil
 }
@@ -391,7 +393,9 @@ func (s *Stream) sendDone() bool {
 	if s.sendReset != nil {
 		return s.resetAcked
 	}
-	return s.sb.finAcked
+	// The FIN may be acknowledged before earlier bytes that were lost: the
+	// send side is done only when every byte is acknowledged too.
+	return s.sb.finAcked && s.sb.base == s.sb.end()
 }
 
 // recvDone reports whether the receive side needs nothing more.
