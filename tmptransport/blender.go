@@ -124,6 +124,11 @@ func (b *blender) setReady(e *blendEntry) {
 	if !b.inRound[e.prio] && b.scale > 0 {
 		b.inRound[e.prio] = true
 		b.budget[e.prio] += b.weights[e.prio] * b.scale
+		if e.prio < b.pos {
+			// Go back to the top of the pass, so a more urgent ring that
+			// just woke up is served next.
+			b.pos = 0
+		}
 	}
 }
 
