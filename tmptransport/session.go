@@ -361,7 +361,7 @@ func (s *Session) closeLocked(err error, sendClose bool) {
 		if pe, ok := err.(*protoError); ok {
 			cf.Code = pe.code
 		} else if se, ok := err.(*SessionError); ok {
-			cf.Code = se.Code
+			cf.Code, cf.Reason = se.Code, se.Reason
 		}
 		if len(cf.Reason) > maxReasonLength {
 			cf.Reason = cf.Reason[:maxReasonLength]

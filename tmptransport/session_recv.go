@@ -167,7 +167,9 @@ func (s *Session) onHandshakeDoneLocked(now time.Time) {
 			s.listener.enqueue(s)
 		}
 	}
-	close(s.hsDone)
+	if !s.isClient {
+		close(s.hsDone)
+	}
 	s.wakeLocked()
 }
 
@@ -193,11 +195,15 @@ func (s *Session) handleShort(h *header, raw []byte, now time.Time) bool {
 		return false
 	}
 	if s.isClient && !s.confirmed {
+		// The server answered under 1-RTT keys, so it verified our
+		// certificate: only now does Dial return (TLS 1.3 tells a client
+		// nothing when the server rejects its certificate).
 		s.confirmed = true
 		if s.hs != nil {
 			s.hs.close()
 			s.hs = nil
 		}
+		close(s.hsDone)
 	}
 	s.lastRecv = now
 	s.counters.packetsReceived++
