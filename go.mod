@@ -9,6 +9,7 @@ require (
 
 require (
 	github.com/klauspost/compress v1.20.4 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 )

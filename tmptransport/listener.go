@@ -178,8 +178,12 @@ func (l *Listener) dispatch(b []byte, addr net.Addr) {
 // is smaller than the packet that caused it, so it cannot loop or amplify,
 // and rate-limited.
 func (l *Listener) sendStatelessReset(id sessionID, size int, addr net.Addr) {
-	const n = shortHdrLen + statelessResetTokenLen + 5
-	if size <= n {
+	// Smaller than the trigger (so resets cannot loop), yet shaped like a
+	// short-header packet of the session: flags, session ID, random bytes,
+	// token.
+	const minReset = shortHdrLen + 1 + statelessResetTokenLen
+	n := min(size-1, minReset+5)
+	if n < minReset {
 		return
 	}
 	l.resetMu.Lock()
@@ -197,6 +201,7 @@ func (l *Listener) sendStatelessReset(id sessionID, size int, addr net.Addr) {
 	p := make([]byte, n)
 	rand.Read(p[:n-statelessResetTokenLen])
 	p[0] = flagFixed | (p[0] & 0x3f &^ flagLong)
+	copy(p[1:1+sessionIDLen], id[:])
 	copy(p[n-statelessResetTokenLen:], l.resetToken(id))
 	l.conn.WriteTo(p, addr)
 }

@@ -25,6 +25,8 @@ type qualityMeter struct {
 	sentBytesInIntvl uint64
 
 	last linkQualityFrame // the last completed interval (our inbound view)
+	// Totals over all completed intervals.
+	totalReceived, totalLost uint64
 }
 
 func (q *qualityMeter) onPacket(now time.Time, pn uint64, size int, sendTS uint32, hasTS bool) {
@@ -71,6 +73,8 @@ func (q *qualityMeter) report(now time.Time, cwnd int, srtt time.Duration) *link
 		SendRate:         uint64(float64(q.sentBytesInIntvl) / iv.Seconds()),
 	}
 	q.last = *f
+	q.totalReceived += f.PacketsReceived
+	q.totalLost += f.PacketsLost
 	q.start = now
 	q.pkts, q.bytes, q.havePN, q.sentBytesInIntvl = 0, 0, false, 0
 	return f
@@ -88,6 +92,9 @@ type DirectionStats struct {
 	SenderWindow int           // congestion window, packets
 	SenderRTT    time.Duration // smoothed RTT seen by the sender
 	SendRate     float64       // bytes/s sent in the last interval
+	// PacketsReceived and PacketsLost are the receiver's totals over the
+	// session (sum of all its reports).
+	PacketsReceived, PacketsLost uint64
 	// UpdatedAt is when the peer's half of this record last arrived (zero if
 	// it never did).
 	UpdatedAt time.Time

@@ -104,6 +104,8 @@ type Session struct {
 	quality     qualityMeter
 	peerQuality linkQualityFrame
 	peerQAt     time.Time
+	peerQRecv   uint64 // totals of the peer's reports
+	peerQLost   uint64
 	nextQuality time.Time
 	qualityQ    bool
 
@@ -623,22 +625,26 @@ func (s *Session) Stats() Stats {
 	mine := &s.quality.last
 	peer := &s.peerQuality
 	st.Inbound = DirectionStats{
-		LossRate:       lossRate(mine),
-		ReceiveRate:    rate(mine.BytesReceived, mine.Interval),
-		DelayVariation: mine.DelayVariation,
-		SenderWindow:   int(peer.CongestionWindow),
-		SenderRTT:      peer.SmoothedRTT,
-		SendRate:       float64(peer.SendRate),
-		UpdatedAt:      s.peerQAt,
+		LossRate:        lossRate(mine),
+		ReceiveRate:     rate(mine.BytesReceived, mine.Interval),
+		DelayVariation:  mine.DelayVariation,
+		SenderWindow:    int(peer.CongestionWindow),
+		SenderRTT:       peer.SmoothedRTT,
+		SendRate:        float64(peer.SendRate),
+		UpdatedAt:       s.peerQAt,
+		PacketsReceived: s.quality.totalReceived,
+		PacketsLost:     s.quality.totalLost,
 	}
 	st.Outbound = DirectionStats{
-		LossRate:       lossRate(peer),
-		ReceiveRate:    rate(peer.BytesReceived, peer.Interval),
-		DelayVariation: peer.DelayVariation,
-		SenderWindow:   s.cc.Window(),
-		SenderRTT:      s.rtt.srtt(),
-		SendRate:       float64(mine.SendRate),
-		UpdatedAt:      s.peerQAt,
+		LossRate:        lossRate(peer),
+		ReceiveRate:     rate(peer.BytesReceived, peer.Interval),
+		DelayVariation:  peer.DelayVariation,
+		SenderWindow:    s.cc.Window(),
+		SenderRTT:       s.rtt.srtt(),
+		SendRate:        float64(mine.SendRate),
+		UpdatedAt:       s.peerQAt,
+		PacketsReceived: s.peerQRecv,
+		PacketsLost:     s.peerQLost,
 	}
 	return st
 }

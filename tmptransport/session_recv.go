@@ -295,6 +295,8 @@ func (s *Session) handleFrame(f frame, now time.Time) error {
 	case *linkQualityFrame:
 		s.peerQuality = *f
 		s.peerQAt = now
+		s.peerQRecv += f.PacketsReceived
+		s.peerQLost += f.PacketsLost
 	case *closeFrame:
 		s.closeLocked(&SessionError{Code: f.Code, Reason: f.Reason, Remote: true}, false)
 	case *cryptoFrame:

@@ -53,9 +53,11 @@ type Stream struct {
 	readDeadline, writeDeadline time.Time
 
 	// zstd (opted into by the opener; both directions).
-	zmu sync.Mutex
-	zw  *zstd.Encoder
-	zr  *zstd.Decoder
+	// Separate locks: a Read blocked in the decoder must not hold up Write.
+	zrmu sync.Mutex
+	zwmu sync.Mutex
+	zw   *zstd.Encoder
+	zr   *zstd.Decoder
 }
 
 func newStream(sess *Session, id uint64, prio Priority, local bool) *Stream {
@@ -122,8 +124,8 @@ func (s *Stream) blendIdle() { s.sess.noteBlocked(s) }
 // Read reads stream data. It returns io.EOF after the peer's FIN.
 func (s *Stream) Read(p []byte) (int, error) {
 	if s.compress {
-		s.zmu.Lock()
-		defer s.zmu.Unlock()
+		s.zrmu.Lock()
+		defer s.zrmu.Unlock()
 		if s.zr == nil {
 			d, err := zstd.NewReader(rawReader{s}, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(1<<20))
 			if err != nil {
@@ -205,8 +207,8 @@ func (s *Stream) wait(ch chan struct{}, deadline time.Time) error {
 // Write writes stream data; it blocks while the stream's send buffer is full.
 func (s *Stream) Write(p []byte) (int, error) {
 	if s.compress {
-		s.zmu.Lock()
-		defer s.zmu.Unlock()
+		s.zwmu.Lock()
+		defer s.zwmu.Unlock()
 		if s.zw == nil {
 			e, err := zstd.NewWriter(rawWriter{s}, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20), zstd.WithEncoderLevel(zstd.SpeedFastest))
 			if err != nil {
@@ -268,19 +270,12 @@ func (s *Stream) writeErrLocked() error {
 // written so far. Reading continues.
 func (s *Stream) CloseWrite() error {
 	if s.compress {
-		s.zmu.Lock()
-		if s.zw != nil {
-			err := s.zw.Close()
-			s.zw = nil
-			if err != nil {
-				s.zmu.Unlock()
-				return err
-			}
-		} else if err := s.writeEmptyZstdFrame(); err != nil {
-			s.zmu.Unlock()
+		s.zwmu.Lock()
+		err := s.closeEncoderLocked()
+		s.zwmu.Unlock()
+		if err != nil {
 			return err
 		}
-		s.zmu.Unlock()
 	}
 	sess := s.sess
 	sess.mu.Lock()
@@ -293,6 +288,21 @@ func (s *Stream) CloseWrite() error {
 	sess.updateReady(s)
 	sess.wakeLocked()
 	return nil
+}
+
+func (s *Stream) closeEncoderLocked() error {
+	s.sess.mu.Lock()
+	done := s.writeClosed || s.sendReset != nil
+	s.sess.mu.Unlock()
+	if done {
+		return nil
+	}
+	if s.zw != nil {
+		err := s.zw.Close()
+		s.zw = nil
+		return err
+	}
+	return s.writeEmptyZstdFrame()
 }
 
 // writeEmptyZstdFrame makes a compressed stream that never wrote still carry
@@ -335,11 +345,14 @@ func (s *Stream) closeReadLocked(code ErrorCode) {
 // reading. Buffered data is still delivered to the peer.
 func (s *Stream) Close() error {
 	err := s.CloseWrite()
-	s.CloseRead()
-	if s.zr != nil {
-		s.zmu.Lock()
-		s.zr.Close()
-		s.zmu.Unlock()
+	s.CloseRead() // wakes a Read blocked in the decoder
+	if s.compress {
+		s.zrmu.Lock()
+		if s.zr != nil {
+			s.zr.Close()
+			s.zr = nil
+		}
+		s.zrmu.Unlock()
 	}
 	return err
 }
