@@ -1,12 +1,20 @@
 package tmptransport
 
+import "sync"
+
 // sendBuffer holds a stream's outgoing bytes from the lowest unacknowledged
 // offset to the last byte written, and tracks what was sent, acknowledged and
 // lost. Lost ranges are resent before new data: repair is per byte range, not
 // per packet.
+//
+// Bytes live in fixed-size pooled blocks, so writing never copies what is
+// already buffered (a single growing slice did, and dominated CPU profiles)
+// and acknowledged blocks go straight back to the pool.
 type sendBuffer struct {
-	base       uint64 // offset of data[0]; everything below is acknowledged
-	data       []byte
+	blocks     [][]byte // blocks[0] starts at blockBase
+	blockBase  uint64
+	base       uint64   // everything below is acknowledged
+	endOff     uint64   // offset after the last byte written
 	next       uint64   // next never-sent offset
 	retransmit rangeSet // lost, not yet acknowledged, to be resent
 	acked      rangeSet // acknowledged ranges above base
@@ -16,13 +24,38 @@ type sendBuffer struct {
 	finAcked   bool
 }
 
-func (b *sendBuffer) end() uint64    { return b.base + uint64(len(b.data)) }
-func (b *sendBuffer) buffered() int  { return len(b.data) }
-func (b *sendBuffer) unsent() uint64 { return b.end() - b.next }
-func (b *sendBuffer) write(p []byte) { b.data = append(b.data, p...) }
+const sendBlockSize = 16 << 10
+
+var sendBlockPool = sync.Pool{New: func() any { b := make([]byte, 0, sendBlockSize); return &b }}
+
+func (b *sendBuffer) end() uint64    { return b.endOff }
+func (b *sendBuffer) buffered() int  { return int(b.endOff - b.base) }
+func (b *sendBuffer) unsent() uint64 { return b.endOff - b.next }
+
+func (b *sendBuffer) write(p []byte) {
+	for len(p) > 0 {
+		n := len(b.blocks)
+		if n == 0 || len(b.blocks[n-1]) == sendBlockSize {
+			if n == 0 {
+				b.blockBase = b.endOff
+			}
+			b.blocks = append(b.blocks, (*sendBlockPool.Get().(*[]byte))[:0])
+			n++
+		}
+		last := b.blocks[n-1]
+		k := min(sendBlockSize-len(last), len(p))
+		b.blocks[n-1] = append(last, p[:k]...)
+		p = p[k:]
+		b.endOff += uint64(k)
+	}
+}
+
+// slice returns up to n bytes at off, stopping at a block boundary.
 func (b *sendBuffer) slice(off, n uint64) []byte {
-	s := off - b.base
-	return b.data[s : s+n]
+	rel := off - b.blockBase
+	blk := b.blocks[rel/sendBlockSize]
+	i := rel % sendBlockSize
+	return blk[i:min(i+n, uint64(len(blk)))]
 }
 
 // finPending reports whether a FIN must still go out (first time or again).
@@ -39,9 +72,9 @@ func (b *sendBuffer) popRetransmit(max uint64) (off uint64, data []byte, ok bool
 		return 0, nil, false
 	}
 	r := b.retransmit.first()
-	n := min(r.len(), max)
-	b.retransmit.remove(r.start, r.start+n)
-	return r.start, b.slice(r.start, n), true
+	d := b.slice(r.start, min(r.len(), max))
+	b.retransmit.remove(r.start, r.start+uint64(len(d)))
+	return r.start, d, true
 }
 
 // popNew takes up to max never-sent bytes below limit (flow control).
@@ -55,8 +88,11 @@ func (b *sendBuffer) popNew(max, limit uint64) (off uint64, data []byte) {
 	}
 	n := min(avail, max)
 	off = b.next
+	if n == 0 {
+		return off, nil
+	}
 	data = b.slice(off, n)
-	b.next += n
+	b.next += uint64(len(data))
 	return off, data
 }
 
@@ -76,13 +112,29 @@ func (b *sendBuffer) onAcked(off, n uint64, fin bool) {
 	b.acked.add(off, end)
 	b.retransmit.remove(off, end)
 	if !b.acked.empty() && b.acked.first().start == b.base {
-		adv := b.acked.first().end - b.base
+		b.base = b.acked.first().end
 		b.acked.dropFirst()
-		b.data = b.data[adv:]
-		b.base += adv
-		if len(b.data) == 0 {
-			b.data = nil // release the backing array of a drained buffer
+		b.release()
+	}
+}
+
+// release returns fully acknowledged blocks to the pool.
+func (b *sendBuffer) release() {
+	for len(b.blocks) > 0 {
+		blk := b.blocks[0]
+		blkEnd := b.blockBase + uint64(len(blk))
+		if blkEnd > b.base {
+			return
 		}
+		blk = blk[:0]
+		sendBlockPool.Put(&blk)
+		b.blocks[0] = nil
+		b.blocks = b.blocks[1:]
+		b.blockBase = blkEnd
+	}
+	if len(b.blocks) == 0 {
+		b.blocks = nil
+		b.blockBase = b.endOff
 	}
 }
 
@@ -106,8 +158,9 @@ func (b *sendBuffer) onLost(off, n uint64, fin bool) {
 
 // discard drops all data (stream reset).
 func (b *sendBuffer) discard() {
-	b.base = b.end()
-	b.data = nil
+	b.base = b.endOff
+	b.next = max(b.next, b.base)
+	b.release()
 	b.retransmit.clear()
 	b.acked.clear()
 }
