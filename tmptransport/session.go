@@ -21,6 +21,8 @@ type Session struct {
 	conn     net.PacketConn
 	connectd bool // conn is a connected UDP socket: use Write
 	ownsConn bool
+	gso      bool   // the socket takes UDP_SEGMENT batches (run goroutine only)
+	gsoBuf   []byte // run goroutine only
 	remote   atomic.Pointer[net.Addr]
 	// overloadDrops counts datagrams dropped because run fell behind.
 	overloadDrops atomic.Uint64
@@ -150,6 +152,7 @@ func newSession(cfg *Config, isClient bool, conn net.PacketConn, remote net.Addr
 		flows:      1,
 	}
 	s.remote.Store(&remote)
+	s.gso = gsoCapable(conn)
 	if !isClient {
 		s.nextLocalID = 1
 	}
@@ -398,9 +401,7 @@ func (s *Session) run(ctx context.Context) {
 		dead := s.dead
 		next := s.nextTimerLocked(now)
 		s.mu.Unlock()
-		for _, p := range out {
-			s.write(p)
-		}
+		s.writeAll(out)
 		if dead {
 			s.teardown()
 			return
@@ -439,7 +440,28 @@ func (s *Session) run(ctx context.Context) {
 	}
 }
 
-func (s *Session) write(p []byte) {
+// writeAll sends a round's packets, in one GSO batch where the socket
+// allows it, and returns the buffers to the pool.
+func (s *Session) writeAll(pkts [][]byte) {
+	if len(pkts) > 1 && s.gso {
+		if !s.writeGSO(pkts) {
+			s.gso = false // refused once: never again for this session
+			for _, p := range pkts {
+				s.writeOne(p)
+			}
+		}
+	} else {
+		for _, p := range pkts {
+			s.writeOne(p)
+		}
+	}
+	for i, p := range pkts {
+		putBuf(p)
+		pkts[i] = nil
+	}
+}
+
+func (s *Session) writeOne(p []byte) {
 	if s.connectd {
 		s.conn.(*net.UDPConn).Write(p)
 		return

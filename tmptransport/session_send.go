@@ -161,8 +161,13 @@ func (s *Session) sendAppLocked(now time.Time, out [][]byte) [][]byte {
 		}
 		if sendAE {
 			pkt = s.appendControl(pkt, limit, &frames)
-			pkt = s.appendStreamData(pkt, limit, &frames)
+			var full bool
+			pkt, full = s.appendStreamData(pkt, limit, &frames)
 			ae = len(frames) > 0
+			if full && s.gso && len(pkt) < limit {
+				// Equal-sized packets batch into one GSO send (gso_linux.go).
+				pkt = paddingFrame{n: limit - len(pkt)}.appendTo(pkt)
+			}
 		}
 		if probe && !ae {
 			pkt = pingFrame{}.appendTo(pkt)
@@ -268,15 +273,15 @@ const maxStreamFrameOverhead = 1 + 8 + 8 + 4
 // appendStreamData fills the rest of the packet with sub-packets chosen by
 // the blender (seed step 6: the packet is sent when full or when no more data
 // is ready).
-func (s *Session) appendStreamData(pkt []byte, limit int, frames *[]sentFrame) []byte {
+func (s *Session) appendStreamData(pkt []byte, limit int, frames *[]sentFrame) ([]byte, bool) {
 	for {
 		room := limit - len(pkt) - maxStreamFrameOverhead
 		if room < 32 {
-			return pkt
+			return pkt, true
 		}
 		e, n := s.blend.next(room)
 		if e == nil {
-			return pkt
+			return pkt, false
 		}
 		st := e.src.(*Stream)
 		f, retrans := s.popStreamFrame(st, uint64(n))
