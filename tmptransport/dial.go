@@ -103,10 +103,25 @@ func dialConn(ctx context.Context, conn net.PacketConn, remote net.Addr, cfg *Co
 // (owned) or its read deadline is forced (borrowed).
 func (s *Session) readLoop(done chan struct{}) {
 	defer close(done)
-	scratch := make([]byte, maxPacketSizeLimit)
+	r := newPacketReader(s.conn, s.cfg.MaxPacketSize+1)
+	deliver := func(b []byte, addr net.Addr) {
+		if len(b) > s.cfg.MaxPacketSize {
+			return
+		}
+		if addr != nil && !s.connectd && addr.String() != s.RemoteAddr().String() {
+			return // not our peer
+		}
+		// The socket is this session's alone, so block rather than drop:
+		// the kernel's socket buffer is the queue.
+		buf := append(getBuf(len(b)), b...)
+		select {
+		case s.recvCh <- datagram{buf, nil}:
+		case <-s.closed:
+			putBuf(buf)
+		}
+	}
 	for {
-		n, addr, err := s.conn.ReadFrom(scratch)
-		if err != nil {
+		if err := r.read(deliver); err != nil {
 			select {
 			case <-s.closed:
 				return
@@ -122,18 +137,6 @@ func (s *Session) readLoop(done chan struct{}) {
 			// ICMP port unreachable on a connected socket: the peer is not
 			// there (yet). The handshake timer keeps retrying.
 			continue
-		}
-		if addr != nil && !s.connectd && addr.String() != s.RemoteAddr().String() {
-			continue // not our peer
-		}
-		// The socket is this session's alone, so block rather than drop:
-		// the kernel's socket buffer is the queue.
-		buf := append(getBuf(n), scratch[:n]...)
-		select {
-		case s.recvCh <- datagram{buf, nil}:
-		case <-s.closed:
-			putBuf(buf)
-			return
 		}
 	}
 }

@@ -112,9 +112,9 @@ func (l *Listener) Addr() net.Addr { return l.conn.LocalAddr() }
 
 func (l *Listener) readLoop() {
 	defer close(l.done)
-	scratch := make([]byte, maxPacketSizeLimit)
+	r := newPacketReader(l.conn, l.cfg.MaxPacketSize+1)
 	for {
-		n, addr, err := l.conn.ReadFrom(scratch)
+		err := r.read(l.dispatch)
 		if err != nil {
 			l.mu.Lock()
 			closed := l.closed
@@ -129,14 +129,13 @@ func (l *Listener) readLoop() {
 			l.closeWith(err)
 			return
 		}
-		l.dispatch(scratch[:n], addr)
 	}
 }
 
 func (l *Listener) dispatch(b []byte, addr net.Addr) {
 	id, long, ok := peekSessionID(b)
-	if !ok {
-		return
+	if !ok || len(b) > l.cfg.MaxPacketSize {
+		return // not TMP, or larger than we allow (truncated by the read)
 	}
 	l.mu.Lock()
 	if l.closed {

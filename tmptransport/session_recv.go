@@ -181,9 +181,15 @@ func (s *Session) handleShort(h *header, raw []byte, now time.Time) bool {
 		}
 		return false
 	}
-	payload, err := s.keys.open(nil, h)
+	// Decrypt in place (no allocation per packet). A failed Open may
+	// scribble over the buffer, so keep the tail for the reset check.
+	var tail [statelessResetTokenLen]byte
+	if len(raw) >= statelessResetTokenLen {
+		copy(tail[:], raw[len(raw)-statelessResetTokenLen:])
+	}
+	payload, err := s.keys.open(h.payload[:0], h)
 	if err != nil {
-		if s.isStatelessReset(raw) {
+		if s.isStatelessReset(len(raw), tail[:]) {
 			s.closeLocked(ErrStatelessReset, false)
 			return false
 		}
@@ -237,11 +243,11 @@ func (s *Session) handleShort(h *header, raw []byte, now time.Time) bool {
 
 // isStatelessReset checks a packet that failed to decrypt against the
 // server's reset token (SPEC.md §6), in constant time.
-func (s *Session) isStatelessReset(b []byte) bool {
-	if len(s.resetToken) != statelessResetTokenLen || len(b) < shortHdrLen+statelessResetTokenLen {
+func (s *Session) isStatelessReset(size int, tail []byte) bool {
+	if len(s.resetToken) != statelessResetTokenLen || size < shortHdrLen+statelessResetTokenLen {
 		return false
 	}
-	return hmac.Equal(b[len(b)-statelessResetTokenLen:], s.resetToken)
+	return hmac.Equal(tail, s.resetToken)
 }
 
 func (s *Session) handleFrame(f frame, now time.Time) error {

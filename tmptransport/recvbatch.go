@@ -1,0 +1,56 @@
+package tmptransport
+
+import (
+	"net"
+
+	"golang.org/x/net/ipv4"
+)
+
+// packetReader reads datagrams, many per syscall (recvmmsg through
+// x/net/ipv4) when the PacketConn is a UDP socket; a wrapped or emulated
+// PacketConn is read one datagram at a time. On Linux, ipv4.PacketConn's
+// ReadBatch works on IPv6 sockets too: it only issues recvmmsg.
+type packetReader struct {
+	conn  net.PacketConn
+	batch *ipv4.PacketConn
+	msgs  []ipv4.Message
+	one   []byte
+}
+
+const readBatchSize = 32
+
+func newPacketReader(c net.PacketConn, bufSize int) *packetReader {
+	r := &packetReader{conn: c}
+	if uc, ok := c.(*net.UDPConn); ok {
+		r.batch = ipv4.NewPacketConn(uc)
+		r.msgs = make([]ipv4.Message, readBatchSize)
+		for i := range r.msgs {
+			r.msgs[i].Buffers = [][]byte{make([]byte, bufSize)}
+		}
+		return r
+	}
+	r.one = make([]byte, bufSize)
+	return r
+}
+
+// read blocks for at least one datagram and calls fn for each; fn must not
+// keep b.
+func (r *packetReader) read(fn func(b []byte, addr net.Addr)) error {
+	if r.batch == nil {
+		n, addr, err := r.conn.ReadFrom(r.one)
+		if err != nil {
+			return err
+		}
+		fn(r.one[:n], addr)
+		return nil
+	}
+	n, err := r.batch.ReadBatch(r.msgs, 0)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		m := &r.msgs[i]
+		fn(m.Buffers[0][:m.N], m.Addr)
+	}
+	return nil
+}
