@@ -279,3 +279,19 @@ func (l *Listener) closeWith(err error) {
 	l.cancel() // each session's run sends CLOSE and exits
 	signal(l.acceptSig)
 }
+
+// Sessions returns the listener's established sessions.
+func (l *Listener) Sessions() []*Session {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*Session, 0, len(l.sessions))
+	for _, s := range l.sessions {
+		s.mu.Lock()
+		ok := s.established && s.closeErr == nil
+		s.mu.Unlock()
+		if ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -106,3 +106,13 @@ func (r *Redialer) Close() error {
 	}
 	return nil
 }
+
+// Current returns the live session without dialing, or nil.
+func (r *Redialer) Current() *Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sess != nil && r.sess.Err() == nil {
+		return r.sess
+	}
+	return nil
+}

@@ -123,6 +123,7 @@ type Session struct {
 type counters struct {
 	packetsSent, packetsReceived, packetsLost, bytesSent, bytesReceived uint64
 	retransmittedBytes, streamBytesSent                                 uint64
+	sentByPriority, receivedByPriority                                  [NumPriorities]uint64
 	decryptFailures, replays, malformed                                 uint64
 }
 
@@ -608,6 +609,10 @@ type Stats struct {
 	OverloadDrops                             uint64 // received but dropped: the session fell behind
 	KeyUpdates                                uint64
 
+	// StreamBytesSent and StreamBytesReceived count new stream bytes by
+	// priority (retransmissions excluded).
+	StreamBytesSent, StreamBytesReceived [NumPriorities]uint64
+
 	OpenStreams int
 	// RingSockets and RingReady are the blender's nSockets and nReady per
 	// priority.
@@ -620,25 +625,27 @@ func (s *Session) Stats() Stats {
 	defer s.mu.Unlock()
 	snap := s.rttSnapshot()
 	st := Stats{
-		SmoothedRTT:        s.rtt.srtt(),
-		RTTVariance:        s.rtt.variance,
-		MinRTT:             s.rtt.minRTT,
-		LatestRTT:          s.rtt.latest,
-		CongestionWindow:   s.cc.Window(),
-		BytesInFlight:      s.sent.bytesInFlight,
-		PacingRate:         s.cc.PacingRate(&snap, s.maxPacket),
-		SlowStart:          s.cc.InSlowStart(),
-		Flows:              s.flows,
-		PacketsSent:        s.counters.packetsSent,
-		PacketsReceived:    s.counters.packetsReceived,
-		PacketsLost:        s.counters.packetsLost,
-		BytesSent:          s.counters.bytesSent,
-		BytesReceived:      s.counters.bytesReceived,
-		RetransmittedBytes: s.counters.retransmittedBytes,
-		DecryptFailures:    s.counters.decryptFailures,
-		ReplaysDropped:     s.counters.replays,
-		OverloadDrops:      s.overloadDrops.Load(),
-		OpenStreams:        len(s.streams),
+		SmoothedRTT:         s.rtt.srtt(),
+		RTTVariance:         s.rtt.variance,
+		MinRTT:              s.rtt.minRTT,
+		LatestRTT:           s.rtt.latest,
+		CongestionWindow:    s.cc.Window(),
+		BytesInFlight:       s.sent.bytesInFlight,
+		PacingRate:          s.cc.PacingRate(&snap, s.maxPacket),
+		SlowStart:           s.cc.InSlowStart(),
+		Flows:               s.flows,
+		PacketsSent:         s.counters.packetsSent,
+		PacketsReceived:     s.counters.packetsReceived,
+		PacketsLost:         s.counters.packetsLost,
+		BytesSent:           s.counters.bytesSent,
+		BytesReceived:       s.counters.bytesReceived,
+		RetransmittedBytes:  s.counters.retransmittedBytes,
+		DecryptFailures:     s.counters.decryptFailures,
+		ReplaysDropped:      s.counters.replays,
+		OverloadDrops:       s.overloadDrops.Load(),
+		OpenStreams:         len(s.streams),
+		StreamBytesSent:     s.counters.sentByPriority,
+		StreamBytesReceived: s.counters.receivedByPriority,
 	}
 	if s.keys != nil {
 		st.KeyUpdates = s.keys.updates

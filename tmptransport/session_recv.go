@@ -393,6 +393,7 @@ func (s *Session) handleStreamFrame(f *streamFrame) error {
 		return err
 	}
 	s.recvTotal += grew
+	s.counters.receivedByPriority[st.prio] += grew
 	if s.recvTotal > s.recvMax {
 		return errorf(FlowControlError, "session: %d bytes received beyond window %d", s.recvTotal, s.recvMax)
 	}

@@ -294,6 +294,7 @@ func (s *Session) appendStreamData(pkt []byte, limit int, frames *[]sentFrame) (
 		*frames = append(*frames, sentFrame{kind: sfStreamData, stream: st, offset: f.Offset, length: uint64(len(f.Data)), fin: f.Fin})
 		if !retrans {
 			s.counters.streamBytesSent += uint64(len(f.Data))
+			s.counters.sentByPriority[st.prio] += uint64(len(f.Data))
 		}
 		s.blend.charge(e, max(len(f.Data), 1))
 		s.noteBlocked(st)

@@ -1,0 +1,153 @@
+// Package caddymodule holds Conductor's Caddy modules: the conductor app, the
+// tmp reverse-proxy transport and the tmp listener network. Importing it
+// registers all of them, so `xcaddy build --with
+// github.com/conductor-edge/conductor` gets everything.
+package caddymodule
+
+import (
+	"crypto/tls"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/conductor-edge/conductor/tmptransport"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the `conductor` app: the node's identity, the TMP credentials, and
+// the TMP sessions this node holds. It is configured through the global
+// Caddyfile option `conductor { … }`.
+type App struct {
+	// Name of this node, e.g. "fe-paris-1". Defaults to the host name.
+	Name string `json:"name,omitempty"`
+	// Role of this node: "frontend", "backend" or "both" (default).
+	Role string `json:"role,omitempty"`
+	// Region of this node, used for placement and DNS steering.
+	Region string `json:"region,omitempty"`
+	// TLS holds the credentials of the TMP link. By default they are issued
+	// by Caddy's PKI app (CA "local"), so every node that shares the CA
+	// trusts every other.
+	TLS *TLSConfig `json:"tls,omitempty"`
+	// Weights of the TMP blender per priority 0..4 (default 16 8 4 2 1).
+	Weights []int `json:"weights,omitempty"`
+	// IdleTimeout of TMP sessions (default 30s).
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+	// MaxStreams is how many concurrent streams a peer may open on one TMP
+	// session (default 4096).
+	MaxStreams int `json:"max_streams,omitempty"`
+
+	ctx       caddy.Context
+	logger    *zap.Logger
+	serverTLS *tls.Config
+	clientTLS *tls.Config
+	poolMu    sync.Mutex
+	held      map[string]*upstream // upstreams this config holds a reference to
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "conductor",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision sets up the node's identity and TMP credentials.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	if a.Role == "" {
+		a.Role = "both"
+	}
+	if a.TLS == nil {
+		a.TLS = &TLSConfig{}
+	}
+	var err error
+	a.serverTLS, a.clientTLS, err = a.TLS.build(ctx, a.nodeName())
+	if err != nil {
+		return fmt.Errorf("conductor: tls: %w", err)
+	}
+	return registerMetrics(ctx)
+}
+
+// Validate rejects bad configuration.
+func (a *App) Validate() error {
+	switch a.Role {
+	case "frontend", "backend", "both":
+	default:
+		return fmt.Errorf("conductor: role %q: want frontend, backend or both", a.Role)
+	}
+	if len(a.Weights) != 0 && len(a.Weights) != tmptransport.NumPriorities {
+		return fmt.Errorf("conductor: weights: want %d values (priorities 0..%d), got %d", tmptransport.NumPriorities, tmptransport.NumPriorities-1, len(a.Weights))
+	}
+	for i, w := range a.Weights {
+		if w < 1 {
+			return fmt.Errorf("conductor: weight of priority %d is %d; weights must be ≥ 1 so that no priority starves", i, w)
+		}
+	}
+	if a.MaxStreams < 0 {
+		return fmt.Errorf("conductor: max_streams %d is negative", a.MaxStreams)
+	}
+	return nil
+}
+
+// Start implements caddy.App.
+func (a *App) Start() error {
+	a.logger.Info("conductor node started", zap.String("name", a.nodeName()), zap.String("role", a.Role), zap.String("region", a.Region))
+	return nil
+}
+
+// Stop implements caddy.App. Sessions are not closed here: they live in a
+// pool shared across config reloads (see Cleanup).
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's hold on the session pools; a session ends
+// only when no config uses it any more, so a reload keeps the TMP links and
+// drops no in-flight request.
+func (a *App) Cleanup() error {
+	a.poolMu.Lock()
+	defer a.poolMu.Unlock()
+	for _, u := range a.held {
+		upstreams.release(u)
+	}
+	a.held = nil
+	return nil
+}
+
+func (a *App) nodeName() string {
+	if a.Name != "" {
+		return a.Name
+	}
+	return defaultNodeName()
+}
+
+// tmpConfig returns the TMP configuration for dialing (client) or listening.
+func (a *App) tmpConfig(server bool) *tmptransport.Config {
+	c := &tmptransport.Config{
+		IdleTimeout:        time.Duration(a.IdleTimeout),
+		MaxIncomingStreams: a.MaxStreams,
+	}
+	if len(a.Weights) == tmptransport.NumPriorities {
+		copy(c.Weights[:], a.Weights)
+	}
+	if server {
+		c.TLSConfig = a.serverTLS
+	} else {
+		c.TLSConfig = a.clientTLS
+	}
+	return c
+}
+
+// Interface guards.
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

@@ -1,0 +1,191 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+// All Caddyfile parsing lives here; it fills the same structs as JSON, so
+// the two cannot drift (adapt tests in testdata/caddyfile_adapt prove it).
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("conductor", parseGlobalConductor)
+}
+
+// parseGlobalConductor parses the global option:
+//
+//	conductor {
+//		name         <node name>
+//		role         frontend|backend|both
+//		region       <region>
+//		weights      <w0> <w1> <w2> <w3> <w4>
+//		idle_timeout <duration>
+//		max_streams  <n>
+//		tls {
+//			cert_file   <path>
+//			key_file    <path>
+//			ca_file     <path>
+//			ca          <pki ca id>
+//			server_name <name>
+//		}
+//	}
+func parseGlobalConductor(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "conductor", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile fills the app from its global option block.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // "conductor"
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "name", "role", "region":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			v := d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			switch opt {
+			case "name":
+				a.Name = v
+			case "role":
+				if v != "frontend" && v != "backend" && v != "both" {
+					return d.Errf("conductor: role %q: want frontend, backend or both", v)
+				}
+				a.Role = v
+			case "region":
+				a.Region = v
+			}
+		case "weights":
+			args := d.RemainingArgs()
+			if len(args) != 5 {
+				return d.Errf("conductor: weights takes 5 values (priorities 0..4), got %d", len(args))
+			}
+			a.Weights = nil
+			for i, s := range args {
+				w, err := strconv.Atoi(s)
+				if err != nil || w < 1 {
+					return d.Errf("conductor: weight of priority %d is %q; want an integer ≥ 1", i, s)
+				}
+				a.Weights = append(a.Weights, w)
+			}
+		case "idle_timeout":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("conductor: idle_timeout %q: %v", d.Val(), err)
+			}
+			a.IdleTimeout = caddy.Duration(dur)
+		case "max_streams":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 {
+				return d.Errf("conductor: max_streams %q: want a positive integer", d.Val())
+			}
+			a.MaxStreams = n
+		case "tls":
+			if a.TLS == nil {
+				a.TLS = new(TLSConfig)
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				sub := d.Val()
+				if !d.NextArg() {
+					return d.ArgErr()
+				}
+				v := d.Val()
+				switch sub {
+				case "cert_file":
+					a.TLS.CertFile = v
+				case "key_file":
+					a.TLS.KeyFile = v
+				case "ca_file":
+					a.TLS.CAFile = v
+				case "ca":
+					a.TLS.CA = v
+				case "server_name":
+					a.TLS.ServerName = v
+				default:
+					return d.Errf("conductor: unrecognized tls option %q (want cert_file, key_file, ca_file, ca or server_name)", sub)
+				}
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+			}
+		default:
+			return d.Errf("conductor: unrecognized option %q (want name, role, region, weights, idle_timeout, max_streams or tls)", opt)
+		}
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile parses the transport:
+//
+//	transport tmp {
+//		default_priority        <0-4>
+//		compress
+//		dial_timeout            <duration>
+//		response_header_timeout <duration>
+//	}
+func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // "tmp"
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "compress":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			t.Compress = true
+		case "default_priority":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			p, err := strconv.Atoi(d.Val())
+			if err != nil || p < 0 || p > 4 {
+				return d.Errf("tmp transport: default_priority %q: want 0 (most urgent) to 4", d.Val())
+			}
+			t.DefaultPriority = &p
+		case "dial_timeout", "response_header_timeout":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("tmp transport: %s %q: %v", opt, d.Val(), err)
+			}
+			if opt == "dial_timeout" {
+				t.DialTimeout = caddy.Duration(dur)
+			} else {
+				t.ResponseHeaderTimeout = caddy.Duration(dur)
+			}
+		default:
+			return d.Errf("tmp transport: unrecognized option %q (want default_priority, compress, dial_timeout or response_header_timeout)", opt)
+		}
+	}
+	return nil
+}
+
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Transport)(nil)
+)

@@ -1,0 +1,94 @@
+package caddymodule
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/conductor-edge/conductor/tmptransport"
+)
+
+// Metrics of TMP sessions, per session, on Caddy's metrics endpoint. Names
+// follow Caddy's (caddy_reverse_proxy_upstreams_healthy): namespace
+// "conductor", subsystem "tmp", base units (seconds, bytes, ratios).
+// `role` is "frontend" for sessions this node dialed to a back-end (`peer`
+// is the upstream address) and "backend" for sessions front-ends opened to
+// this node (`peer` is the front-end's address).
+var (
+	descStreams = prometheus.NewDesc("conductor_tmp_session_open_streams",
+		"Streams open on a TMP session.", []string{"role", "peer"}, nil)
+	descRTT = prometheus.NewDesc("conductor_tmp_session_rtt_seconds",
+		"Smoothed round-trip time of a TMP session.", []string{"role", "peer"}, nil)
+	descMinRTT = prometheus.NewDesc("conductor_tmp_session_min_rtt_seconds",
+		"Minimum round-trip time of a TMP session.", []string{"role", "peer"}, nil)
+	descLoss = prometheus.NewDesc("conductor_tmp_session_loss_ratio",
+		"Packet loss over the session, as measured by the receiving end; direction outbound is this node → peer (the peer's report), inbound is peer → this node.",
+		[]string{"role", "peer", "direction"}, nil)
+	descWindow = prometheus.NewDesc("conductor_tmp_session_congestion_window_packets",
+		"Congestion window of the sender, per direction (inbound comes from the peer's report).", []string{"role", "peer", "direction"}, nil)
+	descBytes = prometheus.NewDesc("conductor_tmp_stream_bytes_total",
+		"Stream payload bytes by priority and direction (retransmissions excluded).", []string{"role", "peer", "priority", "direction"}, nil)
+	descPackets = prometheus.NewDesc("conductor_tmp_session_packets_lost_total",
+		"Packets this end declared lost.", []string{"role", "peer"}, nil)
+)
+
+type tmpCollector struct{}
+
+func (tmpCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descStreams, descRTT, descMinRTT, descLoss, descWindow, descBytes, descPackets} {
+		ch <- d
+	}
+}
+
+func (tmpCollector) Collect(ch chan<- prometheus.Metric) {
+	upstreams.each(func(u *upstream) {
+		if s := u.r.Current(); s != nil {
+			collectSession(ch, "frontend", u.addr, s.Stats())
+		}
+	})
+	listeners.Range(func(_, v any) bool {
+		if sl, ok := v.(*sharedListener); ok {
+			for _, s := range sl.l.Sessions() {
+				collectSession(ch, "backend", s.RemoteAddr().String(), s.Stats())
+			}
+		}
+		return true
+	})
+}
+
+func ratio(lost, received uint64) float64 {
+	if lost+received == 0 {
+		return 0
+	}
+	return float64(lost) / float64(lost+received)
+}
+
+func collectSession(ch chan<- prometheus.Metric, role, peer string, st tmptransport.Stats) {
+	g := prometheus.GaugeValue
+	ch <- prometheus.MustNewConstMetric(descStreams, g, float64(st.OpenStreams), role, peer)
+	ch <- prometheus.MustNewConstMetric(descRTT, g, st.SmoothedRTT.Seconds(), role, peer)
+	ch <- prometheus.MustNewConstMetric(descMinRTT, g, st.MinRTT.Seconds(), role, peer)
+	ch <- prometheus.MustNewConstMetric(descLoss, g, ratio(st.Outbound.PacketsLost, st.Outbound.PacketsReceived), role, peer, "outbound")
+	ch <- prometheus.MustNewConstMetric(descLoss, g, ratio(st.Inbound.PacketsLost, st.Inbound.PacketsReceived), role, peer, "inbound")
+	ch <- prometheus.MustNewConstMetric(descWindow, g, float64(st.Outbound.SenderWindow), role, peer, "outbound")
+	ch <- prometheus.MustNewConstMetric(descWindow, g, float64(st.Inbound.SenderWindow), role, peer, "inbound")
+	ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(st.PacketsLost), role, peer)
+	for p := 0; p < tmptransport.NumPriorities; p++ {
+		prio := strconv.Itoa(p)
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(st.StreamBytesSent[p]), role, peer, prio, "sent")
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(st.StreamBytesReceived[p]), role, peer, prio, "received")
+	}
+}
+
+// registerMetrics adds the collector to this config's registry (each config
+// load has its own).
+func registerMetrics(ctx caddy.Context) error {
+	err := ctx.GetMetricsRegistry().Register(tmpCollector{})
+	var are prometheus.AlreadyRegisteredError
+	if err != nil && !errors.As(err, &are) {
+		return err
+	}
+	return nil
+}

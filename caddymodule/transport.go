@@ -1,0 +1,188 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/conductor-edge/conductor/tmptransport"
+)
+
+func init() {
+	caddy.RegisterModule(Transport{})
+}
+
+// PriorityVar is the request variable that carries a request's priority
+// (0 most urgent … 4); the `priority` handler sets it.
+const PriorityVar = "conductor_priority"
+
+// DefaultPriority is used when a request has no priority.
+const DefaultPriority = 2
+
+// Transport is the `tmp` reverse-proxy transport: each proxied request opens
+// one stream, at the request's priority, on the pooled TMP session to the
+// upstream back-end, and speaks HTTP/1.1 on it. Bodies stream both ways, and
+// protocol upgrades (WebSocket) pass through. Upstreams are TMP addresses of
+// back-ends (`reverse_proxy be1:4433 { transport tmp }`).
+type Transport struct {
+	// Priority used when the request carries no conductor_priority
+	// variable. Default 2.
+	DefaultPriority *int `json:"default_priority,omitempty"`
+	// Compress turns on zstd for both directions of each stream.
+	Compress bool `json:"compress,omitempty"`
+	// DialTimeout bounds opening a stream, including (re-)establishing the
+	// session. Default 10s.
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+	// ResponseHeaderTimeout bounds the wait for the back-end's response
+	// headers. Default: none.
+	ResponseHeaderTimeout caddy.Duration `json:"response_header_timeout,omitempty"`
+
+	app *App
+	rt  *http.Transport
+}
+
+// CaddyModule returns the Caddy module information.
+func (Transport) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.reverse_proxy.transport.tmp",
+		New: func() caddy.Module { return new(Transport) },
+	}
+}
+
+// Provision sets up the transport.
+func (t *Transport) Provision(ctx caddy.Context) error {
+	appIface, err := ctx.App("conductor")
+	if err != nil {
+		return fmt.Errorf("tmp transport: %w", err)
+	}
+	t.app = appIface.(*App)
+	if t.DialTimeout == 0 {
+		t.DialTimeout = caddy.Duration(10 * time.Second)
+	}
+	t.rt = &http.Transport{
+		DialContext: t.dial,
+		// One stream per request: the stream is the request's connection,
+		// so its priority is the request's, and a slow response never
+		// holds up another (no HTTP/1.1 head-of-line blocking).
+		DisableKeepAlives:      true,
+		DisableCompression:     true,
+		ResponseHeaderTimeout:  time.Duration(t.ResponseHeaderTimeout),
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	return nil
+}
+
+// Validate rejects bad configuration.
+func (t *Transport) Validate() error {
+	if p := t.DefaultPriority; p != nil && (*p < 0 || *p >= tmptransport.NumPriorities) {
+		return fmt.Errorf("tmp transport: default_priority %d out of range 0..%d", *p, tmptransport.NumPriorities-1)
+	}
+	if t.DialTimeout < 0 || t.ResponseHeaderTimeout < 0 {
+		return fmt.Errorf("tmp transport: timeouts must not be negative")
+	}
+	return nil
+}
+
+// RoundTrip implements http.RoundTripper. A request that fails because
+// the back-end restarted under a live-looking session (its stateless reset
+// arrives only in answer to the request) is retried once on the fresh
+// session, if it is safe to replay (RFC 9110 §9.2.2 idempotent methods, and
+// a body that can be re-read).
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// reverse_proxy leaves the scheme to the transport (Caddy's own
+	// HTTPTransport sets it in RoundTrip). TMP is already encrypted, so the
+	// HTTP inside is plain.
+	if req.URL.Scheme == "" {
+		req.URL.Scheme = "http"
+	}
+	resp, err := t.rt.RoundTrip(req)
+	if err == nil || !errors.Is(err, tmptransport.ErrStatelessReset) || !replayable(req) || req.Context().Err() != nil {
+		return resp, err
+	}
+	if req.GetBody != nil {
+		body, berr := req.GetBody()
+		if berr != nil {
+			return nil, err
+		}
+		req = req.Clone(req.Context())
+		req.Body = body
+	}
+	return t.rt.RoundTrip(req)
+}
+
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+	default:
+		return false
+	}
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+// dial opens a stream to the back-end at addr. Failures are DialErrors, so
+// reverse_proxy may retry them on another upstream even for non-idempotent
+// requests: nothing was sent.
+func (t *Transport) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+	prio := t.priority(ctx)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(t.DialTimeout))
+	defer cancel()
+	u := t.app.upstreamFor(addr)
+	for attempt := 0; ; attempt++ {
+		sess, err := u.session(ctx)
+		if err != nil {
+			return nil, reverseproxy.NewDialError(fmt.Errorf("tmp %s: %w", addr, err))
+		}
+		st, err := sess.OpenStreamOptions(ctx, tmptransport.OpenStreamOptions{Priority: prio, Compress: t.Compress})
+		if err == nil {
+			return st, nil
+		}
+		// The session died between lookup and open (peer restarted):
+		// the Redialer gives a fresh one on the next try.
+		if attempt > 0 || sess.Err() == nil {
+			return nil, reverseproxy.NewDialError(fmt.Errorf("tmp %s: open stream: %w", addr, err))
+		}
+	}
+}
+
+func (t *Transport) priority(ctx context.Context) tmptransport.Priority {
+	p := DefaultPriority
+	if t.DefaultPriority != nil {
+		p = *t.DefaultPriority
+	}
+	switch v := caddyhttp.GetVar(ctx, PriorityVar).(type) {
+	case int:
+		p = v
+	case string:
+		if n, err := strconv.Atoi(v); err == nil {
+			p = n
+		}
+	}
+	if p < 0 || p >= tmptransport.NumPriorities {
+		p = DefaultPriority
+	}
+	return tmptransport.Priority(p)
+}
+
+// Cleanup implements caddy.CleanerUpper.
+func (t *Transport) Cleanup() error {
+	if t.rt != nil {
+		t.rt.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner  = (*Transport)(nil)
+	_ caddy.Validator    = (*Transport)(nil)
+	_ caddy.CleanerUpper = (*Transport)(nil)
+	_ http.RoundTripper  = (*Transport)(nil)
+)

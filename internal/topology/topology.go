@@ -1,0 +1,300 @@
+// Package topology starts a whole Conductor topology on loopback as real
+// processes of the conductor binary: an origin shop, a back-end Caddy beside
+// it, and front-end Caddys on their own loopback addresses (127.0.0.2,
+// 127.0.0.3, …). `conductor demo` and the end-to-end tests both use it.
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Options describes the topology. Zero fields get the demo's defaults.
+type Options struct {
+	Binary     string   // the conductor binary
+	Dir        string   // configs, Caddy storage and logs go here
+	OriginAddr string   // default 127.0.0.1:9080
+	BackendTMP string   // back-end TMP address, default 127.0.0.1:4433
+	Frontends  []string // front-end HTTP addresses, default 127.0.0.2:8080 and 127.0.0.3:8080
+	AdminBase  int      // admin port of the back-end; front-end i uses AdminBase+1+i. Default 2019.
+	// FrontendExtra is inserted in every front-end site block (tests use it
+	// to add directives).
+	FrontendExtra string
+	Progress      func(format string, args ...any)
+	Log           io.Writer // process output; default: files in Dir
+}
+
+func (o *Options) defaults() {
+	if o.OriginAddr == "" {
+		o.OriginAddr = "127.0.0.1:9080"
+	}
+	if o.BackendTMP == "" {
+		o.BackendTMP = "127.0.0.1:4433"
+	}
+	if len(o.Frontends) == 0 {
+		o.Frontends = []string{"127.0.0.2:8080", "127.0.0.3:8080"}
+	}
+	if o.AdminBase == 0 {
+		o.AdminBase = 2019
+	}
+	if o.Progress == nil {
+		o.Progress = func(string, ...any) {}
+	}
+}
+
+// Topology is a running set of processes.
+type Topology struct {
+	Opts  Options
+	mu    sync.Mutex
+	procs map[string]*exec.Cmd
+}
+
+// BackendAdmin returns the back-end's admin address.
+func (t *Topology) BackendAdmin() string { return "127.0.0.1:" + strconv.Itoa(t.Opts.AdminBase) }
+
+// FrontendAdmin returns front-end i's admin address.
+func (t *Topology) FrontendAdmin(i int) string {
+	return "127.0.0.1:" + strconv.Itoa(t.Opts.AdminBase+1+i)
+}
+
+// FrontendURL returns the base URL of front-end i.
+func (t *Topology) FrontendURL(i int) string { return "http://" + t.Opts.Frontends[i] }
+
+// BackendConfig returns the back-end's Caddyfile path.
+func (t *Topology) BackendConfig() string { return filepath.Join(t.Opts.Dir, "backend.Caddyfile") }
+
+// FrontendConfig returns front-end i's Caddyfile path.
+func (t *Topology) FrontendConfig(i int) string {
+	return filepath.Join(t.Opts.Dir, fmt.Sprintf("frontend%d.Caddyfile", i+1))
+}
+
+func (t *Topology) globals(admin, name, role string) string {
+	return fmt.Sprintf(`{
+	admin %s
+	storage file_system %s
+	skip_install_trust
+	persist_config off
+	servers {
+		trusted_proxies static 127.0.0.0/8
+	}
+	conductor {
+		name %s
+		role %s
+		region local
+	}
+}
+`, admin, filepath.Join(t.Opts.Dir, "storage"), name, role)
+}
+
+// BackendCaddyfile is the back-end's configuration: TMP in, origin out.
+func (t *Topology) BackendCaddyfile() string {
+	host, port, _ := net.SplitHostPort(t.Opts.BackendTMP)
+	return t.globals(t.BackendAdmin(), "be1", "backend") + fmt.Sprintf(`
+# Front-ends reach this site over TMP only.
+http://:%s {
+	bind tmp/%s
+	reverse_proxy %s
+}
+`, port, host, t.Opts.OriginAddr)
+}
+
+// FrontendCaddyfile is front-end i's configuration: clients in, TMP out.
+func (t *Topology) FrontendCaddyfile(i int, extra string) string {
+	host, port, _ := net.SplitHostPort(t.Opts.Frontends[i])
+	return t.globals(t.FrontendAdmin(i), fmt.Sprintf("fe%d", i+1), "frontend") + fmt.Sprintf(`
+http://:%s {
+	bind %s
+	%s
+	reverse_proxy %s {
+		transport tmp
+	}
+}
+`, port, host, extra, t.Opts.BackendTMP)
+}
+
+// Start launches origin, back-end and front-ends, in that order (the
+// back-end creates the shared PKI CA before the front-ends need it), and
+// waits until the shop answers through every front-end.
+func Start(ctx context.Context, opts Options) (*Topology, error) {
+	opts.defaults()
+	t := &Topology{Opts: opts, procs: map[string]*exec.Cmd{}}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(t.BackendConfig(), []byte(t.BackendCaddyfile()), 0o644); err != nil {
+		return nil, err
+	}
+	for i := range opts.Frontends {
+		if err := os.WriteFile(t.FrontendConfig(i), []byte(t.FrontendCaddyfile(i, opts.FrontendExtra)), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	steps := []struct {
+		name, what string
+		ready      func() error
+	}{
+		{"origin", "origin shop on http://" + opts.OriginAddr, func() error { return httpOK("http://" + opts.OriginAddr + "/") }},
+		{"backend", "back-end Caddy (TMP on " + opts.BackendTMP + ")", func() error { return httpOK("http://" + t.BackendAdmin() + "/config/") }},
+	}
+	for i := range opts.Frontends {
+		i := i
+		steps = append(steps, struct {
+			name, what string
+			ready      func() error
+		}{fmt.Sprintf("frontend%d", i+1), "front-end Caddy on " + t.FrontendURL(i), func() error { return httpOK(t.FrontendURL(i) + "/") }})
+	}
+	for _, s := range steps {
+		opts.Progress("starting %s …", s.what)
+		if err := t.StartProc(s.name); err != nil {
+			t.Stop()
+			return nil, err
+		}
+		if err := waitFor(ctx, 60*time.Second, s.ready); err != nil {
+			t.Stop()
+			return nil, fmt.Errorf("%s did not become ready: %w (log: %s)", s.name, err, t.logPath(s.name))
+		}
+		opts.Progress("%s ready", s.name)
+	}
+	return t, nil
+}
+
+func (t *Topology) logPath(name string) string { return filepath.Join(t.Opts.Dir, name+".log") }
+
+// StartProc starts one named process ("origin", "backend", "frontendN").
+func (t *Topology) StartProc(name string) error {
+	var args []string
+	switch {
+	case name == "origin":
+		args = []string{"origin", "-listen", t.Opts.OriginAddr, "-name", "shop"}
+	case name == "backend":
+		args = []string{"caddy", "run", "--config", t.BackendConfig(), "--adapter", "caddyfile"}
+	default:
+		var i int
+		if _, err := fmt.Sscanf(name, "frontend%d", &i); err != nil || i < 1 || i > len(t.Opts.Frontends) {
+			return fmt.Errorf("unknown process %q", name)
+		}
+		args = []string{"caddy", "run", "--config", t.FrontendConfig(i - 1), "--adapter", "caddyfile"}
+	}
+	cmd := exec.Command(t.Opts.Binary, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(t.Opts.Dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(t.Opts.Dir, "xdg-config"))
+	if t.Opts.Log != nil {
+		cmd.Stdout, cmd.Stderr = t.Opts.Log, t.Opts.Log
+	} else {
+		f, err := os.OpenFile(t.logPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.procs[name] = cmd
+	t.mu.Unlock()
+	return nil
+}
+
+// StopProc stops one process: SIGINT, then SIGKILL after 10 s.
+func (t *Topology) StopProc(name string) error {
+	t.mu.Lock()
+	cmd := t.procs[name]
+	delete(t.procs, name)
+	t.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return nil
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	if f, ok := cmd.Stdout.(*os.File); ok && f != os.Stdout && f != os.Stderr {
+		f.Close()
+	}
+	return nil
+}
+
+// Stop stops every process, front-ends first.
+func (t *Topology) Stop() {
+	t.mu.Lock()
+	var names []string
+	for n := range t.procs {
+		names = append(names, n)
+	}
+	t.mu.Unlock()
+	order := map[string]int{"origin": 2, "backend": 1}
+	for pass := 0; pass < 3; pass++ {
+		for _, n := range names {
+			if order[n] == pass {
+				t.StopProc(n)
+			}
+		}
+	}
+}
+
+// WaitReady waits until a process answers again (after a restart).
+func (t *Topology) WaitReady(ctx context.Context, url string) error {
+	return waitFor(ctx, 60*time.Second, func() error { return httpOK(url) })
+}
+
+// Reload applies front-end i's (possibly edited) Caddyfile with `caddy reload`.
+func (t *Topology) Reload(i int, extra string) error {
+	if err := os.WriteFile(t.FrontendConfig(i), []byte(t.FrontendCaddyfile(i, extra)), 0o644); err != nil {
+		return err
+	}
+	out, err := exec.Command(t.Opts.Binary, "caddy", "reload", "--config", t.FrontendConfig(i), "--adapter", "caddyfile", "--address", t.FrontendAdmin(i), "--force").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("reload: %v: %s", err, out)
+	}
+	return nil
+}
+
+func httpOK(url string) error {
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+func waitFor(ctx context.Context, limit time.Duration, ready func() error) error {
+	deadline := time.Now().Add(limit)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = ready(); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err == nil {
+		err = errors.New("timed out")
+	}
+	return err
+}
