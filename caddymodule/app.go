@@ -7,7 +7,6 @@ package caddymodule
 import (
 	"crypto/tls"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -46,8 +45,7 @@ type App struct {
 	logger    *zap.Logger
 	serverTLS *tls.Config
 	clientTLS *tls.Config
-	poolMu    sync.Mutex
-	held      map[string]*upstream // upstreams this config holds a reference to
+	refs      *heldUpstreams // upstreams this config holds a reference to
 }
 
 // CaddyModule returns the Caddy module information.
@@ -62,6 +60,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
+	a.refs = &heldUpstreams{m: map[string]*upstream{}}
 	if a.Role == "" {
 		a.Role = "both"
 	}
@@ -111,12 +110,15 @@ func (a *App) Stop() error { return nil }
 // only when no config uses it any more, so a reload keeps the TMP links and
 // drops no in-flight request.
 func (a *App) Cleanup() error {
-	a.poolMu.Lock()
-	defer a.poolMu.Unlock()
-	for _, u := range a.held {
+	if a.refs == nil {
+		return nil
+	}
+	a.refs.mu.Lock()
+	defer a.refs.mu.Unlock()
+	for _, u := range a.refs.m {
 		upstreams.release(u)
 	}
-	a.held = nil
+	a.refs.m = nil
 	return nil
 }
 

@@ -86,19 +86,25 @@ func (g *upstreamRegistry) each(fn func(*upstream)) {
 	}
 }
 
+// heldUpstreams are the upstreams one config holds a reference to.
+type heldUpstreams struct {
+	mu sync.Mutex
+	m  map[string]*upstream
+}
+
 // upstreamFor returns the session keeper for addr, taking this config's
 // reference on first use.
 func (a *App) upstreamFor(addr string) *upstream {
-	a.poolMu.Lock()
-	defer a.poolMu.Unlock()
-	if u := a.held[addr]; u != nil {
+	a.refs.mu.Lock()
+	defer a.refs.mu.Unlock()
+	if u := a.refs.m[addr]; u != nil {
 		return u
 	}
 	u := upstreams.acquire(addr, func() *tmptransport.Config { return a.tmpConfig(false) })
-	if a.held == nil {
-		a.held = map[string]*upstream{}
+	if a.refs.m == nil {
+		a.refs.m = map[string]*upstream{}
 	}
-	a.held[addr] = u
+	a.refs.m[addr] = u
 	return u
 }
 
