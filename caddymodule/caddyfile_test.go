@@ -1,0 +1,61 @@
+package caddymodule
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// TestCaddyfileAdapt: each testdata/caddyfile_adapt/*.caddytest holds a
+// Caddyfile, a line of dashes, and the JSON it must adapt to.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, _ := filepath.Glob("testdata/caddyfile_adapt/*.caddytest")
+	if len(files) == 0 {
+		t.Fatal("no adapt tests found")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, want, ok := strings.Cut(string(b), "----------")
+			if !ok {
+				t.Fatal("no ---------- separator")
+			}
+			if !caddytest.CompareAdapt(t, f, in, "caddyfile", strings.TrimSpace(want)) {
+				t.Fail()
+			}
+		})
+	}
+}
+
+// TestCaddyfileErrorsNameTheProblem: a bad option fails at adapt time with
+// the offending file and line.
+func TestCaddyfileErrorsNameTheProblem(t *testing.T) {
+	cases := map[string]struct{ in, want string }{
+		"unknown global option": {"{\n\tconductor {\n\t\tfoo bar\n\t}\n}\n:80\n", `conductor: unrecognized option "foo" (want name, role, region, weights, idle_timeout, max_streams or tls), at Caddyfile:3`},
+		"bad role":              {"{\n\tconductor {\n\t\trole edge\n\t}\n}\n:80\n", `conductor: role "edge": want frontend, backend or both`},
+		"weights count":         {"{\n\tconductor {\n\t\tweights 1 2 3\n\t}\n}\n:80\n", "conductor: weights takes 5 values (priorities 0..4), got 3, at Caddyfile:3"},
+		"zero weight":           {"{\n\tconductor {\n\t\tweights 1 0 1 1 1\n\t}\n}\n:80\n", "weight of priority 1"},
+		"unknown tls option":    {"{\n\tconductor {\n\t\ttls {\n\t\t\tcert foo\n\t\t}\n\t}\n}\n:80\n", `conductor: unrecognized tls option "cert" (want cert_file, key_file, ca_file, ca or server_name), at Caddyfile:4`},
+		"bad idle timeout":      {"{\n\tconductor {\n\t\tidle_timeout soon\n\t}\n}\n:80\n", `idle_timeout "soon"`},
+		"unknown transport option": {":80 {\n\treverse_proxy be:4433 {\n\t\ttransport tmp {\n\t\t\tpriority 1\n\t\t}\n\t}\n}\n",
+			`tmp transport: unrecognized option "priority" (want default_priority, compress, dial_timeout or response_header_timeout), at Caddyfile:4`},
+		"priority out of range": {":80 {\n\treverse_proxy be:4433 {\n\t\ttransport tmp {\n\t\t\tdefault_priority 7\n\t\t}\n\t}\n}\n",
+			"default_priority \"7\": want 0 (most urgent) to 4"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			adapter := caddyconfig.GetAdapter("caddyfile")
+			_, _, err := adapter.Adapt([]byte(c.in), map[string]any{"filename": "Caddyfile"})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v\nwant it to contain %q", err, c.want)
+			}
+		})
+	}
+}
