@@ -128,9 +128,16 @@ func Handler(name string) http.Handler {
 	})
 	// Test endpoints.
 	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
-		h := sha256.New()
+		// Read everything first: HTTP/1.1 servers (Go's, and proxies in
+		// their default mode) are not full-duplex.
+		b, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		io.Copy(w, io.TeeReader(r.Body, h))
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.Write(b)
 	})
 	mux.HandleFunc("POST /sha256", func(w http.ResponseWriter, r *http.Request) {
 		h := sha256.New()
