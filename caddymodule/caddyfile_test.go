@@ -59,3 +59,24 @@ func TestCaddyfileErrorsNameTheProblem(t *testing.T) {
 		})
 	}
 }
+
+// TestCaddyfileExampleAdapts keeps the repository's Caddyfile.example
+// runnable.
+func TestCaddyfileExampleAdapts(t *testing.T) {
+	b, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(b, map[string]any{"filename": "Caddyfile.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range warnings {
+		t.Errorf("warning: line %d: %s", w.Line, w.Message)
+	}
+	for _, want := range []string{`"conductor":{"name":"fe-paris-1"`, `"protocol":"tmp"`, `"tmp/0.0.0.0:4433"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("adapted Caddyfile.example lacks %s", want)
+		}
+	}
+}
