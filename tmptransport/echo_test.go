@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"testing"
 	"time"
@@ -69,14 +72,45 @@ func runEcho(t *testing.T, c, peer *Session, streams, size int) {
 	}
 	doneCh := make(chan struct{})
 	go func() { wg.Wait(); close(doneCh) }()
-	select {
-	case <-doneCh:
-	case <-time.After(20 * time.Second):
+	// Fail on a stall (no byte moving for 20 s), not on slowness: under the
+	// race detector on a loaded CI machine the run can take minutes.
+	progress := func() uint64 {
+		var n uint64
+		for _, sess := range []*Session{c, peer} {
+			if sess != nil {
+				for _, b := range sess.Stats().StreamBytesReceived {
+					n += b
+				}
+			}
+		}
+		return n
+	}
+	last, lastChange := progress(), time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-doneCh:
+			break wait
+		case <-tick.C:
+			if p := progress(); p != last {
+				last, lastChange = p, time.Now()
+				continue
+			}
+			if time.Since(lastChange) < 20*time.Second {
+				continue
+			}
+		}
+		if f, err := os.Create(filepath.Join(os.TempDir(), "tmp-stall-goroutines.txt")); err == nil {
+			pprof.Lookup("goroutine").WriteTo(f, 2)
+			f.Close()
+		}
 		t.Log(c.debugState())
 		if peer != nil {
 			t.Log(peer.debugState())
 		}
-		t.Fatal("echo stalled")
+		t.Fatal("echo stalled: no progress for 20 s")
 	}
 	close(errs)
 	for err := range errs {

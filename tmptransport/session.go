@@ -39,6 +39,11 @@ type Session struct {
 	ctx        context.Context
 	cancel     context.CancelFunc
 
+	// creditMu guards creditQ and each stream's creditBytes/creditQueued:
+	// readers hand over what they consumed without the session lock.
+	creditMu sync.Mutex
+	creditQ  []*Stream
+
 	mu sync.Mutex
 	// Handshake.
 	hs          *handshake
@@ -397,6 +402,7 @@ func (s *Session) run(ctx context.Context) {
 	for {
 		s.mu.Lock()
 		now = time.Now()
+		s.applyCreditsLocked()
 		s.onTimersLocked(now)
 		out = s.sendLocked(now, out[:0])
 		dead := s.dead

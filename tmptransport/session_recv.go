@@ -388,20 +388,27 @@ func (s *Session) handleStreamFrame(f *streamFrame) error {
 	if end > st.recvMax {
 		return errorf(FlowControlError, "stream %d: data to offset %d beyond window %d", st.id, end, st.recvMax)
 	}
+	st.rmu.Lock()
 	grew, err := st.rb.insert(f.Offset, f.Data, f.Fin)
 	if err != nil {
+		st.rmu.Unlock()
 		return err
 	}
+	var unread uint64
+	gone := st.readClosed || st.recvReset != nil
+	if gone {
+		// Nobody will read this: credit it back at once.
+		unread = uint64(st.rb.buffered)
+		st.rb.discard()
+	}
+	st.rmu.Unlock()
 	s.recvTotal += grew
 	s.counters.receivedByPriority[st.prio] += grew
 	if s.recvTotal > s.recvMax {
 		return errorf(FlowControlError, "session: %d bytes received beyond window %d", s.recvTotal, s.recvMax)
 	}
-	if st.readClosed || st.recvReset != nil {
-		// Nobody will read this: credit it back at once.
-		n := uint64(st.rb.buffered)
-		st.rb.discard()
-		s.creditSession(n)
+	if gone {
+		s.creditSession(unread)
 		s.maybeFinish(st)
 		return nil
 	}
@@ -414,26 +421,36 @@ func (s *Session) handleReset(f *resetStreamFrame) error {
 	if err != nil || st == nil {
 		return err
 	}
+	st.rmu.Lock()
 	if st.rb.hasFinal && st.rb.finalSize != f.FinalSize {
+		st.rmu.Unlock()
 		return errorf(ProtocolViolation, "stream %d: reset final size %d differs from %d", st.id, f.FinalSize, st.rb.finalSize)
 	}
 	if f.FinalSize < st.rb.highest {
+		st.rmu.Unlock()
 		return errorf(ProtocolViolation, "stream %d: reset final size below received data", st.id)
 	}
 	if f.FinalSize > st.recvMax {
+		st.rmu.Unlock()
 		return errorf(FlowControlError, "stream %d: reset final size beyond window", st.id)
 	}
 	s.recvTotal += f.FinalSize - st.rb.highest
 	st.rb.highest = f.FinalSize
 	st.rb.hasFinal, st.rb.finalSize = true, f.FinalSize
+	first := st.recvReset == nil
+	var unread uint64
+	if first {
+		st.recvReset = &StreamError{StreamID: st.id, Code: f.Code, Remote: true}
+		// Bytes never read count as consumed for the session window.
+		unread = f.FinalSize - st.rb.readOff
+		st.rb.discard()
+	}
+	st.rmu.Unlock()
 	if s.recvTotal > s.recvMax {
 		return errorf(FlowControlError, "session window exceeded by reset")
 	}
-	if st.recvReset == nil {
-		st.recvReset = &StreamError{StreamID: st.id, Code: f.Code, Remote: true}
-		// Bytes never read count as consumed for the session window.
-		s.creditSession(f.FinalSize - st.rb.readOff)
-		st.rb.discard()
+	if first {
+		s.creditSession(unread)
 		if !st.local && !st.accepted {
 			// Reset before the application saw it: abandon both directions.
 			st.peerOpened = true
@@ -556,7 +573,10 @@ func (s *Session) onFramesLost(p *sentPacket) {
 				s.queueStreamControl(st)
 			}
 		case sfMaxStreamData:
-			if !st.finished && !st.rb.hasFinal {
+			st.rmu.Lock()
+			final := st.rb.hasFinal
+			st.rmu.Unlock()
+			if !st.finished && !final {
 				st.maxDataQueued = true
 				s.queueStreamControl(st)
 			}
@@ -570,6 +590,35 @@ func (s *Session) onFramesLost(p *sentPacket) {
 	}
 }
 
+// queueCredit hands bytes a reader consumed (or its reaching EOF) to the
+// session goroutine, which updates flow control in applyCreditsLocked.
+func (s *Session) queueCredit(st *Stream, n uint64) {
+	s.creditMu.Lock()
+	st.creditBytes += n
+	if !st.creditQueued {
+		st.creditQueued = true
+		s.creditQ = append(s.creditQ, st)
+	}
+	s.creditMu.Unlock()
+	signal(s.wake)
+}
+
+func (s *Session) applyCreditsLocked() {
+	s.creditMu.Lock()
+	q := s.creditQ
+	s.creditQ = nil
+	n := make([]uint64, len(q))
+	for i, st := range q {
+		n[i] = st.creditBytes
+		st.creditBytes, st.creditQueued = 0, false
+	}
+	s.creditMu.Unlock()
+	for i, st := range q {
+		s.onConsumed(st, n[i])
+		s.maybeFinish(st)
+	}
+}
+
 // onConsumed is called when the application read n bytes of a stream. It
 // grows the windows (auto-tuning: a window that is used up within two RTTs
 // doubles, up to the configured maximum, as quic-go does).
@@ -578,12 +627,15 @@ func (s *Session) onConsumed(st *Stream, n uint64) {
 		return
 	}
 	now := time.Now()
-	if !st.rb.hasFinal && st.recvMax-st.rb.readOff < st.recvWindow/2 {
+	st.rmu.Lock()
+	final, readOff := st.rb.hasFinal, st.rb.readOff
+	st.rmu.Unlock()
+	if !final && st.recvMax-readOff < st.recvWindow/2 {
 		if !st.lastUpdate.IsZero() && now.Sub(st.lastUpdate) < 2*s.rtt.srtt() {
 			st.recvWindow = min(2*st.recvWindow, uint64(s.cfg.MaxStreamWindow))
 		}
 		st.lastUpdate = now
-		st.recvMax = st.rb.readOff + st.recvWindow
+		st.recvMax = readOff + st.recvWindow
 		st.maxDataQueued = true
 		s.queueStreamControl(st)
 	}
@@ -619,7 +671,10 @@ func (s *Session) maybeFinish(st *Stream) {
 	}
 	if st.local || st.peerOpened {
 		// A peer stream is finished only once the application could see it.
-		if !st.local && !st.accepted && st.recvReset == nil {
+		st.rmu.Lock()
+		reset := st.recvReset != nil
+		st.rmu.Unlock()
+		if !st.local && !st.accepted && !reset {
 			return
 		}
 	}

@@ -37,7 +37,11 @@ type Stream struct {
 	maxDataQueued bool
 	ctrlListed    bool // on the session's control list
 
-	// Receive side.
+	// Receive side. rmu guards rb, readClosed, recvReset and readDeadline,
+	// so that readers never take the session lock: with a thousand busy
+	// streams, readers queueing on one session mutex starved the session's
+	// own goroutine (lock convoy). Lock order: session mu, then rmu.
+	rmu          sync.Mutex
 	rb           recvBuffer
 	recvMax      uint64 // our advertised MAX_STREAM_DATA
 	recvWindow   uint64 // current window size (auto-tuned)
@@ -48,6 +52,11 @@ type Stream struct {
 	accepted     bool
 	finished     bool
 	blockedByWin bool // on the session's blocked list
+
+	// Guarded by the session's creditMu: bytes read but not yet credited to
+	// flow control, handed to the session goroutine.
+	creditBytes  uint64
+	creditQueued bool
 
 	readCh, writeCh             chan struct{}
 	readDeadline, writeDeadline time.Time
@@ -147,12 +156,14 @@ type rawWriter struct{ s *Stream }
 func (w rawWriter) Write(p []byte) (int, error) { return w.s.rawWrite(p) }
 
 func (s *Stream) rawRead(p []byte) (int, error) {
-	sess := s.sess
 	for {
-		sess.mu.Lock()
-		n, err := s.readLocked(p)
+		s.rmu.Lock()
+		n, credit, err := s.readLocked(p)
 		dl := s.readDeadline
-		sess.mu.Unlock()
+		s.rmu.Unlock()
+		if credit {
+			s.sess.queueCredit(s, uint64(n))
+		}
 		if n > 0 || err != nil || len(p) == 0 {
 			return n, err
 		}
@@ -162,26 +173,29 @@ func (s *Stream) rawRead(p []byte) (int, error) {
 	}
 }
 
-func (s *Stream) readLocked(p []byte) (int, error) {
+// readLocked reads buffered data; rmu is held. credit reports that the
+// session must account for what was read (window updates, or the end of
+// the stream).
+func (s *Stream) readLocked(p []byte) (int, bool, error) {
 	if s.recvReset != nil {
-		return 0, s.recvReset
+		return 0, false, s.recvReset
 	}
 	if s.readClosed {
-		return 0, net.ErrClosed
+		return 0, false, net.ErrClosed
 	}
 	if s.rb.readable() {
-		n := s.rb.read(p)
-		s.sess.onConsumed(s, uint64(n))
-		return n, nil
+		return s.rb.read(p), true, nil
 	}
 	if s.rb.atEOF() {
-		s.sess.maybeFinish(s)
-		return 0, io.EOF
+		return 0, true, io.EOF
 	}
-	if err := s.sess.closeErr; err != nil {
-		return 0, err
+	select {
+	case <-s.sess.closed:
+		// closeErr is written before closed is closed (teardown).
+		return 0, false, s.sess.closeErr
+	default:
 	}
-	return 0, nil
+	return 0, false, nil
 }
 
 func (s *Stream) wait(ch chan struct{}, deadline time.Time) error {
@@ -326,14 +340,18 @@ func (s *Stream) CloseRead() error {
 }
 
 func (s *Stream) closeReadLocked(code ErrorCode) {
+	s.rmu.Lock()
 	if s.readClosed {
+		s.rmu.Unlock()
 		return
 	}
 	s.readClosed = true
 	unread := uint64(s.rb.buffered)
 	s.rb.discard()
+	stop := !s.rb.atEOF() && s.recvReset == nil && !s.rb.hasFinal
+	s.rmu.Unlock()
 	s.sess.creditSession(unread)
-	if !s.rb.atEOF() && s.recvReset == nil && !s.rb.hasFinal {
+	if stop {
 		s.stopQueued = true
 		s.sess.queueStreamControl(s)
 	}
@@ -386,9 +404,9 @@ func (s *Stream) SetDeadline(t time.Time) error {
 }
 
 func (s *Stream) SetReadDeadline(t time.Time) error {
-	s.sess.mu.Lock()
+	s.rmu.Lock()
 	s.readDeadline = t
-	s.sess.mu.Unlock()
+	s.rmu.Unlock()
 	signal(s.readCh)
 	return nil
 }
@@ -413,6 +431,8 @@ func (s *Stream) sendDone() bool {
 
 // recvDone reports whether the receive side needs nothing more.
 func (s *Stream) recvDone() bool {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
 	if s.recvReset != nil {
 		return true
 	}

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +29,10 @@ type Options struct {
 	BackendTMP string   // back-end TMP address, default 127.0.0.1:4433
 	Frontends  []string // front-end HTTP addresses, default 127.0.0.2:8080 and 127.0.0.3:8080
 	AdminBase  int      // admin port of the back-end; front-end i uses AdminBase+1+i. Default 2019.
+	// Transport between front-end and back-end: "tmp" (default), or the
+	// peers TMP is measured against: "http1" (Caddy's http transport,
+	// HTTP/1.1 keep-alive over TCP) and "h2c" (HTTP/2 over cleartext TCP).
+	Transport string
 	// FrontendExtra is inserted in every front-end site block (tests use it
 	// to add directives).
 	FrontendExtra string
@@ -47,6 +52,9 @@ func (o *Options) defaults() {
 	}
 	if o.AdminBase == 0 {
 		o.AdminBase = 2019
+	}
+	if o.Transport == "" {
+		o.Transport = "tmp"
 	}
 	if o.Progress == nil {
 		o.Progress = func(string, ...any) {}
@@ -100,7 +108,20 @@ func (t *Topology) globals(admin, name, role string) string {
 // BackendCaddyfile is the back-end's configuration: TMP in, origin out.
 func (t *Topology) BackendCaddyfile() string {
 	host, port, _ := net.SplitHostPort(t.Opts.BackendTMP)
-	return t.globals(t.BackendAdmin(), "be1", "backend") + fmt.Sprintf(`
+	g := t.globals(t.BackendAdmin(), "be1", "backend")
+	switch t.Opts.Transport {
+	case "http1", "h2c":
+		if t.Opts.Transport == "h2c" {
+			g = strings.Replace(g, "\tservers {\n", "\tservers {\n\t\tprotocols h1 h2c\n", 1)
+		}
+		return g + fmt.Sprintf(`
+http://:%s {
+	bind %s
+	reverse_proxy %s
+}
+`, port, host, t.Opts.OriginAddr)
+	}
+	return g + fmt.Sprintf(`
 # Front-ends reach this site over TMP only.
 http://:%s {
 	bind tmp/%s
@@ -112,15 +133,22 @@ http://:%s {
 // FrontendCaddyfile is front-end i's configuration: clients in, TMP out.
 func (t *Topology) FrontendCaddyfile(i int, extra string) string {
 	host, port, _ := net.SplitHostPort(t.Opts.Frontends[i])
+	transport := "transport tmp"
+	switch t.Opts.Transport {
+	case "http1":
+		transport = ""
+	case "h2c":
+		transport = "transport http {\n\t\t\tversions h2c\n\t\t}"
+	}
 	return t.globals(t.FrontendAdmin(i), fmt.Sprintf("fe%d", i+1), "frontend") + fmt.Sprintf(`
 http://:%s {
 	bind %s
 	%s
 	reverse_proxy %s {
-		transport tmp
+		%s
 	}
 }
-`, port, host, extra, t.Opts.BackendTMP)
+`, port, host, extra, t.Opts.BackendTMP, transport)
 }
 
 // Start launches origin, back-end and front-ends, in that order (the
