@@ -68,22 +68,6 @@ func (h *sentHistory) onSent(p *sentPacket) {
 	}
 }
 
-func (h *sentHistory) find(pn uint64) *sentPacket {
-	lo, hi := 0, len(h.packets)
-	for lo < hi {
-		m := (lo + hi) / 2
-		if h.packets[m].pn < pn {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	if lo < len(h.packets) && h.packets[lo].pn == pn {
-		return h.packets[lo]
-	}
-	return nil
-}
-
 // trim drops settled packets from the front.
 func (h *sentHistory) trim() {
 	i := 0

@@ -93,8 +93,7 @@ func (k *packetKey) next() (*packetKey, error) {
 }
 
 func (k *packetKey) nonce(pn uint64) []byte {
-	var n [12]byte
-	n = k.iv
+	n := k.iv
 	var p [8]byte
 	binary.BigEndian.PutUint64(p[:], pn)
 	for i := 0; i < 8; i++ {

@@ -170,11 +170,6 @@ func (f *streamFrame) appendTo(b []byte) []byte {
 }
 func (*streamFrame) ackEliciting() bool { return true }
 
-// streamFrameOverhead is the encoded size of a STREAM frame minus its data.
-func streamFrameOverhead(id, offset uint64, n int) int {
-	return 1 + quicvarint.Len(id) + quicvarint.Len(offset) + quicvarint.Len(uint64(n))
-}
-
 type maxDataFrame struct{ Max uint64 }
 
 func (f *maxDataFrame) appendTo(b []byte) []byte {

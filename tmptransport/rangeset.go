@@ -100,12 +100,6 @@ func (s *rangeSet) contains(v uint64) bool {
 	return i < len(s.r) && s.r[i].start <= v && v < s.r[i].end
 }
 
-// overlapsOrAbove reports whether any part of [start,end) is in the set.
-func (s *rangeSet) overlaps(start, end uint64) bool {
-	i := s.search(start + 1)
-	return i < len(s.r) && s.r[i].start < end
-}
-
 func (s *rangeSet) empty() bool { return len(s.r) == 0 }
 
 // total returns the number of values in the set.

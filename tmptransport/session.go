@@ -416,7 +416,7 @@ func (s *Session) run(ctx context.Context) {
 		if len(out) >= maxPacketsPerRound {
 			continue // more may be ready; let the receive path in first
 		}
-		timer.Reset(max(next.Sub(time.Now()), 0))
+		timer.Reset(max(time.Until(next), 0))
 		select {
 		case d := <-s.recvCh:
 			s.mu.Lock()
