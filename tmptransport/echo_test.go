@@ -136,34 +136,12 @@ func TestEcho1000Streams(t *testing.T) {
 // 5 % reordering on both directions.
 func TestEcho1000StreamsLossy(t *testing.T) {
 	p := getPKI(t)
-	spc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer spc.Close()
-	cpc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cpc.Close()
-	sl := newLossyConn(spc, 0.05, 0.02, 0.05, 1)
-	cl := newLossyConn(cpc, 0.05, 0.02, 0.05, 2)
-	l, err := NewListener(sl, p.serverConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	var sl, cl *lossyConn
+	c, s := impairedPair(t, p.serverConfig(), p.clientConfig(),
+		func(pc net.PacketConn) net.PacketConn { sl = newLossyConn(pc, 0.05, 0.02, 0.05, 1); return sl },
+		func(pc net.PacketConn) net.PacketConn { cl = newLossyConn(pc, 0.05, 0.02, 0.05, 2); return cl })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c, err := DialConn(ctx, cl, spc.LocalAddr(), p.clientConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseWithError(NoError, "")
-	s, err := l.Accept(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	go echoServer(ctx, s)
 	start := time.Now()
 	runEcho(t, c, s, 1000, 64<<10)

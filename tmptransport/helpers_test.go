@@ -145,3 +145,45 @@ func echoServer(ctx context.Context, s *Session) {
 		}()
 	}
 }
+
+// impairedPair is pair over PacketConns that the given functions wrap (for
+// example in a lossyConn); nil leaves a side unimpaired.
+func impairedPair(t testing.TB, scfg, ccfg *Config, wrapServer, wrapClient func(net.PacketConn) net.PacketConn) (c, s *Session) {
+	t.Helper()
+	spc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sconn, cconn net.PacketConn = spc, cpc
+	if wrapServer != nil {
+		sconn = wrapServer(spc)
+	}
+	if wrapClient != nil {
+		cconn = wrapClient(cpc)
+	}
+	l, err := NewListener(sconn, scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err = DialConn(ctx, cconn, spc.LocalAddr(), ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err = l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.CloseWithError(NoError, "")
+		l.Close()
+		spc.Close()
+		cpc.Close()
+	})
+	return c, s
+}

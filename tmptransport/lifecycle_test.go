@@ -143,29 +143,12 @@ func TestCompressedStream(t *testing.T) {
 
 func TestLinkQualityIsKnownInBothDirections(t *testing.T) {
 	p := getPKI(t)
-	spc, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	cpc, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	defer spc.Close()
-	defer cpc.Close()
-	cl := newLossyConn(cpc, 0.05, 0, 0, 7) // only client → server loses
 	sc, cc := p.serverConfig(), p.clientConfig()
 	sc.LinkQualityInterval, cc.LinkQualityInterval = 100*time.Millisecond, 100*time.Millisecond
-	l, err := NewListener(spc, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// Only the client → server direction loses packets.
+	c, s := impairedPair(t, sc, cc, nil, func(pc net.PacketConn) net.PacketConn { return newLossyConn(pc, 0.05, 0, 0, 7) })
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c, err := DialConn(ctx, cl, spc.LocalAddr(), cc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseWithError(NoError, "")
-	s, err := l.Accept(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	go echoServer(ctx, s)
 	runEcho(t, c, s, 4, 2<<20)
 	time.Sleep(300 * time.Millisecond)
