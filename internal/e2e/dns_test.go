@@ -1,0 +1,57 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// `conductor dns` is CoreDNS: it serves a Corefile with stock plugins.
+func TestConductorDNSServesACorefile(t *testing.T) {
+	port := freePort(t, "127.0.0.1")
+	dir := t.TempDir()
+	corefile := filepath.Join(dir, "Corefile")
+	os.WriteFile(corefile, []byte(fmt.Sprintf(`example.test:%d {
+	bind 127.0.0.1
+	template IN A example.test {
+		answer "{{ .Name }} 60 IN A 127.0.0.2"
+	}
+	errors
+}
+`, port)), 0o644)
+	cmd := exec.Command(binary, "dns", "-conf", corefile)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, _ := os.Create(filepath.Join(dir, "dns.log"))
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	m := new(dns.Msg)
+	m.SetQuestion("shop.example.test.", dns.TypeA)
+	c := &dns.Client{Timeout: time.Second}
+	var r *dns.Msg
+	var err error
+	for i := 0; i < 100; i++ {
+		if r, _, err = c.Exchange(m, fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		b, _ := os.ReadFile(filepath.Join(dir, "dns.log"))
+		t.Fatalf("no answer: %v\n%s", err, b)
+	}
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "127.0.0.2" {
+		t.Fatalf("answer %v", r.Answer)
+	}
+}
