@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -134,8 +135,12 @@ func (s *Session) readLoop(done chan struct{}) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// ICMP port unreachable on a connected socket: the peer is not
-			// there (yet). The handshake timer keeps retrying.
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				// ICMP port unreachable on a connected socket: a hint
+				// that the peer is gone, weighed in onTimersLocked.
+				s.refusedAt.Store(time.Now().UnixNano())
+				signal(s.wake)
+			}
 			continue
 		}
 	}

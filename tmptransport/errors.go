@@ -86,6 +86,10 @@ var (
 	// ErrStatelessReset means the peer no longer knows this session, typically
 	// because it restarted. The session is dead; dial again.
 	ErrStatelessReset = errors.New("tmp: session reset by peer (stateless reset)")
+	// ErrPeerUnreachable means the peer's host answered with ICMP port
+	// unreachable and nothing came back from the peer since: it is not
+	// running there.
+	ErrPeerUnreachable = errors.New("tmp: peer unreachable (ICMP port unreachable)")
 	// ErrHandshakeTimeout means no handshake completed within Config.HandshakeTimeout.
 	ErrHandshakeTimeout = errors.New("tmp: handshake timeout")
 	// ErrListenerClosed is returned by Accept after Close.

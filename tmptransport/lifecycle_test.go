@@ -347,3 +347,56 @@ func TestMemory10000IdleStreams(t *testing.T) {
 	runtime.KeepAlive(streams)
 	runtime.KeepAlive(accepted)
 }
+
+// A stopped peer (ICMP port unreachable, silence) fails fast: at Dial, and
+// for a live session.
+func TestStoppedPeerFailsFast(t *testing.T) {
+	p := getPKI(t)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close() // nothing listens there
+	cfg := p.clientConfig()
+	cfg.DialAttempts = 2
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = Dial(ctx, addr, cfg)
+	if !errors.Is(err, ErrPeerUnreachable) {
+		t.Fatalf("dial to a closed port: %v, want ErrPeerUnreachable", err)
+	}
+	t.Logf("dial to a closed port failed after %v", time.Since(start))
+
+	spc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewListener(spc, p.serverConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dial(ctx, spc.LocalAddr().String(), p.clientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseWithError(NoError, "")
+	spc.Close() // the peer's process dies: no CLOSE frame
+	l.Close()
+	start = time.Now()
+	st, err := c.OpenStream(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write([]byte("anyone there?"))
+	select {
+	case <-c.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("session to a stopped peer still alive")
+	}
+	if !errors.Is(c.Err(), ErrPeerUnreachable) {
+		t.Fatalf("live session ended with %v, want ErrPeerUnreachable", c.Err())
+	}
+	t.Logf("live session to a stopped peer ended after %v", time.Since(start))
+}

@@ -24,6 +24,9 @@ type Session struct {
 	gso      bool   // the socket takes UDP_SEGMENT batches (run goroutine only)
 	gsoBuf   []byte // run goroutine only
 	remote   atomic.Pointer[net.Addr]
+	// refusedAt is when the socket last reported ICMP port unreachable
+	// (unix ns; dialer only).
+	refusedAt atomic.Int64
 	// overloadDrops counts datagrams dropped because run fell behind.
 	overloadDrops atomic.Uint64
 	listener      *Listener
@@ -514,6 +517,10 @@ func (s *Session) onTimersLocked(now time.Time) {
 	if s.dead || s.closeFrame != nil {
 		return
 	}
+	if r := s.refusedAt.Load(); r != 0 && s.peerUnreachable(now, time.Unix(0, r)) {
+		s.closeLocked(ErrPeerUnreachable, false)
+		return
+	}
 	if !s.established && now.After(s.hsDeadline) {
 		s.closeLocked(ErrHandshakeTimeout, false)
 		return
@@ -546,6 +553,23 @@ func (s *Session) onTimersLocked(now time.Time) {
 	}
 }
 
+// peerUnreachable weighs an ICMP port unreachable received at refused. ICMP
+// is unauthenticated, so it alone never kills a session: only when the
+// peer has also been silent since (for 3 probe timeouts, at least 200 ms)
+// is it taken as the peer being gone. This turns a stopped back-end into a
+// fast, clear error instead of a wait for the idle timeout.
+func (s *Session) peerUnreachable(now, refused time.Time) bool {
+	if s.lastRecv.After(refused) {
+		s.refusedAt.Store(0)
+		return false
+	}
+	return now.Sub(s.lastRecv) >= s.unreachableGrace()
+}
+
+func (s *Session) unreachableGrace() time.Duration {
+	return max(3*s.rtt.pto(), 200*time.Millisecond)
+}
+
 func (s *Session) ptoTime() time.Time {
 	if s.sent.bytesInFlight <= 0 {
 		return time.Time{}
@@ -564,6 +588,9 @@ func (s *Session) nextTimerLocked(now time.Time) time.Time {
 		return now
 	}
 	set(s.lastRecv.Add(s.idleTimeout))
+	if s.refusedAt.Load() != 0 {
+		set(s.lastRecv.Add(s.unreachableGrace()))
+	}
 	if !s.established {
 		set(s.hsDeadline)
 	}

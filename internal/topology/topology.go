@@ -23,10 +23,17 @@ import (
 
 // Options describes the topology. Zero fields get the demo's defaults.
 type Options struct {
-	Binary     string   // the conductor binary
-	Dir        string   // configs, Caddy storage and logs go here
-	OriginAddr string   // default 127.0.0.1:9080
-	BackendTMP string   // back-end TMP address, default 127.0.0.1:4433
+	Binary     string // the conductor binary
+	Dir        string // configs, Caddy storage and logs go here
+	OriginAddr string // default 127.0.0.1:9080
+	BackendTMP string // back-end TMP address, default 127.0.0.1:4433
+	// MoreBackends are the TMP addresses of further back-ends (process
+	// names backend2, backend3, …) beside the same origin; front-ends
+	// balance across all of them.
+	MoreBackends []string
+	// ProxyExtra is inserted in every front-end's reverse_proxy block (load
+	// balancing and health check options).
+	ProxyExtra string
 	Frontends  []string // front-end HTTP addresses, default 127.0.0.2:8080 and 127.0.0.3:8080
 	AdminBase  int      // admin port of the back-end; front-end i uses AdminBase+1+i. Default 2019.
 	// Transport between front-end and back-end: "tmp" (default), or the
@@ -68,8 +75,27 @@ type Topology struct {
 	procs map[string]*exec.Cmd
 }
 
-// BackendAdmin returns the back-end's admin address.
-func (t *Topology) BackendAdmin() string { return "127.0.0.1:" + strconv.Itoa(t.Opts.AdminBase) }
+// BackendAdmin returns the (first) back-end's admin address.
+func (t *Topology) BackendAdmin() string { return t.BackendAdminN(0) }
+
+// BackendAdminN returns back-end i's admin address.
+func (t *Topology) BackendAdminN(i int) string {
+	if i == 0 {
+		return "127.0.0.1:" + strconv.Itoa(t.Opts.AdminBase)
+	}
+	return "127.0.0.1:" + strconv.Itoa(t.Opts.AdminBase+len(t.Opts.Frontends)+i)
+}
+
+func (t *Topology) backends() []string {
+	return append([]string{t.Opts.BackendTMP}, t.Opts.MoreBackends...)
+}
+
+func backendName(i int) string {
+	if i == 0 {
+		return "backend"
+	}
+	return fmt.Sprintf("backend%d", i+1)
+}
 
 // FrontendAdmin returns front-end i's admin address.
 func (t *Topology) FrontendAdmin(i int) string {
@@ -79,8 +105,10 @@ func (t *Topology) FrontendAdmin(i int) string {
 // FrontendURL returns the base URL of front-end i.
 func (t *Topology) FrontendURL(i int) string { return "http://" + t.Opts.Frontends[i] }
 
-// BackendConfig returns the back-end's Caddyfile path.
-func (t *Topology) BackendConfig() string { return filepath.Join(t.Opts.Dir, "backend.Caddyfile") }
+// BackendConfig returns back-end i's Caddyfile path.
+func (t *Topology) BackendConfig(i int) string {
+	return filepath.Join(t.Opts.Dir, backendName(i)+".Caddyfile")
+}
 
 // FrontendConfig returns front-end i's Caddyfile path.
 func (t *Topology) FrontendConfig(i int) string {
@@ -105,10 +133,10 @@ func (t *Topology) globals(admin, name, role string) string {
 `, admin, filepath.Join(t.Opts.Dir, "storage"), name, role)
 }
 
-// BackendCaddyfile is the back-end's configuration: TMP in, origin out.
-func (t *Topology) BackendCaddyfile() string {
-	host, port, _ := net.SplitHostPort(t.Opts.BackendTMP)
-	g := t.globals(t.BackendAdmin(), "be1", "backend")
+// BackendCaddyfile is back-end i's configuration: TMP in, origin out.
+func (t *Topology) BackendCaddyfile(i int) string {
+	host, port, _ := net.SplitHostPort(t.backends()[i])
+	g := t.globals(t.BackendAdminN(i), fmt.Sprintf("be%d", i+1), "backend")
 	switch t.Opts.Transport {
 	case "http1", "h2c":
 		if t.Opts.Transport == "h2c" {
@@ -117,17 +145,19 @@ func (t *Topology) BackendCaddyfile() string {
 		return g + fmt.Sprintf(`
 http://:%s {
 	bind %s
+	header X-Backend be%d
 	reverse_proxy %s
 }
-`, port, host, t.Opts.OriginAddr)
+`, port, host, i+1, t.Opts.OriginAddr)
 	}
 	return g + fmt.Sprintf(`
 # Front-ends reach this site over TMP only.
 http://:%s {
 	bind tmp/%s
+	header X-Backend be%d
 	reverse_proxy %s
 }
-`, port, host, t.Opts.OriginAddr)
+`, port, host, i+1, t.Opts.OriginAddr)
 }
 
 // FrontendCaddyfile is front-end i's configuration: clients in, TMP out.
@@ -146,9 +176,10 @@ http://:%s {
 	%s
 	reverse_proxy %s {
 		%s
+		%s
 	}
 }
-`, port, host, extra, t.Opts.BackendTMP, transport)
+`, port, host, extra, strings.Join(t.backends(), " "), transport, t.Opts.ProxyExtra)
 }
 
 // Start launches origin, back-end and front-ends, in that order (the
@@ -160,27 +191,28 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(t.BackendConfig(), []byte(t.BackendCaddyfile()), 0o644); err != nil {
-		return nil, err
+	for i := range t.backends() {
+		if err := os.WriteFile(t.BackendConfig(i), []byte(t.BackendCaddyfile(i)), 0o644); err != nil {
+			return nil, err
+		}
 	}
 	for i := range opts.Frontends {
 		if err := os.WriteFile(t.FrontendConfig(i), []byte(t.FrontendCaddyfile(i, opts.FrontendExtra)), 0o644); err != nil {
 			return nil, err
 		}
 	}
-	steps := []struct {
+	type step struct {
 		name, what string
 		ready      func() error
-	}{
-		{"origin", "origin shop on http://" + opts.OriginAddr, func() error { return httpOK("http://" + opts.OriginAddr + "/") }},
-		{"backend", "back-end Caddy (TMP on " + opts.BackendTMP + ")", func() error { return httpOK("http://" + t.BackendAdmin() + "/config/") }},
+	}
+	steps := []step{{"origin", "origin shop on http://" + opts.OriginAddr, func() error { return httpOK("http://" + opts.OriginAddr + "/") }}}
+	for i, b := range t.backends() {
+		admin := t.BackendAdminN(i)
+		steps = append(steps, step{backendName(i), "back-end Caddy (TMP on " + b + ")", func() error { return httpOK("http://" + admin + "/config/") }})
 	}
 	for i := range opts.Frontends {
 		i := i
-		steps = append(steps, struct {
-			name, what string
-			ready      func() error
-		}{fmt.Sprintf("frontend%d", i+1), "front-end Caddy on " + t.FrontendURL(i), func() error { return httpOK(t.FrontendURL(i) + "/") }})
+		steps = append(steps, step{fmt.Sprintf("frontend%d", i+1), "front-end Caddy on " + t.FrontendURL(i), func() error { return httpOK(t.FrontendURL(i) + "/") }})
 	}
 	for _, s := range steps {
 		opts.Progress("starting %s …", s.what)
@@ -205,8 +237,15 @@ func (t *Topology) StartProc(name string) error {
 	switch {
 	case name == "origin":
 		args = []string{"origin", "-listen", t.Opts.OriginAddr, "-name", "shop"}
-	case name == "backend":
-		args = []string{"caddy", "run", "--config", t.BackendConfig(), "--adapter", "caddyfile"}
+	case strings.HasPrefix(name, "backend"):
+		i := 0
+		if name != "backend" {
+			if _, err := fmt.Sscanf(name, "backend%d", &i); err != nil || i < 2 || i > len(t.backends()) {
+				return fmt.Errorf("unknown process %q", name)
+			}
+			i--
+		}
+		args = []string{"caddy", "run", "--config", t.BackendConfig(i), "--adapter", "caddyfile"}
 	default:
 		var i int
 		if _, err := fmt.Sscanf(name, "frontend%d", &i); err != nil || i < 1 || i > len(t.Opts.Frontends) {
@@ -267,10 +306,18 @@ func (t *Topology) Stop() {
 		names = append(names, n)
 	}
 	t.mu.Unlock()
-	order := map[string]int{"origin": 2, "backend": 1}
+	order := func(n string) int {
+		switch {
+		case n == "origin":
+			return 2
+		case strings.HasPrefix(n, "backend"):
+			return 1
+		}
+		return 0
+	}
 	for pass := 0; pass < 3; pass++ {
 		for _, n := range names {
-			if order[n] == pass {
+			if order(n) == pass {
 				t.StopProc(n)
 			}
 		}
