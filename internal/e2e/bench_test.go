@@ -23,7 +23,7 @@ import (
 func BenchmarkProxy(b *testing.B) {
 	for _, tr := range []string{"tmp", "http1", "h2c"} {
 		b.Run(tr, func(b *testing.B) {
-			admin := freePort(b, "127.0.0.1")
+			admin := freeAdminBase(b, 2)
 			opts := topology.Options{
 				Binary:     binary,
 				Dir:        filepath.Join(tmpDir, "bench-"+tr),

@@ -17,7 +17,7 @@ import (
 // request still succeeds on the other; when it returns, it gets traffic
 // again.
 func TestLoadBalancingHealthChecksAndRetries(t *testing.T) {
-	admin := freePort(t, "127.0.0.1")
+	admin := freeAdminBase(t, 3)
 	opts := topology.Options{
 		Binary:       binary,
 		Dir:          filepath.Join(tmpDir, "lb"),

@@ -71,19 +71,35 @@ func freePort(t testing.TB, ip string) int {
 	return 0
 }
 
+// freeAdminBase returns a port p such that p … p+n-1 are all free on
+// 127.0.0.1: a topology's admin endpoints take consecutive ports.
+func freeAdminBase(t testing.TB, n int) int {
+	t.Helper()
+	for try := 0; try < 100; try++ {
+		base := freePort(t, "127.0.0.1")
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no run of free ports")
+	return 0
+}
+
 // shared returns the topology shared by the tests of this package: origin,
 // back-end, and two front-ends on 127.0.0.2 and 127.0.0.3.
 func shared(t *testing.T) *topology.Topology {
 	t.Helper()
 	once.Do(func() {
-		admin := freePort(t, "127.0.0.1")
-		for p := admin; p < admin+3; p++ {
-			if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
-				l.Close()
-			} else {
-				admin = freePort(t, "127.0.0.1")
-			}
-		}
+		admin := freeAdminBase(t, 3)
 		opts := topology.Options{
 			Binary:     binary,
 			Dir:        filepath.Join(tmpDir, "topology"),
