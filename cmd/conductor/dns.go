@@ -4,6 +4,8 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/coremain"
 
+	_ "github.com/conductor-edge/conductor/corednsplugin"
+
 	// CoreDNS's common plugins. The cloud and cluster back-ends (azure,
 	// clouddns, route53, kubernetes, etcd, nomad) are left out: they pull in
 	// large SDKs a Conductor DNS node does not need.
@@ -45,8 +47,21 @@ import (
 	_ "github.com/coredns/coredns/plugin/whoami"
 )
 
-// runDNS runs CoreDNS. dnsserver.Directives keeps its stock order.
+// runDNS runs CoreDNS with the conductor plugin in the chain.
 func runDNS() {
-	_ = dnsserver.Directives
 	coremain.Run()
+}
+
+// The conductor plugin goes right before `file`: after `cache` (so answers
+// are cached for their TTL, and `cache` sees the ECS scope), after
+// `metadata` and `geoip` (which run first anyway), and before the plugins
+// that would answer the same names from static data.
+func init() {
+	for i, d := range dnsserver.Directives {
+		if d == "file" {
+			dnsserver.Directives = append(dnsserver.Directives[:i], append([]string{"conductor"}, dnsserver.Directives[i:]...)...)
+			return
+		}
+	}
+	panic("conductor: CoreDNS has no 'file' directive to insert before")
 }

@@ -1,0 +1,192 @@
+package corednsplugin
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metrics"
+	"github.com/coredns/coredns/request"
+	"github.com/miekg/dns"
+)
+
+// Handler answers A and AAAA queries for its sites with chosen front-ends.
+type Handler struct {
+	Next plugin.Handler
+
+	cfg     *config
+	regions regionTable
+	health  *healthChecker
+	pool    sync.Pool // []*frontend scratch
+}
+
+func newHandler(cfg *config) *Handler {
+	h := &Handler{cfg: cfg, regions: regionTable(cfg.regions)}
+	for _, f := range cfg.frontends {
+		f.healthy.Store(cfg.startHealthy)
+	}
+	h.health = &healthChecker{cfg: cfg, onFlip: h.onFlip}
+	h.pool.New = func() any { s := make([]*frontend, 0, len(cfg.frontends)); return &s }
+	return h
+}
+
+func (h *Handler) start() {
+	for _, z := range h.cfg.zones {
+		for _, f := range h.cfg.frontends {
+			frontendHealthy.WithLabelValues(z, f.name).Set(b2f(f.healthy.Load()))
+		}
+	}
+	h.health.start()
+}
+
+func (h *Handler) stop() { h.health.stop() }
+
+func (h *Handler) onFlip(f *frontend, healthy bool) {
+	for _, z := range h.cfg.zones {
+		frontendHealthy.WithLabelValues(z, f.name).Set(b2f(healthy))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Name implements plugin.Handler.
+func (h *Handler) Name() string { return pluginName }
+
+// Ready implements ready.Readiness: ready once it has something to answer.
+func (h *Handler) Ready() bool { return true }
+
+// ServeDNS implements plugin.Handler.
+func (h *Handler) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	state := request.Request{W: w, Req: r}
+	qname := state.Name()
+	zone := plugin.Zones(h.cfg.zones).Matches(qname)
+	if zone == "" {
+		return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
+	}
+	start := time.Now()
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	server := metrics.WithServer(ctx)
+
+	// Sites are zone apexes; nothing exists below them (RFC 8020: NXDOMAIN
+	// means nothing below either).
+	if qname != zone {
+		m.Rcode = dns.RcodeNameError
+		m.Ns = []dns.RR{h.soa(zone)}
+		state.SizeAndDo(m)
+		w.WriteMsg(m)
+		return dns.RcodeSuccess, nil
+	}
+
+	ecs, client, bits := clientSubnet(state)
+	switch state.QType() {
+	case dns.TypeA, dns.TypeAAAA:
+		v6 := state.QType() == dns.TypeAAAA
+		sp := h.pool.Get().(*[]*frontend)
+		ch := selectFrontends(h.cfg, h.regions, client, bits, v6, *sp)
+		*sp = (*sp)[:0]
+		h.pool.Put(sp)
+		for _, ip := range ch.ips {
+			m.Answer = append(m.Answer, h.addressRR(zone, ip))
+		}
+		if len(ch.frontends) == 0 && len(ch.ips) > 0 {
+			answers.WithLabelValues(server, zone, "origin").Inc()
+		}
+		for _, f := range ch.frontends {
+			answers.WithLabelValues(server, zone, f.name).Inc()
+		}
+		if ecs != nil {
+			ecs.SourceScope = uint8(ch.scope)
+		}
+	case dns.TypeSOA:
+		m.Answer = []dns.RR{h.soa(zone)}
+	}
+	if len(m.Answer) == 0 {
+		// NODATA (RFC 2308 §2.2): the name exists, not this type.
+		m.Ns = []dns.RR{h.soa(zone)}
+	}
+	state.SizeAndDo(m)
+	if ecs != nil {
+		setECS(m, ecs)
+	}
+	w.WriteMsg(m)
+	decisionDuration.WithLabelValues(server).Observe(time.Since(start).Seconds())
+	return dns.RcodeSuccess, nil
+}
+
+func (h *Handler) addressRR(zone string, ip net.IP) dns.RR {
+	hdr := dns.RR_Header{Name: zone, Class: dns.ClassINET, Ttl: h.cfg.ttl}
+	if ip4 := ip.To4(); ip4 != nil {
+		hdr.Rrtype = dns.TypeA
+		return &dns.A{Hdr: hdr, A: ip4}
+	}
+	hdr.Rrtype = dns.TypeAAAA
+	return &dns.AAAA{Hdr: hdr, AAAA: ip}
+}
+
+// soa is the zone's synthesized SOA; its minimum (the negative-caching TTL,
+// RFC 2308 §4) is the answer TTL.
+func (h *Handler) soa(zone string) dns.RR {
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: h.cfg.ttl},
+		Ns:      "ns." + zone,
+		Mbox:    "hostmaster." + zone,
+		Serial:  uint32(time.Now().Unix()),
+		Refresh: 7200, Retry: 1800, Expire: 86400,
+		Minttl: h.cfg.ttl,
+	}
+}
+
+// clientSubnet returns the request's ECS option (a copy, for the reply) and
+// the client subnet to decide on: ECS if present (RFC 7871 §7.1.1), else the
+// resolver's address as a /32 or /128.
+func clientSubnet(state request.Request) (*dns.EDNS0_SUBNET, netip.Addr, int) {
+	if opt := state.Req.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			e, ok := o.(*dns.EDNS0_SUBNET)
+			if !ok {
+				continue
+			}
+			a, ok := netip.AddrFromSlice(e.Address)
+			if !ok {
+				break
+			}
+			a = a.Unmap()
+			bits := int(e.SourceNetmask)
+			if bits > a.BitLen() {
+				break
+			}
+			p, _ := a.Prefix(bits)
+			cp := *e
+			cp.SourceScope = 0
+			return &cp, p.Addr(), bits
+		}
+	}
+	a, _ := netip.ParseAddr(state.IP())
+	a = a.Unmap()
+	return nil, a, a.BitLen()
+}
+
+// setECS puts the ECS option, with its scope, in the reply's OPT record.
+func setECS(m *dns.Msg, ecs *dns.EDNS0_SUBNET) {
+	opt := m.IsEdns0()
+	if opt == nil {
+		return
+	}
+	for i, o := range opt.Option {
+		if _, ok := o.(*dns.EDNS0_SUBNET); ok {
+			opt.Option[i] = ecs
+			return
+		}
+	}
+	opt.Option = append(opt.Option, ecs)
+}
