@@ -82,17 +82,41 @@ func selectFrontends(cfg *config, regions regionTable, client netip.Addr, client
 	cands = cands[:n]
 	k := min(cfg.answers, len(cands))
 	var picked []*frontend
-	if cfg.sticky {
+	switch {
+	case cfg.sticky:
 		scope = max(scope, clientBits)
 		picked = rendezvous(cands, client, clientBits, k)
-	} else {
+	case k == 1:
+		// The common case, without allocating: one weighted draw, and
+		// the answer is a sub-slice of the scratch slice.
+		i := weightedIndex(cands)
+		picked = cands[i : i+1]
+	default:
 		picked = weightedSample(cands, k)
+	}
+	if len(picked) == 1 {
+		return choice{frontends: picked, ips: addrs(picked[0]), scope: scope}
 	}
 	var ips []net.IP
 	for _, f := range picked {
 		ips = append(ips, addrs(f)...)
 	}
 	return choice{frontends: picked, ips: ips, scope: scope}
+}
+
+func weightedIndex(cands []*frontend) int {
+	total := 0
+	for _, f := range cands {
+		total += f.weight
+	}
+	r := rand.IntN(total)
+	for i, f := range cands {
+		if r < f.weight {
+			return i
+		}
+		r -= f.weight
+	}
+	return len(cands) - 1
 }
 
 // weightedSample draws k front-ends without replacement, each draw in

@@ -21,7 +21,11 @@ import (
 
 const pluginName = "conductor"
 
-func init() { plugin.Register(pluginName, setup) }
+func init() {
+	plugin.Register(pluginName, setup)
+	// Echo EDNS Client Subnet in replies (RFC 7871 §7.2.2).
+	edns.SetSupportedOption(dns.EDNS0SUBNET)
+}
 
 func setup(c *caddy.Controller) error {
 	cfg, err := parse(c)
@@ -37,8 +41,6 @@ func setup(c *caddy.Controller) error {
 		h.stop()
 		return nil
 	})
-	// Echo EDNS Client Subnet in replies (RFC 7871 §7.2.2).
-	edns.SetSupportedOption(dns.EDNS0SUBNET)
 	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
 		h.Next = next
 		return h
