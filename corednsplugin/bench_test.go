@@ -4,8 +4,8 @@ import (
 	"context"
 	"net"
 	"sort"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
