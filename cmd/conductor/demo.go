@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,6 +21,7 @@ func runDemo(args []string) int {
 	origin := fs.String("origin", "127.0.0.1:9080", "origin shop address")
 	backend := fs.String("backend", "127.0.0.1:4433", "back-end TMP address (UDP)")
 	admin := fs.Int("admin-port", 2019, "back-end admin port; front-ends use the next ones")
+	dnsAddr := fs.String("dns", "127.0.0.1:5300", "where CoreDNS with the conductor plugin answers for shop.example (empty: no DNS)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -41,12 +43,14 @@ func runDemo(args []string) int {
 		OriginAddr: *origin,
 		BackendTMP: *backend,
 		AdminBase:  *admin,
+		DNSAddr:    *dnsAddr,
 		Progress:   say,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 1
 	}
+	dnsHost, dnsPort, _ := net.SplitHostPort(*dnsAddr)
 	fmt.Printf(`
 The shop is up. Try:
   curl %s/               front-end 1 (over TMP to the back-end)
@@ -57,9 +61,10 @@ The shop is up. Try:
   curl %s/nope           the origin's 404
 Metrics (TMP sessions, per upstream): curl http://%s/metrics | grep conductor_tmp
 Origin directly: http://%s/
+DNS steering:  dig @%s -p %s shop.example   (or: conductor dns's Corefile in %s)
 
 Press Ctrl-C to stop.
-`, t.FrontendURL(0), t.FrontendURL(1), t.FrontendURL(0), t.FrontendURL(0), t.FrontendURL(0), t.FrontendURL(0), t.FrontendAdmin(0), *origin)
+`, t.FrontendURL(0), t.FrontendURL(1), t.FrontendURL(0), t.FrontendURL(0), t.FrontendURL(0), t.FrontendURL(0), t.FrontendAdmin(0), *origin, dnsHost, dnsPort, t.DNSConfig())
 	<-ctx.Done()
 	say("stopping …")
 	t.Stop()

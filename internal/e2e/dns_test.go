@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -53,5 +54,59 @@ func TestConductorDNSServesACorefile(t *testing.T) {
 	}
 	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "127.0.0.2" {
 		t.Fatalf("answer %v", r.Answer)
+	}
+}
+
+// The demo topology's DNS answers shop.example with a front-end.
+func TestTopologyDNSAnswersAFrontend(t *testing.T) {
+	tp := shared(t)
+	m := new(dns.Msg)
+	m.SetQuestion("shop.example.", dns.TypeA)
+	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, tp.Opts.DNSAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Answer) != 1 {
+		t.Fatalf("answer %v", r)
+	}
+	ip := r.Answer[0].(*dns.A).A.String()
+	if ip != "127.0.0.2" && ip != "127.0.0.3" {
+		t.Fatalf("shop.example → %s, want a front-end", ip)
+	}
+}
+
+// Corefile.example starts and answers (on free ports).
+func TestCorefileExampleRuns(t *testing.T) {
+	b, err := os.ReadFile("../../Corefile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t, "127.0.0.1")
+	prom := freePort(t, "127.0.0.1")
+	cf := strings.ReplaceAll(string(b), "shop.example:5300", fmt.Sprintf("shop.example:%d", port))
+	cf = strings.ReplaceAll(cf, "127.0.0.1:9253", fmt.Sprintf("127.0.0.1:%d", prom))
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Corefile")
+	os.WriteFile(path, []byte(cf), 0o644)
+	cmd := exec.Command(binary, "dns", "-conf", path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	m := new(dns.Msg)
+	m.SetQuestion("shop.example.", dns.TypeA)
+	var r *dns.Msg
+	for i := 0; i < 50; i++ {
+		if r, _, err = (&dns.Client{Timeout: time.Second}).Exchange(m, fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || len(r.Answer) != 1 {
+		t.Fatalf("Corefile.example: %v %v", r, err)
 	}
 }

@@ -110,6 +110,7 @@ func shared(t *testing.T) *topology.Topology {
 				fmt.Sprintf("127.0.0.3:%d", freePort(t, "127.0.0.3")),
 			},
 			AdminBase: admin,
+			DNSAddr:   fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
 			Progress:  func(f string, a ...any) { t.Logf(f, a...) },
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

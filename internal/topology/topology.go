@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Options describes the topology. Zero fields get the demo's defaults.
@@ -31,6 +33,12 @@ type Options struct {
 	// names backend2, backend3, …) beside the same origin; front-ends
 	// balance across all of them.
 	MoreBackends []string
+	// DNSAddr, if set, is where a CoreDNS with the conductor plugin answers
+	// for Site (process name "dns"), steering to the front-ends by their
+	// health (their metrics endpoints).
+	DNSAddr string
+	// Site is the name the DNS answers for. Default shop.example.
+	Site string
 	// ProxyExtra is inserted in every front-end's reverse_proxy block (load
 	// balancing and health check options).
 	ProxyExtra string
@@ -62,6 +70,9 @@ func (o *Options) defaults() {
 	}
 	if o.Transport == "" {
 		o.Transport = "tmp"
+	}
+	if o.Site == "" {
+		o.Site = "shop.example"
 	}
 	if o.Progress == nil {
 		o.Progress = func(string, ...any) {}
@@ -182,6 +193,31 @@ http://:%s {
 `, port, host, extra, strings.Join(t.backends(), " "), transport, t.Opts.ProxyExtra)
 }
 
+// DNSConfig returns the Corefile path.
+func (t *Topology) DNSConfig() string { return filepath.Join(t.Opts.Dir, "Corefile") }
+
+// Corefile answers for the site with the healthiest front-end.
+func (t *Topology) Corefile() string {
+	host, port, _ := net.SplitHostPort(t.Opts.DNSAddr)
+	var fes strings.Builder
+	for i, fe := range t.Opts.Frontends {
+		h, _, _ := net.SplitHostPort(fe)
+		fmt.Fprintf(&fes, "\t\tfrontend fe%d %s region local health http://%s/metrics\n", i+1, h, t.FrontendAdmin(i))
+	}
+	origin, _, _ := net.SplitHostPort(t.Opts.OriginAddr)
+	return fmt.Sprintf(`%s:%s {
+	bind %s
+	conductor {
+%s		region 127.0.0.0/8 local
+		fallback %s
+		ttl 10
+		health_check 1s up 2 down 3
+	}
+	errors
+}
+`, t.Opts.Site, port, host, fes.String(), origin)
+}
+
 // Start launches origin, back-end and front-ends, in that order (the
 // back-end creates the shared PKI CA before the front-ends need it), and
 // waits until the shop answers through every front-end.
@@ -214,6 +250,12 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 		i := i
 		steps = append(steps, step{fmt.Sprintf("frontend%d", i+1), "front-end Caddy on " + t.FrontendURL(i), func() error { return httpOK(t.FrontendURL(i) + "/") }})
 	}
+	if opts.DNSAddr != "" {
+		if err := os.WriteFile(t.DNSConfig(), []byte(t.Corefile()), 0o644); err != nil {
+			return nil, err
+		}
+		steps = append(steps, step{"dns", "CoreDNS with the conductor plugin on " + opts.DNSAddr, func() error { return dnsOK(opts.DNSAddr, opts.Site) }})
+	}
 	for _, s := range steps {
 		opts.Progress("starting %s …", s.what)
 		if err := t.StartProc(s.name); err != nil {
@@ -237,6 +279,8 @@ func (t *Topology) StartProc(name string) error {
 	switch {
 	case name == "origin":
 		args = []string{"origin", "-listen", t.Opts.OriginAddr, "-name", "shop"}
+	case name == "dns":
+		args = []string{"dns", "-conf", t.DNSConfig()}
 	case strings.HasPrefix(name, "backend"):
 		i := 0
 		if name != "backend" {
@@ -310,7 +354,7 @@ func (t *Topology) Stop() {
 		switch {
 		case n == "origin":
 			return 2
-		case strings.HasPrefix(n, "backend"):
+		case strings.HasPrefix(n, "backend"), n == "dns":
 			return 1
 		}
 		return 0
@@ -372,4 +416,18 @@ func waitFor(ctx context.Context, limit time.Duration, ready func() error) error
 		err = errors.New("timed out")
 	}
 	return err
+}
+
+// dnsOK asks the DNS server for the site's A record.
+func dnsOK(addr, site string) error {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(site), dns.TypeA)
+	r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, addr)
+	if err != nil {
+		return err
+	}
+	if len(r.Answer) == 0 {
+		return fmt.Errorf("no answer for %s", site)
+	}
+	return nil
 }
