@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -42,6 +44,7 @@ func TestDNSPluginEndToEnd(t *testing.T) {
 	defer eu.srv.Close()
 	defer us.srv.Close()
 	port := freePort(t, "127.0.0.1")
+	healthPort, readyPort, promPort := freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1")
 	dir := t.TempDir()
 	corefile := filepath.Join(dir, "Corefile")
 	os.WriteFile(corefile, []byte(fmt.Sprintf(`shop.example:%d {
@@ -64,11 +67,14 @@ cached.example:%d {
 	errors
 	log
 	cache 30
+	health 127.0.0.1:%d
+	ready 127.0.0.1:%d
+	prometheus 127.0.0.1:%d
 	conductor {
 		frontend fe 127.0.0.4
 	}
 }
-`, port, eu.srv.URL, us.srv.URL, port)), 0o644)
+`, port, eu.srv.URL, us.srv.URL, port, healthPort, readyPort, promPort)), 0o644)
 	cmd := exec.Command(binary, "dns", "-conf", corefile)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logf, _ := os.Create(filepath.Join(dir, "dns.log"))
@@ -128,6 +134,25 @@ cached.example:%d {
 		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, server)
 		if err != nil || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "127.0.0.4" {
 			t.Fatalf("behind cache: %v %v", r, err)
+		}
+	}
+	// Alongside health, ready and prometheus.
+	for _, u := range []string{fmt.Sprintf("http://127.0.0.1:%d/health", healthPort), fmt.Sprintf("http://127.0.0.1:%d/ready", readyPort)} {
+		resp, err := http.Get(u)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", u, resp, err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`coredns_conductor_answers_total{frontend="fe-eu",server=`, `coredns_conductor_frontend_healthy{frontend="fe-us",site="shop.example."} 1`, "coredns_conductor_decision_duration_seconds_bucket"} {
+		if !strings.Contains(string(mb), want) {
+			t.Errorf("metrics lack %s", want)
 		}
 	}
 	// The eu front-end's health endpoint fails: within interval × down
