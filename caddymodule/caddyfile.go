@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // All Caddyfile parsing lives here; it fills the same structs as JSON, so
@@ -189,3 +190,77 @@ var (
 	_ caddyfile.Unmarshaler = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*Transport)(nil)
 )
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("priority", parsePriority)
+	// Early, so that everything after it (caching, fallback, admission,
+	// the proxy) sees the request's priority.
+	httpcaddyfile.RegisterDirectiveOrder("priority", httpcaddyfile.After, "vars")
+}
+
+// parsePriority parses:
+//
+//	priority {
+//		default <0-4>
+//		<0-4> <matcher> [args...]
+//		<0-4> {
+//			<matcher> [args...]
+//			...
+//		}
+//	}
+//
+// Rules are tried in order; matchers are Caddy's request matchers, plus
+// `cookie <name> [<value>]`.
+func parsePriority(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	p := new(Priority)
+	h.Next() // "priority"
+	if h.NextArg() {
+		return nil, h.ArgErr()
+	}
+	for h.NextBlock(0) {
+		tok := h.Val()
+		if tok == "default" {
+			if !h.NextArg() {
+				return nil, h.ArgErr()
+			}
+			v, err := strconv.Atoi(h.Val())
+			if err != nil || v < 0 || v > 4 {
+				return nil, h.Errf("priority: default %q: want 0 (most urgent) to 4", h.Val())
+			}
+			p.Default = &v
+			if h.NextArg() {
+				return nil, h.ArgErr()
+			}
+			continue
+		}
+		v, err := strconv.Atoi(tok)
+		if err != nil || v < 0 || v > 4 {
+			return nil, h.Errf("priority: %q: want default, or a priority 0 (most urgent) to 4 followed by matchers", tok)
+		}
+		set, err := caddyhttp.ParseCaddyfileNestedMatcherSet(h.Dispenser)
+		if err != nil {
+			return nil, err
+		}
+		if len(set) == 0 {
+			return nil, h.Errf("priority %d: no matchers", v)
+		}
+		p.Rules = append(p.Rules, PriorityRule{Priority: v, MatchRaw: set})
+	}
+	return p, nil
+}
+
+// UnmarshalCaddyfile parses `cookie <name> [<value>]`.
+func (m *MatchCookie) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // "cookie"
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	m.Name = d.Val()
+	if d.NextArg() {
+		m.Value = d.Val()
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}

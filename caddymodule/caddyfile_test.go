@@ -80,3 +80,21 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 		}
 	}
 }
+
+func TestPriorityCaddyfileErrors(t *testing.T) {
+	cases := map[string]struct{ in, want string }{
+		"level out of range":  {":80 {\n\tpriority {\n\t\t7 path /x\n\t}\n}\n", `priority: "7": want default, or a priority 0 (most urgent) to 4 followed by matchers, at Caddyfile:3`},
+		"bad default":         {":80 {\n\tpriority {\n\t\tdefault high\n\t}\n}\n", `priority: default "high": want 0 (most urgent) to 4, at Caddyfile:3`},
+		"no matchers":         {":80 {\n\tpriority {\n\t\t1\n\t}\n}\n", "priority 1: no matchers"},
+		"unknown matcher":     {":80 {\n\tpriority {\n\t\t1 colour red\n\t}\n}\n", "getting matcher module 'colour'"},
+		"cookie without name": {":80 {\n\tpriority {\n\t\t1 cookie\n\t}\n}\n", "wrong argument count"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(c.in), map[string]any{"filename": "Caddyfile"})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v\nwant it to contain %q", err, c.want)
+			}
+		})
+	}
+}
