@@ -69,8 +69,8 @@ func (p *Priority) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
 	for i := range p.Rules {
 		r := &p.Rules[i]
-		if r.MatchRaw == nil {
-			continue
+		if len(r.MatchRaw) == 0 {
+			return fmt.Errorf("priority rule %d: no matchers (a rule that matches everything belongs in default)", i)
 		}
 		mods, err := ctx.LoadModule(r, "MatchRaw")
 		if err != nil {
@@ -104,9 +104,6 @@ func (p *Priority) Validate() error {
 	for i, r := range p.Rules {
 		if r.Priority < 0 || r.Priority >= tmptransport.NumPriorities {
 			return fmt.Errorf("priority rule %d: priority %d out of range 0..%d", i, r.Priority, tmptransport.NumPriorities-1)
-		}
-		if len(r.MatchRaw) == 0 {
-			return fmt.Errorf("priority rule %d: no matchers (a rule that matches everything belongs in default)", i)
 		}
 	}
 	return nil
