@@ -4,6 +4,7 @@
 //	conductor dns …     CoreDNS with its common plugins (and Conductor's, once built)
 //	conductor demo      a whole local topology on loopback
 //	conductor origin    the demo shop (an origin web server)
+//	conductor bench …   side-by-side transport benchmarks on an emulated WAN
 package main
 
 import (
@@ -25,6 +26,8 @@ commands:
   demo       run a whole local topology on loopback: origin shop, back-end,
              two front-ends (flags: conductor demo -h)
   origin     run the demo shop origin (flags: conductor origin -h)
+  bench transport
+             TMP against HTTP/2, HTTP/3 and HTTP/1.1 on an emulated WAN (root)
 `)
 }
 
@@ -45,6 +48,8 @@ func main() {
 		os.Exit(runDemo(args))
 	case "origin":
 		os.Exit(runOrigin(args))
+	case "bench":
+		os.Exit(runBench(args))
 	case "help", "-h", "--help":
 		usage()
 	default:

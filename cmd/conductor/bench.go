@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/conductor-edge/conductor/internal/transportbench"
+)
+
+// profileFlag collects repeated --profile flags.
+type profileFlag []string
+
+func (p *profileFlag) String() string     { return strings.Join(*p, ",") }
+func (p *profileFlag) Set(v string) error { *p = append(*p, v); return nil }
+
+// runBench runs `conductor bench transport`: TMP against HTTP/2 (Cubic,
+// BBR), HTTP/3 and an HTTP/1.1 pool on the same emulated WAN, in one run.
+func runBench(args []string) int {
+	if len(args) == 0 || args[0] != "transport" {
+		fmt.Fprintln(os.Stderr, "usage: conductor bench transport [--profile lan|continental|lossy|mobile]... [--peer KEY]... [--duration 15s] [--json FILE]")
+		return 2
+	}
+	fs := flag.NewFlagSet("conductor bench transport", flag.ContinueOnError)
+	var profiles, peers profileFlag
+	fs.Var(&profiles, "profile", "WAN profile (repeatable; default all): lan, continental, lossy, mobile")
+	fs.Var(&peers, "peer", "peer (repeatable; default all): tmp, http2-cubic, http2-bbr, http3, http1")
+	duration := fs.Duration("duration", 15*time.Second, "length of each bulk workload")
+	jsonOut := fs.String("json", "", "write results as JSON to this file")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	var sel []transportbench.ProfileSpec
+	if len(profiles) == 0 {
+		sel = transportbench.Profiles
+	}
+	for _, name := range profiles {
+		p, ok := transportbench.ProfileByName(name)
+		if !ok {
+			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want lan, continental, lossy or mobile)\n", name)
+			return 2
+		}
+		sel = append(sel, p)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := transportbench.Run(ctx, transportbench.Options{Profiles: sel, Peers: peers, Duration: *duration, Progress: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	fmt.Print(rep.Table(sel))
+	if *jsonOut != "" {
+		if err := rep.WriteJSON(*jsonOut); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	}
+	return 0
+}
