@@ -53,6 +53,13 @@ type MulTCP struct {
 	inRecovery  bool
 	backoffs    int // back-offs in the current recovery period
 	largestSent uint64
+
+	// DisableLossDiscrimination makes every loss a congestion signal (plain
+	// MulTCP), for comparison.
+	DisableLossDiscrimination bool
+	randomLosses              uint64
+	epochEnd                  uint64
+	epochLosses               int
 }
 
 // NewMulTCP returns a MulTCP controller with the given initial window in
@@ -77,6 +84,11 @@ func (m *MulTCP) SetFlows(n int) {
 func (m *MulTCP) OnPacketSent(_ time.Time, pn uint64, _ int) { m.largestSent = pn }
 
 func (m *MulTCP) OnPacketAcked(_ time.Time, pn uint64, _ int, _ *RTTSnapshot) {
+	if pn >= m.epochEnd {
+		// A round trip has passed: start counting losses afresh.
+		m.epochEnd = m.largestSent + 1
+		m.epochLosses = 0
+	}
 	if m.inRecovery && pn >= m.recoveryEnd {
 		m.inRecovery = false
 	}
@@ -97,7 +109,11 @@ func (m *MulTCP) OnPacketAcked(_ time.Time, pn uint64, _ int, _ *RTTSnapshot) {
 // as a single NewReno does, would make the aggregate far more aggressive
 // than N flows (it settles at a window of about 2N² packets whatever the loss
 // rate).
-func (m *MulTCP) OnPacketLost(_ time.Time, pn uint64, _ int, _ *RTTSnapshot) {
+func (m *MulTCP) OnPacketLost(_ time.Time, pn uint64, _ int, rtt *RTTSnapshot) {
+	if m.randomLoss(rtt) {
+		m.randomLosses++
+		return
+	}
 	if m.inRecovery && pn < m.recoveryEnd {
 		if m.backoffs >= m.flows {
 			return
@@ -112,6 +128,42 @@ func (m *MulTCP) OnPacketLost(_ time.Time, pn uint64, _ int, _ *RTTSnapshot) {
 	m.cwnd = max(m.cwnd*(1-1/(2*n)), n, 2)
 	m.ssthresh = m.cwnd
 }
+
+// randomLoss tells a link error from congestion, as TCP Veno does (Fu &
+// Liew, "TCP Veno: TCP Enhancement for Transmission Over Wireless Access
+// Networks", 2003): the packets the session keeps queued at the bottleneck
+// are backlog = cwnd × (1 − minRTT / RTT). If that is under vegasBeta
+// packets per emulated flow, the queue is all but empty, so the loss did
+// not come from congestion: it is not answered with a back-off. When the
+// link is shared, competing flows fill the queue, the backlog grows, and
+// losses count as congestion again, so TMP stays fair to TCP.
+func (m *MulTCP) randomLoss(rtt *RTTSnapshot) bool {
+	m.epochLosses++
+	if m.DisableLossDiscrimination || rtt == nil || rtt.Min <= 0 || rtt.Smoothed <= 0 {
+		return false
+	}
+	// A queue too shallow to show in the RTT can still overflow: beyond
+	// maxRandomLoss of a window in one round trip, loss is congestion
+	// whatever the delay says.
+	if float64(m.epochLosses) > max(2, maxRandomLoss*m.cwnd) {
+		return false
+	}
+	if rtt.Smoothed <= rtt.Min {
+		return true
+	}
+	backlog := m.cwnd * (1 - float64(rtt.Min)/float64(rtt.Smoothed))
+	return backlog < vegasBeta*float64(m.flows)
+}
+
+// vegasBeta is Veno's threshold of queued packets per flow.
+const vegasBeta = 3
+
+// maxRandomLoss is the loss rate per round trip up to which losses with an
+// empty queue are taken for link errors.
+const maxRandomLoss = 0.02
+
+// RandomLosses counts losses taken for link errors rather than congestion.
+func (m *MulTCP) RandomLosses() uint64 { return m.randomLosses }
 
 func (m *MulTCP) OnRetransmissionTimeout(time.Time) {
 	// Persistent loss: fall back to the floor, but never below N.
