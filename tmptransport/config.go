@@ -64,6 +64,14 @@ type Config struct {
 	// MaxEmulatedFlows caps N for the multi-flow controller. Default 64.
 	MaxEmulatedFlows int
 
+	// NoUrgentDuplication turns off the duplicate sending of priority-0
+	// stream data. By default each packet carrying priority-0 data is
+	// followed by a copy of that data, so that a single loss costs urgent
+	// requests no retransmission round trip: urgent traffic is small by
+	// nature (a checkout, not a download), and its latency is what the
+	// priorities are for.
+	NoUrgentDuplication bool
+
 	// KeyUpdateInterval is how many packets are sealed under one key before
 	// the sender rotates keys (RFC 9001 §6). Default 1<<20, well inside the
 	// AES-GCM confidentiality limit of 2^23 (RFC 9001 §6.6).

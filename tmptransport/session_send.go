@@ -196,6 +196,11 @@ func (s *Session) sendAppLocked(now time.Time, out [][]byte) [][]byte {
 			}
 		}
 		out = append(out, pkt)
+		if ae && !s.cfg.NoUrgentDuplication && len(out) < maxPacketsPerRound {
+			if dup := s.urgentCopy(now, frames); dup != nil {
+				out = append(out, dup)
+			}
+		}
 	}
 	if s.confirmed && s.keys.sentInPhase >= s.cfg.KeyUpdateInterval {
 		if err := s.keys.initiateUpdate(); err != nil {
@@ -358,4 +363,52 @@ func (s *Session) onPTOLocked(now time.Time) {
 		break
 	}
 	s.lastAESent = now // restart the PTO clock from this probe
+}
+
+// urgentCopy builds a packet that repeats the priority-0 stream data of a
+// packet just sent (see Config.NoUrgentDuplication). Either copy's ACK
+// settles the bytes; the other's loss then re-queues nothing.
+func (s *Session) urgentCopy(now time.Time, frames []sentFrame) []byte {
+	var pkt []byte
+	var hdrLen int
+	var copied []sentFrame
+	for _, f := range frames {
+		if f.kind != sfStreamData || f.stream.prio != 0 || f.stream.sendReset != nil {
+			continue
+		}
+		st := f.stream
+		var data []byte
+		if f.length > 0 {
+			if f.offset < st.sb.base {
+				continue
+			}
+			data = st.sb.slice(f.offset, f.length)
+			if uint64(len(data)) != f.length {
+				continue
+			}
+		}
+		if pkt == nil {
+			pkt, hdrLen = s.startShort(now)
+		}
+		sf := &streamFrame{StreamID: st.id, Offset: f.offset, Data: data, Fin: f.fin}
+		if len(pkt)+maxStreamFrameOverhead+len(data) > hdrLen+s.maxPayload() {
+			break
+		}
+		pkt = sf.appendTo(pkt)
+		copied = append(copied, f)
+	}
+	if len(copied) == 0 {
+		if pkt != nil {
+			putBuf(pkt)
+		}
+		return nil
+	}
+	pn := s.pn
+	pkt = s.finishShort(pkt, hdrLen)
+	s.sent.onSent(&sentPacket{pn: pn, sent: now, size: len(pkt), ackEliciting: true, frames: copied})
+	s.counters.packetsSent++
+	s.counters.bytesSent += uint64(len(pkt))
+	s.quality.sentBytesInIntvl += uint64(len(pkt))
+	s.cc.OnPacketSent(now, pn, len(pkt))
+	return pkt
 }
