@@ -87,6 +87,9 @@ func New(ab, ba Profile) (*Link, error) {
 		for _, args := range [][]string{
 			{"link", "set", side.tun, "netns", side.ns},
 			{"-n", side.ns, "addr", "add", side.local.String(), "peer", side.peer.String(), "dev", side.tun},
+			// A long device queue: the emulator's own queue must be
+			// the only bottleneck, not the TUN's (500 packets by default).
+			{"-n", side.ns, "link", "set", side.tun, "txqueuelen", "10000"},
 			{"-n", side.ns, "link", "set", side.tun, "up"},
 			{"-n", side.ns, "link", "set", "lo", "up"},
 		} {

@@ -181,7 +181,7 @@ func TestRandomLossMatchesSetting(t *testing.T) {
 	const n = 40000
 	got, _ := blast(t, l, n, 200, 20*time.Microsecond)
 	ab, _ := l.Stats()
-	if ab.Packets < n*99/100 {
+	if ab.Packets < n*95/100 {
 		t.Fatalf("only %d of %d packets reached the emulator", ab.Packets, n)
 	}
 	within(t, "loss rate", 1-float64(got)/float64(ab.Packets), 0.05, 0.05)
