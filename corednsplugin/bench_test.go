@@ -26,24 +26,7 @@ import (
 //
 //	go test -run '^$' -bench ServeDNS ./corednsplugin/
 func BenchmarkServeDNS(b *testing.B) {
-	zone := `$ORIGIN shop.example.
-@ 30 IN SOA ns.shop.example. hostmaster.shop.example. 1 7200 1800 86400 30
-@ 30 IN A 127.0.0.2
-`
-	z, err := file.Parse(strings.NewReader(zone), "shop.example.", "stdin", 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	fp := file.File{Next: test.ErrorHandler(), Zones: file.Zones{Z: map[string]*file.Zone{"shop.example.": z}, Names: []string{"shop.example."}}}
-	cp := handlerFor(b, `conductor shop.example {
-		frontend fe1 127.0.0.2 region eu weight 3
-		frontend fe2 127.0.0.3 region eu weight 1
-		frontend fe3 127.0.0.4 region us weight 2
-		frontend fe4 127.0.0.5 region us weight 2
-		region 10.1.0.0/16 eu
-		region 10.2.0.0/16 us
-		fallback 192.0.2.10
-	}`)
+	fp, cp := benchPlugins(b)
 	msg := func() *dns.Msg {
 		m := new(dns.Msg)
 		m.SetQuestion("shop.example.", dns.TypeA)
@@ -86,22 +69,7 @@ func BenchmarkServeDNS(b *testing.B) {
 // plugin behind a real UDP DNS server on loopback, 32 clients sending
 // queries with miekg/dns, in one run.
 func BenchmarkQueriesOverUDP(b *testing.B) {
-	zone := `$ORIGIN shop.example.
-@ 30 IN SOA ns.shop.example. hostmaster.shop.example. 1 7200 1800 86400 30
-@ 30 IN A 127.0.0.2
-`
-	z, err := file.Parse(strings.NewReader(zone), "shop.example.", "stdin", 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	fp := file.File{Next: test.ErrorHandler(), Zones: file.Zones{Z: map[string]*file.Zone{"shop.example.": z}, Names: []string{"shop.example."}}}
-	cp := handlerFor(b, `conductor shop.example {
-		frontend fe1 127.0.0.2 region eu weight 3
-		frontend fe2 127.0.0.3 region eu weight 1
-		frontend fe3 127.0.0.4 region us weight 2
-		region 10.1.0.0/16 eu
-		fallback 192.0.2.10
-	}`)
+	fp, cp := benchPlugins(b)
 	for _, p := range []struct {
 		name string
 		h    plugin.Handler
@@ -150,4 +118,28 @@ func BenchmarkQueriesOverUDP(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
 		})
 	}
+}
+
+// benchPlugins returns the file plugin serving shop.example's A record and
+// a conductor plugin choosing among four front-ends for the same name.
+func benchPlugins(b *testing.B) (file.File, *Handler) {
+	zone := `$ORIGIN shop.example.
+@ 30 IN SOA ns.shop.example. hostmaster.shop.example. 1 7200 1800 86400 30
+@ 30 IN A 127.0.0.2
+`
+	z, err := file.Parse(strings.NewReader(zone), "shop.example.", "stdin", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fp := file.File{Next: test.ErrorHandler(), Zones: file.Zones{Z: map[string]*file.Zone{"shop.example.": z}, Names: []string{"shop.example."}}}
+	cp := handlerFor(b, `conductor shop.example {
+		frontend fe1 127.0.0.2 region eu weight 3
+		frontend fe2 127.0.0.3 region eu weight 1
+		frontend fe3 127.0.0.4 region us weight 2
+		frontend fe4 127.0.0.5 region us weight 2
+		region 10.1.0.0/16 eu
+		region 10.2.0.0/16 us
+		fallback 192.0.2.10
+	}`)
+	return fp, cp
 }

@@ -123,21 +123,11 @@ func weightedIndex(cands []*frontend) int {
 // proportion to weight.
 func weightedSample(cands []*frontend, k int) []*frontend {
 	out := make([]*frontend, 0, k)
-	pool := cands
+	pool := append([]*frontend(nil), cands...)
 	for len(out) < k {
-		total := 0
-		for _, f := range pool {
-			total += f.weight
-		}
-		r := rand.IntN(total)
-		for i, f := range pool {
-			if r < f.weight {
-				out = append(out, f)
-				pool = append(pool[:i:i], pool[i+1:]...)
-				break
-			}
-			r -= f.weight
-		}
+		i := weightedIndex(pool)
+		out = append(out, pool[i])
+		pool = append(pool[:i], pool[i+1:]...)
 	}
 	return out
 }

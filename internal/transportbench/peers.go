@@ -119,6 +119,16 @@ func certs() (tls.Certificate, *x509.CertPool) {
 
 var benchCert, benchPool = certs()
 
+// udpIn opens a UDP socket on host:port inside a namespace (in is
+// Link.InA or Link.InB).
+func udpIn(in func(func() error) error, host string, port int) (pc net.PacketConn, err error) {
+	err = in(func() (err error) {
+		pc, err = net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
+		return
+	})
+	return pc, err
+}
+
 // ---- TMP ----
 
 type tmpPeer struct{}
@@ -126,11 +136,8 @@ type tmpPeer struct{}
 func (*tmpPeer) Name() string { return "tmp" }
 
 func (*tmpPeer) Serve(l *wan.Link) (func(), error) {
-	var pc net.PacketConn
-	if err := l.InB(func() (err error) {
-		pc, err = net.ListenPacket("udp", net.JoinHostPort(l.AddrB.String(), strconv.Itoa(port)))
-		return
-	}); err != nil {
+	pc, err := udpIn(l.InB, l.AddrB.String(), port)
+	if err != nil {
 		return nil, err
 	}
 	ln, err := tmptransport.NewListener(pc, &tmptransport.Config{TLSConfig: &tls.Config{Certificates: []tls.Certificate{benchCert}, ClientCAs: benchPool, ClientAuth: tls.RequireAndVerifyClientCert}})
@@ -182,8 +189,8 @@ type tmpClient struct {
 }
 
 func (*tmpPeer) Dial(ctx context.Context, l *wan.Link) (Client, error) {
-	var pc net.PacketConn
-	if err := l.InA(func() (err error) { pc, err = net.ListenPacket("udp", net.JoinHostPort(l.AddrA.String(), "0")); return }); err != nil {
+	pc, err := udpIn(l.InA, l.AddrA.String(), 0)
+	if err != nil {
 		return nil, err
 	}
 	s, err := tmptransport.DialConn(ctx, pc, &net.UDPAddr{IP: l.AddrB.AsSlice(), Port: port},
@@ -329,11 +336,8 @@ type h3Peer struct{}
 func (*h3Peer) Name() string { return "http3" }
 
 func (*h3Peer) Serve(l *wan.Link) (func(), error) {
-	var pc net.PacketConn
-	if err := l.InB(func() (err error) {
-		pc, err = net.ListenPacket("udp", net.JoinHostPort(l.AddrB.String(), strconv.Itoa(port)))
-		return
-	}); err != nil {
+	pc, err := udpIn(l.InB, l.AddrB.String(), port)
+	if err != nil {
 		return nil, err
 	}
 	srv := &http3.Server{Handler: bytesHandler(), TLSConfig: http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{benchCert}})}
@@ -348,8 +352,8 @@ type h3Client struct {
 }
 
 func (*h3Peer) Dial(ctx context.Context, l *wan.Link) (Client, error) {
-	var pc net.PacketConn
-	if err := l.InA(func() (err error) { pc, err = net.ListenPacket("udp", net.JoinHostPort(l.AddrA.String(), "0")); return }); err != nil {
+	pc, err := udpIn(l.InA, l.AddrA.String(), 0)
+	if err != nil {
 		return nil, err
 	}
 	t3 := &http3.Transport{
