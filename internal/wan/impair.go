@@ -41,7 +41,7 @@ type pkt struct {
 	size int
 }
 
-const deliverySlack = 300 * time.Microsecond
+const deliverySlack = 600 * time.Microsecond
 
 type pktHeap []*pkt
 

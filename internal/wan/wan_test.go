@@ -117,15 +117,26 @@ func TestRTTMatchesDelay(t *testing.T) {
 			c.Close()
 		}
 	}()
-	measure(t, "TCP connect ms", 40, 0.05, func() float64 {
-		var conn net.Conn
-		t0 := time.Now()
-		if err := l.InA(func() (err error) { conn, err = net.Dial("tcp", l.AddrB.String()+":7001"); return }); err != nil {
-			t.Fatal(err)
+	measure(t, "TCP connect ms (median of 5)", 40, 0.05, func() float64 {
+		var v []float64
+		for i := 0; i < 5; i++ {
+			var d time.Duration
+			// Timed inside the namespace: entering it is not the link's.
+			if err := l.InA(func() error {
+				t0 := time.Now()
+				conn, err := net.Dial("tcp", l.AddrB.String()+":7001")
+				d = time.Since(t0)
+				if err == nil {
+					conn.Close()
+				}
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			v = append(v, float64(d.Microseconds())/1000)
 		}
-		d := time.Since(t0)
-		conn.Close()
-		return float64(d.Microseconds()) / 1000
+		sort.Float64s(v)
+		return v[len(v)/2]
 	})
 }
 
