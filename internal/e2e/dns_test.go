@@ -26,28 +26,8 @@ func TestConductorDNSServesACorefile(t *testing.T) {
 	errors
 }
 `, port)), 0o644)
-	cmd := exec.Command(binary, "dns", "-conf", corefile)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, _ := os.Create(filepath.Join(dir, "dns.log"))
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		cmd.Wait()
-	}()
-	m := new(dns.Msg)
-	m.SetQuestion("shop.example.test.", dns.TypeA)
-	c := &dns.Client{Timeout: time.Second}
-	var r *dns.Msg
-	var err error
-	for i := 0; i < 100; i++ {
-		if r, _, err = c.Exchange(m, fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	startDNS(t, corefile)
+	r, err := exchangeRetry(fmt.Sprintf("127.0.0.1:%d", port), "shop.example.test.", dns.TypeA)
 	if err != nil {
 		b, _ := os.ReadFile(filepath.Join(dir, "dns.log"))
 		t.Fatalf("no answer: %v\n%s", err, b)
@@ -88,25 +68,47 @@ func TestCorefileExampleRuns(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "Corefile")
 	os.WriteFile(path, []byte(cf), 0o644)
-	cmd := exec.Command(binary, "dns", "-conf", path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		cmd.Wait()
-	}()
-	m := new(dns.Msg)
-	m.SetQuestion("shop.example.", dns.TypeA)
-	var r *dns.Msg
-	for i := 0; i < 50; i++ {
-		if r, _, err = (&dns.Client{Timeout: time.Second}).Exchange(m, fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	startDNS(t, path)
+	r, err := exchangeRetry(fmt.Sprintf("127.0.0.1:%d", port), "shop.example.", dns.TypeA)
 	if err != nil || len(r.Answer) != 1 {
 		t.Fatalf("Corefile.example: %v %v", r, err)
 	}
+}
+
+// startDNS runs `conductor dns` on a Corefile until the test ends; its
+// output goes to dns.log beside the Corefile.
+func startDNS(t *testing.T, corefile string) {
+	t.Helper()
+	cmd := exec.Command(binary, "dns", "-conf", corefile)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := os.Create(filepath.Join(filepath.Dir(corefile), "dns.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+		out.Close()
+	})
+}
+
+// exchangeRetry asks server for name, retrying for up to 10 s while the
+// server starts.
+func exchangeRetry(server, name string, qtype uint16) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	c := &dns.Client{Timeout: time.Second}
+	var r *dns.Msg
+	var err error
+	for i := 0; i < 100; i++ {
+		if r, _, err = c.Exchange(m, server); err == nil {
+			return r, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return r, err
 }

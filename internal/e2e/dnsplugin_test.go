@@ -7,11 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,17 +73,7 @@ cached.example:%d {
 	}
 }
 `, port, eu.srv.URL, us.srv.URL, port, healthPort, readyPort, promPort)), 0o644)
-	cmd := exec.Command(binary, "dns", "-conf", corefile)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logf, _ := os.Create(filepath.Join(dir, "dns.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		cmd.Wait()
-	}()
+	startDNS(t, corefile)
 	server := fmt.Sprintf("127.0.0.1:%d", port)
 	ask := func(subnet string) (string, uint8) {
 		t.Helper()
