@@ -110,15 +110,16 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	rep := Report{}
 	for _, prof := range o.Profiles {
 		rep[prof.Name] = map[string]*Result{}
+		var baseline int64 // what M TCP flows get against N TCP flows on this profile
 		for _, peer := range peers {
 			fmt.Fprintf(o.Progress, "[%s] %s: RTT %v, loss %.1f%%, %.0f Mbit/s …\n", prof.Name, peer.Name(), prof.RTT, prof.Loss*100, prof.RateBps/1e6)
-			r, err := runOne(ctx, prof, peer, o)
+			r, err := runOne(ctx, prof, peer, o, &baseline)
 			if err != nil {
 				return rep, fmt.Errorf("%s/%s: %w", prof.Name, peer.Name(), err)
 			}
 			rep[prof.Name][peer.Name()] = r
-			fmt.Fprintf(o.Progress, "[%s] %s: goodput %.1f Mbit/s, urgent p99 %.0f ms, warm %.1f ms, cold %.1f ms, %d errors\n",
-				prof.Name, peer.Name(), r.GoodputMbps, r.P99UrgentMs, r.WarmRequestMs, r.ColdRequestMs, len(r.Errors))
+			fmt.Fprintf(o.Progress, "[%s] %s: goodput %.1f Mbit/s, urgent p99 %.0f ms, warm %.1f ms, cold %.1f ms, share %.2f, competitor ratio %.2f, %d errors\n",
+				prof.Name, peer.Name(), r.GoodputMbps, r.P99UrgentMs, r.WarmRequestMs, r.ColdRequestMs, deref(r.Share), deref(r.CompetitorRatio), len(r.Errors))
 		}
 	}
 	return rep, nil
@@ -130,7 +131,7 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func runOne(ctx context.Context, prof ProfileSpec, peer Peer, o Options) (*Result, error) {
+func runOne(ctx context.Context, prof ProfileSpec, peer Peer, o Options, baseline *int64) (*Result, error) {
 	l, err := prof.link()
 	if err != nil {
 		return nil, err
@@ -232,6 +233,10 @@ func runOne(ctx context.Context, prof ProfileSpec, peer Peer, o Options) (*Resul
 		}
 	}
 	r.P50UrgentMs, r.P99UrgentMs = percentile(lat, 0.5), percentile(lat, 0.99)
+
+	// (d) friendliness against plain TCP.
+	share, ratio := friendliness(ctx, l, c, o.Duration, baseline)
+	r.Share, r.CompetitorRatio = &share, &ratio
 	r.CPUSeconds = (cpuTime() - cpu0).Seconds()
 	return r, nil
 }
@@ -280,7 +285,7 @@ func percentile(v []float64, q float64) float64 {
 // Table renders the report.
 func (rep Report) Table(profiles []ProfileSpec) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-12s %-12s %10s %10s %10s %9s %9s %8s %6s\n", "profile", "peer", "goodput", "urgent50", "urgent99", "warm", "cold", "cpu s", "errors")
+	fmt.Fprintf(&b, "%-12s %-12s %10s %10s %10s %9s %9s %6s %6s %8s %6s\n", "profile", "peer", "goodput", "urgent50", "urgent99", "warm", "cold", "share", "compet", "cpu s", "errors")
 	for _, p := range profiles {
 		keys := make([]string, 0, len(rep[p.Name]))
 		for k := range rep[p.Name] {
@@ -289,10 +294,17 @@ func (rep Report) Table(profiles []ProfileSpec) string {
 		sort.Strings(keys)
 		for _, k := range keys {
 			r := rep[p.Name][k]
-			fmt.Fprintf(&b, "%-12s %-12s %7.1f Mb %7.0f ms %7.0f ms %6.1f ms %6.1f ms %8.1f %6d\n", p.Name, k, r.GoodputMbps, r.P50UrgentMs, r.P99UrgentMs, r.WarmRequestMs, r.ColdRequestMs, r.CPUSeconds, len(r.Errors))
+			fmt.Fprintf(&b, "%-12s %-12s %7.1f Mb %7.0f ms %7.0f ms %6.1f ms %6.1f ms %6.2f %6.2f %8.1f %6d\n", p.Name, k, r.GoodputMbps, r.P50UrgentMs, r.P99UrgentMs, r.WarmRequestMs, r.ColdRequestMs, deref(r.Share), deref(r.CompetitorRatio), r.CPUSeconds, len(r.Errors))
 		}
 	}
 	return b.String()
+}
+
+func deref(p *float64) float64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 // WriteJSON writes the report to path.
