@@ -17,7 +17,8 @@ type impairer struct {
 	mu        sync.Mutex
 	queue     pktHeap
 	seq       uint64
-	lineFree  time.Time // when the bottleneck finishes the packets before
+	lineFree  time.Time     // when the bottleneck finishes the packets before
+	slack     time.Duration // deliver this much early (forwarding overhead)
 	lastDeliv time.Time
 	geBad     bool
 	wake      chan struct{}
@@ -62,7 +63,16 @@ func (h *pktHeap) Pop() any {
 }
 
 func newImpairer(p Profile, seed uint64, deliver func([]byte)) *impairer {
-	return &impairer{p: p.withDefaults(), rng: rand.New(rand.NewPCG(seed, seed*0x9e3779b97f4a7c15+1)), deliver: deliver, wake: make(chan struct{}, 1)}
+	p = p.withDefaults()
+	return &impairer{
+		p:       p,
+		rng:     rand.New(rand.NewPCG(seed, seed*0x9e3779b97f4a7c15+1)),
+		deliver: deliver,
+		wake:    make(chan struct{}, 1),
+		// Never more than a quarter of the delay: a sub-millisecond
+		// delay must not vanish into the slack.
+		slack: min(deliverySlack, (p.Delay-p.Jitter)/4),
+	}
 }
 
 // offer takes one packet from the sending side.
@@ -143,7 +153,7 @@ func (im *impairer) run(stop <-chan struct{}) {
 		// crossing two TUN devices costs about that much, and delivering
 		// late would add it to every delay.
 		now := time.Now()
-		soon := now.Add(deliverySlack)
+		soon := now.Add(im.slack)
 		var due []*pkt
 		for im.queue.Len() > 0 && !im.queue[0].at.After(soon) {
 			due = append(due, heap.Pop(&im.queue).(*pkt))

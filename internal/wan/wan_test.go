@@ -291,3 +291,37 @@ func TestBadProfilesAreRejected(t *testing.T) {
 		}
 	}
 }
+
+// A sub-millisecond delay is kept, not lost in the delivery slack.
+func TestSmallDelayIsKept(t *testing.T) {
+	l := newLink(t, Profile{Delay: 500 * time.Microsecond}, Profile{Delay: 500 * time.Microsecond})
+	srv := udpIn(t, l.InB, l.AddrB.String()+":7300")
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, a, err := srv.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			srv.WriteToUDP(buf[:n], a)
+		}
+	}()
+	cl := udpIn(t, l.InA, l.AddrA.String()+":0")
+	dst := &net.UDPAddr{IP: l.AddrB.AsSlice(), Port: 7300}
+	buf := make([]byte, 64)
+	var rtts []float64
+	for i := 0; i < 50; i++ {
+		t0 := time.Now()
+		cl.WriteToUDP([]byte("x"), dst)
+		cl.SetReadDeadline(time.Now().Add(time.Second))
+		if _, _, err := cl.ReadFromUDP(buf); err != nil {
+			t.Fatal(err)
+		}
+		rtts = append(rtts, float64(time.Since(t0).Microseconds())/1000)
+	}
+	sort.Float64s(rtts)
+	t.Logf("RTT with 2 × 0.5 ms delay: median %.2f ms", rtts[len(rtts)/2])
+	if rtts[len(rtts)/2] < 0.9 {
+		t.Fatalf("median RTT %.2f ms, want at least the 1 ms set", rtts[len(rtts)/2])
+	}
+}
