@@ -20,7 +20,9 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,6 +40,13 @@ type Peer interface {
 	Serve(l *wan.Link) (stop func(), err error)
 	// Dial connects a client from namespace A.
 	Dial(ctx context.Context, l *wan.Link) (Client, error)
+}
+
+// retransmitCounter is implemented by peers that can tell how many of the
+// data packets (or bytes) their server sent were retransmissions.
+type retransmitCounter interface {
+	// counters returns retransmitted and total sent units so far.
+	counters(l *wan.Link) (retrans, sent uint64, ok bool)
 }
 
 // Client downloads size bytes; urgent asks for the highest priority.
@@ -131,11 +140,27 @@ func udpIn(in func(func() error) error, host string, port int) (pc net.PacketCon
 
 // ---- TMP ----
 
-type tmpPeer struct{}
+type tmpPeer struct{ ln *tmptransport.Listener }
 
 func (*tmpPeer) Name() string { return "tmp" }
 
-func (*tmpPeer) Serve(l *wan.Link) (func(), error) {
+// counters sums the server sessions' retransmitted and new stream bytes.
+func (p *tmpPeer) counters(*wan.Link) (uint64, uint64, bool) {
+	if p.ln == nil {
+		return 0, 0, false
+	}
+	var re, sent uint64
+	for _, s := range p.ln.Sessions() {
+		st := s.Stats()
+		re += st.RetransmittedBytes
+		for _, b := range st.StreamBytesSent {
+			sent += b
+		}
+	}
+	return re, sent, true
+}
+
+func (p *tmpPeer) Serve(l *wan.Link) (func(), error) {
 	pc, err := udpIn(l.InB, l.AddrB.String(), port)
 	if err != nil {
 		return nil, err
@@ -145,6 +170,7 @@ func (*tmpPeer) Serve(l *wan.Link) (func(), error) {
 		pc.Close()
 		return nil, err
 	}
+	p.ln = ln
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		for {
@@ -237,6 +263,43 @@ type httpPeer struct {
 }
 
 func (p *httpPeer) Name() string { return p.key }
+
+// counters reads the server namespace's TCP counters (RetransSegs and
+// OutSegs in /proc/net/snmp, per network namespace).
+func (p *httpPeer) counters(l *wan.Link) (re, sent uint64, ok bool) {
+	l.InB(func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/snmp")
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(line, "Tcp: ") {
+				continue
+			}
+			f := strings.Fields(line)[1:]
+			if names == nil {
+				names = f
+				continue
+			}
+			for i, n := range names {
+				if i >= len(f) {
+					break
+				}
+				v, _ := strconv.ParseUint(f[i], 10, 64)
+				switch n {
+				case "RetransSegs":
+					re = v
+				case "OutSegs":
+					sent = v
+				}
+			}
+			ok = true
+		}
+		return nil
+	})
+	return re, sent, ok
+}
 
 func bytesHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

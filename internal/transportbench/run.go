@@ -183,8 +183,19 @@ func runOne(ctx context.Context, prof ProfileSpec, peer Peer, o Options, baselin
 	r.ColdRequestMs, r.WarmRequestMs = median(cold), median(warm)
 
 	// (a) bulk: 32 parallel 4 MB downloads, repeated for the duration.
+	rc, hasRC := peer.(retransmitCounter)
+	var re0, sent0 uint64
+	if hasRC {
+		re0, sent0, hasRC = rc.counters(l)
+	}
 	bytes := bulk(ctx, c, o.Duration, report, nil)
 	r.GoodputMbps = float64(bytes) * 8 / o.Duration.Seconds() / 1e6
+	if hasRC {
+		if re1, sent1, ok := rc.counters(l); ok && sent1 > sent0 {
+			ratio := float64(re1-re0) / float64(sent1-sent0)
+			r.RetransmitRatio = &ratio
+		}
+	}
 
 	// (b) mixed: the same bulk, plus a 10 kB urgent request every 100 ms.
 	var lat []float64
