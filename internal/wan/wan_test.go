@@ -72,32 +72,10 @@ func measure(t *testing.T, what string, want, tol float64, run func() float64) {
 
 func TestRTTMatchesDelay(t *testing.T) {
 	l := newLink(t, Profile{Delay: 20 * time.Millisecond}, Profile{Delay: 20 * time.Millisecond})
-	srv := udpIn(t, l.InB, l.AddrB.String()+":7000")
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, a, err := srv.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			srv.WriteToUDP(buf[:n], a)
-		}
-	}()
-	cl := udpIn(t, l.InA, l.AddrA.String()+":0")
-	dst := &net.UDPAddr{IP: l.AddrB.AsSlice(), Port: 7000}
-	buf := make([]byte, 2048)
+	port := 7000
 	measure(t, "RTT ms (median)", 40, 0.05, func() float64 {
-		var rtts []float64
-		for i := 0; i < 100; i++ {
-			t0 := time.Now()
-			cl.WriteToUDP([]byte(fmt.Sprint(i)), dst)
-			cl.SetReadDeadline(time.Now().Add(time.Second))
-			if _, _, err := cl.ReadFromUDP(buf); err != nil {
-				t.Fatal(err)
-			}
-			rtts = append(rtts, float64(time.Since(t0).Microseconds())/1000)
-		}
-		sort.Float64s(rtts)
+		port++ // a fresh echo server per try
+		rtts := udpRTTs(t, l, port, 100)
 		return rtts[len(rtts)/2]
 	})
 
@@ -295,24 +273,35 @@ func TestBadProfilesAreRejected(t *testing.T) {
 // A sub-millisecond delay is kept, not lost in the delivery slack.
 func TestSmallDelayIsKept(t *testing.T) {
 	l := newLink(t, Profile{Delay: 500 * time.Microsecond}, Profile{Delay: 500 * time.Microsecond})
-	srv := udpIn(t, l.InB, l.AddrB.String()+":7300")
+	rtts := udpRTTs(t, l, 7300, 50)
+	t.Logf("RTT with 2 × 0.5 ms delay: median %.2f ms", rtts[len(rtts)/2])
+	if rtts[len(rtts)/2] < 0.9 {
+		t.Fatalf("median RTT %.2f ms, want at least the 1 ms set", rtts[len(rtts)/2])
+	}
+}
+
+// udpRTTs runs a UDP echo server in B and returns n sorted round trips
+// (ms) from A, one ping at a time.
+func udpRTTs(t *testing.T, l *Link, port, n int) []float64 {
+	t.Helper()
+	srv := udpIn(t, l.InB, fmt.Sprintf("%s:%d", l.AddrB, port))
 	go func() {
 		buf := make([]byte, 2048)
 		for {
-			n, a, err := srv.ReadFromUDP(buf)
+			m, a, err := srv.ReadFromUDP(buf)
 			if err != nil {
 				return
 			}
-			srv.WriteToUDP(buf[:n], a)
+			srv.WriteToUDP(buf[:m], a)
 		}
 	}()
 	cl := udpIn(t, l.InA, l.AddrA.String()+":0")
-	dst := &net.UDPAddr{IP: l.AddrB.AsSlice(), Port: 7300}
-	buf := make([]byte, 64)
+	dst := &net.UDPAddr{IP: l.AddrB.AsSlice(), Port: port}
+	buf := make([]byte, 2048)
 	var rtts []float64
-	for i := 0; i < 50; i++ {
+	for i := 0; i < n; i++ {
 		t0 := time.Now()
-		cl.WriteToUDP([]byte("x"), dst)
+		cl.WriteToUDP([]byte(fmt.Sprint(i)), dst)
 		cl.SetReadDeadline(time.Now().Add(time.Second))
 		if _, _, err := cl.ReadFromUDP(buf); err != nil {
 			t.Fatal(err)
@@ -320,8 +309,5 @@ func TestSmallDelayIsKept(t *testing.T) {
 		rtts = append(rtts, float64(time.Since(t0).Microseconds())/1000)
 	}
 	sort.Float64s(rtts)
-	t.Logf("RTT with 2 × 0.5 ms delay: median %.2f ms", rtts[len(rtts)/2])
-	if rtts[len(rtts)/2] < 0.9 {
-		t.Fatalf("median RTT %.2f ms, want at least the 1 ms set", rtts[len(rtts)/2])
-	}
+	return rtts
 }
