@@ -1,0 +1,49 @@
+package edgecache
+
+import (
+	"errors"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics, on Caddy's metrics endpoint. `site` is the handler's site name
+// (its Caddyfile site address, or `site` in its config); `cache` is the
+// store's name. Names follow Caddy's: namespace, subsystem, base units.
+var (
+	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "conductor", Subsystem: "edge_cache", Name: "requests_total",
+		Help: "Requests the edge cache answered, by outcome: hit, miss, stale (served stale), revalidated, collapsed (waited for another request's fetch), bypass.",
+	}, []string{"site", "outcome"})
+	servedBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "conductor", Subsystem: "edge_cache", Name: "served_bytes_total",
+		Help: "Body bytes sent to clients, by source: cache or origin.",
+	}, []string{"site", "source"})
+	originFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "conductor", Subsystem: "edge_cache", Name: "origin_fetches_total",
+		Help: "Requests the edge cache sent to the origin, by kind: miss, revalidate, refresh (ahead of expiry), warm.",
+	}, []string{"site", "kind"})
+	evictionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "conductor", Subsystem: "edge_cache", Name: "evictions_total",
+		Help: "Entries evicted from memory to make room.",
+	}, []string{"cache", "policy"})
+	storedBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "conductor", Subsystem: "edge_cache", Name: "stored_bytes",
+		Help: "Bytes held by the cache, by tier: memory or disk.",
+	}, []string{"cache", "tier"})
+)
+
+// registerMetrics registers the collectors once per registry; Caddy keeps
+// one registry across reloads, so a second registration finds the first.
+func registerMetrics(ctx caddy.Context) error {
+	reg := ctx.GetMetricsRegistry()
+	for _, c := range []prometheus.Collector{requestsTotal, servedBytes, originFetches, evictionsTotal, storedBytes} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}
