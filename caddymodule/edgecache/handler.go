@@ -178,6 +178,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	registry.add(h)
 	h.bgCtx, h.bgCancel = context.WithCancel(context.Background())
 	h.srv = new(atomic.Pointer[caddyhttp.Server])
+	// The http app provisions each server's routes with the server in
+	// the context; background fetches go through it.
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		h.srv.Store(srv)
+	}
 	h.bg = &bgFlights{m: map[string]*bgFlight{}}
 	h.misses = &flights{m: map[string]*flight{}}
 	h.wg = new(sync.WaitGroup)
@@ -221,7 +226,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if j, ok := r.Context().Value(jobCtxKey{}).(*job); ok && j.h == h && j.reached.CompareAndSwap(false, true) {
 		return h.runJob(j, r, next)
 	}
-	if h.srv.Load() == nil {
+	if h.srv.Load() == nil { // provisioned outside a server (tests, other apps)
 		if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv != nil {
 			h.srv.Store(srv)
 		}

@@ -209,14 +209,16 @@ func (h *Handler) maybeRefreshAhead(r *http.Request, e *entry, now time.Time) {
 	}
 }
 
-// warmAtStart fetches the Warm URLs once this config is running. It finds
-// the server this handler belongs to by walking the http app's routes,
-// since no request has told it yet.
+// warmAtStart fetches the Warm URLs once this config is running, through
+// the server the http app provisioned this handler for.
 func (h *Handler) warmAtStart() {
 	defer h.wg.Done()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for caddy.ActiveContext().Context != h.ctx.Context {
+	// The config has started once it is the active one. Caddy wraps the
+	// config's context per server, so compare their Done channels, which
+	// the wrapping shares.
+	for active := caddy.ActiveContext(); active.Context == nil || active.Done() != h.ctx.Done(); active = caddy.ActiveContext() {
 		select {
 		case <-h.bgCtx.Done():
 			return
@@ -224,17 +226,8 @@ func (h *Handler) warmAtStart() {
 		}
 	}
 	if h.srv.Load() == nil {
-		appIface, err := h.ctx.App("http")
-		if err != nil {
-			h.logger.Error("warming: no http app", zap.Error(err))
-			return
-		}
-		srv := serverOf(appIface.(*caddyhttp.App), h)
-		if srv == nil {
-			h.logger.Error("warming: cannot find the server holding this handler")
-			return
-		}
-		h.srv.CompareAndSwap(nil, srv)
+		h.logger.Error("warming: this handler is not inside an HTTP server")
+		return
 	}
 	for _, raw := range h.Warm {
 		host, uri, err := splitWarmURL(raw)
@@ -268,32 +261,4 @@ func splitWarmURL(raw string) (host, uri string, err error) {
 		return "", "", fmt.Errorf("no host in %q", raw)
 	}
 	return u.Host, u.RequestURI(), nil
-}
-
-// serverOf finds the server whose routes hold h.
-func serverOf(app *caddyhttp.App, h *Handler) *caddyhttp.Server {
-	for _, srv := range app.Servers {
-		if routesHold(srv.Routes, h) {
-			return srv
-		}
-	}
-	return nil
-}
-
-func routesHold(routes caddyhttp.RouteList, h *Handler) bool {
-	for _, rt := range routes {
-		for _, mh := range rt.Handlers {
-			switch v := mh.(type) {
-			case *Handler:
-				if v == h {
-					return true
-				}
-			case *caddyhttp.Subroute:
-				if routesHold(v.Routes, h) {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
