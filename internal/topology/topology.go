@@ -28,6 +28,10 @@ type Options struct {
 	Binary     string // the conductor binary
 	Dir        string // configs, Caddy storage and logs go here
 	OriginAddr string // default 127.0.0.1:9080
+	// OriginCommand, if set, starts the origin instead of the demo shop
+	// (for example nginx, in the edge cache's end-to-end test). It must
+	// serve OriginAddr and answer 200 on "/".
+	OriginCommand []string
 	BackendTMP string // back-end TMP address, default 127.0.0.1:4433
 	// MoreBackends are the TMP addresses of further back-ends (process
 	// names backend2, backend3, …) beside the same origin; front-ends
@@ -241,7 +245,11 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 		name, what string
 		ready      func() error
 	}
-	steps := []step{{"origin", "origin shop on http://" + opts.OriginAddr, func() error { return httpOK("http://" + opts.OriginAddr + "/") }}}
+	originWhat := "origin shop on http://" + opts.OriginAddr
+	if len(opts.OriginCommand) > 0 {
+		originWhat = "origin " + filepath.Base(opts.OriginCommand[0]) + " on http://" + opts.OriginAddr
+	}
+	steps := []step{{"origin", originWhat, func() error { return httpOK("http://" + opts.OriginAddr + "/") }}}
 	for i, b := range t.backends() {
 		admin := t.BackendAdminN(i)
 		steps = append(steps, step{backendName(i), "back-end Caddy (TMP on " + b + ")", func() error { return httpOK("http://" + admin + "/config/") }})
@@ -298,6 +306,9 @@ func (t *Topology) StartProc(name string) error {
 		args = []string{"caddy", "run", "--config", t.FrontendConfig(i - 1), "--adapter", "caddyfile"}
 	}
 	cmd := exec.Command(t.Opts.Binary, args...)
+	if name == "origin" && len(t.Opts.OriginCommand) > 0 {
+		cmd = exec.Command(t.Opts.OriginCommand[0], t.Opts.OriginCommand[1:]...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(t.Opts.Dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(t.Opts.Dir, "xdg-config"))
 	if t.Opts.Log != nil {
