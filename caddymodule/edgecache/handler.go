@@ -33,8 +33,7 @@ type Handler struct {
 	// Name of the store. Handlers with the same name share one store, and
 	// the store survives config reloads. Default "default".
 	Name string `json:"name,omitempty"`
-	// Site labels this handler's metrics. The Caddyfile sets it to the
-	// site's first address.
+	// Site labels this handler's metrics. Default: the cache's name.
 	Site string `json:"site,omitempty"`
 	// MaxSize bounds the memory tier, in bytes. Default 256 MiB.
 	MaxSize int64 `json:"max_size,omitempty"`
@@ -96,6 +95,7 @@ type Handler struct {
 	wg        *sync.WaitGroup
 	ctx       caddy.Context
 	logger    *zap.Logger
+	m         *siteMetrics
 }
 
 // CaddyModule returns the Caddy module information.
@@ -166,6 +166,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx); err != nil {
 		return err
 	}
+	if h.Site == "" {
+		h.Site = h.Name
+	}
+	h.m = newSiteMetrics(h.Site)
 	cfg := StoreConfig{Name: h.Name, Policy: h.Policy, MaxBytes: h.MaxSize, DiskDir: h.DiskDir, DiskMaxSize: h.DiskMaxSize}
 	h.storeKey = fmt.Sprintf("%s|%s|%d|%s|%d", cfg.Name, cfg.Policy, cfg.MaxBytes, cfg.DiskDir, cfg.DiskMaxSize)
 	val, _, err := stores.LoadOrNew(h.storeKey, func() (caddy.Destructor, error) {
@@ -240,7 +244,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if r.Header.Get("Upgrade") != "" || h.bypassed(r) {
 		w.Header().Set("Cache-Status", cacheName+"; fwd=bypass")
-		requestsTotal.WithLabelValues(h.Site, "bypass").Inc()
+		h.m.requests["bypass"].Inc()
 		return next.ServeHTTP(w, r)
 	}
 	reqCC := parseCacheControl(r.Header)
@@ -352,7 +356,7 @@ func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, next caddyht
 		// Answer these from the origin as they are; the cache fills from
 		// whole GETs and serves HEAD and ranges from what it holds.
 		w.Header().Set("Cache-Status", cacheName+"; fwd=uri-miss")
-		requestsTotal.WithLabelValues(h.Site, "miss").Inc()
+		h.m.requests["miss"].Inc()
 		return next.ServeHTTP(w, r)
 	}
 	fl, leader := h.misses.join(primary)
@@ -383,8 +387,8 @@ func (h *Handler) fetchLive(w http.ResponseWriter, r *http.Request, next caddyht
 	for _, f := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"} {
 		r.Header.Del(f)
 	}
-	originFetches.WithLabelValues(h.Site, "miss").Inc()
-	requestsTotal.WithLabelValues(h.Site, "miss").Inc()
+	h.m.fetches["miss"].Inc()
+	h.m.requests["miss"].Inc()
 	reqTime := time.Now()
 	var stored *entry
 	tee := newTeeWriter(w, h.MaxEntrySize, func(status int, hdr http.Header) bool {
@@ -403,7 +407,7 @@ func (h *Handler) fetchLive(w http.ResponseWriter, r *http.Request, next caddyht
 		return true
 	})
 	err := next.ServeHTTP(tee, r)
-	servedBytes.WithLabelValues(h.Site, "origin").Add(float64(tee.written))
+	h.m.bytesOrigin.Add(float64(tee.written))
 	if err != nil {
 		return err
 	}
@@ -457,7 +461,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, o
 	}
 	hdr.Set("Age", ageHeader(e.age(time.Now())))
 	hdr.Set("Cache-Status", cacheName+"; "+status)
-	requestsTotal.WithLabelValues(h.Site, outcome).Inc()
+	h.m.requests[outcome].Inc()
 	if e.status == http.StatusOK {
 		var modtime time.Time
 		if lm, err := http.ParseTime(e.header.Get("Last-Modified")); err == nil {
@@ -472,7 +476,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, o
 		}
 	}
 	if r.Method != http.MethodHead {
-		servedBytes.WithLabelValues(h.Site, "cache").Add(float64(len(e.body)))
+		h.m.bytesCache.Add(float64(len(e.body)))
 	}
 	return nil
 }
@@ -488,7 +492,7 @@ func (h *Handler) writeCaptured(w http.ResponseWriter, r *http.Request, c *captu
 	w.WriteHeader(c.status)
 	if r.Method != http.MethodHead {
 		w.Write(c.body.Bytes())
-		servedBytes.WithLabelValues(h.Site, "origin").Add(float64(c.body.Len()))
+		h.m.bytesOrigin.Add(float64(c.body.Len()))
 	}
 	return nil
 }

@@ -47,3 +47,28 @@ func registerMetrics(ctx caddy.Context) error {
 	}
 	return nil
 }
+
+// siteMetrics holds one handler's counters, resolved once: a label lookup
+// per request would cost a hash and a lock on the hit path.
+type siteMetrics struct {
+	requests    map[string]prometheus.Counter
+	fetches     map[string]prometheus.Counter
+	bytesCache  prometheus.Counter
+	bytesOrigin prometheus.Counter
+}
+
+func newSiteMetrics(site string) *siteMetrics {
+	m := &siteMetrics{
+		requests:    map[string]prometheus.Counter{},
+		fetches:     map[string]prometheus.Counter{},
+		bytesCache:  servedBytes.WithLabelValues(site, "cache"),
+		bytesOrigin: servedBytes.WithLabelValues(site, "origin"),
+	}
+	for _, o := range []string{"hit", "miss", "stale", "revalidated", "collapsed", "bypass"} {
+		m.requests[o] = requestsTotal.WithLabelValues(site, o)
+	}
+	for _, k := range []string{"miss", kindRevalidate, kindRefresh, kindWarm} {
+		m.fetches[k] = originFetches.WithLabelValues(site, k)
+	}
+	return m
+}

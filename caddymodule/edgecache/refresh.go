@@ -192,7 +192,7 @@ func (h *Handler) runJob(j *job, r *http.Request, next caddyhttp.Handler) error 
 		}
 	}
 	j.req = r
-	originFetches.WithLabelValues(h.Site, j.kind).Inc()
+	h.m.fetches[j.kind].Inc()
 	j.err = next.ServeHTTP(j.rec, r)
 	return j.err
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/conductor-edge/conductor/internal/cachebench"
 	"github.com/conductor-edge/conductor/internal/transportbench"
 )
 
@@ -22,8 +23,12 @@ func (p *profileFlag) Set(v string) error { *p = append(*p, v); return nil }
 // runBench runs `conductor bench transport`: TMP against HTTP/2 (Cubic,
 // BBR), HTTP/3 and an HTTP/1.1 pool on the same emulated WAN, in one run.
 func runBench(args []string) int {
+	if len(args) > 0 && args[0] == "cache" {
+		return runCacheBench(args[1:])
+	}
 	if len(args) == 0 || args[0] != "transport" {
 		fmt.Fprintln(os.Stderr, "usage: conductor bench transport [--profile lan|continental|lossy|mobile]... [--peer KEY]... [--duration 15s] [--json FILE]")
+		fmt.Fprintln(os.Stderr, "       conductor bench cache [--duration 10s] [--connections 64] [--json FILE]")
 		return 2
 	}
 	fs := flag.NewFlagSet("conductor bench transport", flag.ContinueOnError)
@@ -55,6 +60,38 @@ func runBench(args []string) int {
 		return 1
 	}
 	fmt.Print(rep.Table(sel))
+	if *jsonOut != "" {
+		if err := rep.WriteJSON(*jsonOut); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// runCacheBench runs `conductor bench cache`: edge_cache hits against
+// Caddy's file_server, with wrk, in one run.
+func runCacheBench(args []string) int {
+	fs := flag.NewFlagSet("conductor bench cache", flag.ContinueOnError)
+	duration := fs.Duration("duration", 10*time.Second, "wrk run per peer")
+	conns := fs.Int("connections", 64, "wrk connections")
+	jsonOut := fs.String("json", "", "write results as JSON to this file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := cachebench.Run(ctx, cachebench.Options{Binary: self, Duration: *duration, Connections: *conns, Progress: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	fmt.Print(rep.Table())
 	if *jsonOut != "" {
 		if err := rep.WriteJSON(*jsonOut); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)

@@ -28,6 +28,8 @@ commands:
   origin     run the demo shop origin (flags: conductor origin -h)
   bench transport
              TMP against HTTP/2, HTTP/3 and HTTP/1.1 on an emulated WAN (root)
+  bench cache
+             edge_cache hits against Caddy's file_server, with wrk
 `)
 }
 
