@@ -27,17 +27,29 @@ var (
 		Namespace: "conductor", Subsystem: "edge_cache", Name: "evictions_total",
 		Help: "Entries evicted from memory to make room.",
 	}, []string{"cache", "policy"})
-	storedBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "conductor", Subsystem: "edge_cache", Name: "stored_bytes",
-		Help: "Bytes held by the cache, by tier: memory or disk.",
-	}, []string{"cache", "tier"})
+	storedBytes = prometheus.NewDesc("conductor_edge_cache_stored_bytes",
+		"Bytes held by the cache, by tier: memory or disk.", []string{"cache", "tier"}, nil)
 )
+
+// storeCollector reports each live store's size when scraped.
+type storeCollector struct{}
+
+func (storeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- storedBytes }
+
+func (storeCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range registry.stores("") {
+		ch <- prometheus.MustNewConstMetric(storedBytes, prometheus.GaugeValue, float64(s.mem.usedBytes()), s.name, "memory")
+		if s.disk != nil {
+			ch <- prometheus.MustNewConstMetric(storedBytes, prometheus.GaugeValue, float64(s.disk.usedBytes()), s.name, "disk")
+		}
+	}
+}
 
 // registerMetrics registers the collectors once per registry; Caddy keeps
 // one registry across reloads, so a second registration finds the first.
 func registerMetrics(ctx caddy.Context) error {
 	reg := ctx.GetMetricsRegistry()
-	for _, c := range []prometheus.Collector{requestsTotal, servedBytes, originFetches, evictionsTotal, storedBytes} {
+	for _, c := range []prometheus.Collector{requestsTotal, servedBytes, originFetches, evictionsTotal, storeCollector{}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

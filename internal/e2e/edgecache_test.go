@@ -225,6 +225,24 @@ func TestEdgeCacheInFrontOfNginx(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
+	// The outcomes are on the front-end's metrics endpoint.
+	mresp, err := client.Get("http://" + tp.FrontendAdmin(0) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, m := range []string{
+		`conductor_edge_cache_requests_total{outcome="hit",site="shop"}`,
+		`conductor_edge_cache_requests_total{outcome="collapsed",site="shop"}`,
+		`conductor_edge_cache_origin_fetches_total{kind="revalidate",site="shop"}`,
+		`conductor_edge_cache_stored_bytes{cache="e2e",tier="memory"}`,
+	} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("metrics lack %s", m)
+		}
+	}
+
 	// stale-if-error: nginx stopped, the stored copy is served.
 	get("/stale/keep.html")
 	if err := tp.StopProc("origin"); err != nil {
