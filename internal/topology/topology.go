@@ -32,7 +32,7 @@ type Options struct {
 	// (for example nginx, in the edge cache's end-to-end test). It must
 	// serve OriginAddr and answer 200 on "/".
 	OriginCommand []string
-	BackendTMP string // back-end TMP address, default 127.0.0.1:4433
+	BackendTMP    string // back-end TMP address, default 127.0.0.1:4433
 	// MoreBackends are the TMP addresses of further back-ends (process
 	// names backend2, backend3, …) beside the same origin; front-ends
 	// balance across all of them.
