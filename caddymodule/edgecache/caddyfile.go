@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/conductor-edge/conductor/caddymodule/selfrequest"
 )
 
 func init() {
@@ -142,7 +144,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			for _, a := range args {
-				if _, _, perr := splitWarmURL(a); perr != nil {
+				if _, _, perr := selfrequest.SplitURL(a); perr != nil {
 					return d.Errf("warm: %v", perr)
 				}
 			}

@@ -22,6 +22,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/conductor-edge/conductor/caddymodule/selfrequest"
 )
 
 func init() {
@@ -184,7 +186,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.srv = new(atomic.Pointer[caddyhttp.Server])
 	// The http app provisions each server's routes with the server in
 	// the context; background fetches go through it.
-	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+	if srv := selfrequest.Server(ctx); srv != nil {
 		h.srv.Store(srv)
 	}
 	h.bg = &bgFlights{m: map[string]*bgFlight{}}

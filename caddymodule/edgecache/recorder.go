@@ -104,17 +104,3 @@ func (c *capture) Write(p []byte) (int, error) {
 }
 
 func (c *capture) Flush() {}
-
-// discard is the ResponseWriter handed to the server for a synthesized
-// background request: the cache handler writes the real answer into the
-// job's capture, and whatever reaches here is dropped.
-type discard struct{ h http.Header }
-
-func (d *discard) Header() http.Header {
-	if d.h == nil {
-		d.h = http.Header{}
-	}
-	return d.h
-}
-func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
-func (d *discard) WriteHeader(int)             {}

@@ -5,14 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/conductor-edge/conductor/caddymodule/selfrequest"
 	"go.uber.org/zap"
 )
 
@@ -105,16 +105,10 @@ func (h *Handler) runBackground(fl *bgFlight, kind, host, uri string, hdr http.H
 	ctx, cancel := context.WithTimeout(h.bgCtx, time.Duration(h.BackgroundTimeout))
 	defer cancel()
 	ctx = context.WithValue(ctx, jobCtxKey{}, j)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+uri, nil)
-	if err != nil {
+	if err := selfrequest.Do(ctx, srv, host, uri, hdr, &selfrequest.Discard{}); err != nil {
 		fl.err = err
 		return
 	}
-	req.Host = host
-	req.RequestURI = uri
-	req.RemoteAddr = "127.0.0.1:0"
-	req.Header = hdr
-	srv.ServeHTTP(&discard{}, req)
 
 	switch {
 	case !j.reached.Load():
@@ -230,7 +224,7 @@ func (h *Handler) warmAtStart() {
 		return
 	}
 	for _, raw := range h.Warm {
-		host, uri, err := splitWarmURL(raw)
+		host, uri, err := selfrequest.SplitURL(raw)
 		if err != nil {
 			h.logger.Error("warming", zap.String("url", raw), zap.Error(err))
 			continue
@@ -247,18 +241,4 @@ func (h *Handler) warmAtStart() {
 			h.logger.Warn("warming did not store", zap.String("url", raw), zap.Int("status", fl.status), zap.Error(fl.err))
 		}
 	}
-}
-
-func splitWarmURL(raw string) (host, uri string, err error) {
-	if !strings.Contains(raw, "://") {
-		raw = "http://" + raw
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", "", err
-	}
-	if u.Host == "" {
-		return "", "", fmt.Errorf("no host in %q", raw)
-	}
-	return u.Host, u.RequestURI(), nil
 }

@@ -1,0 +1,236 @@
+package loadindex
+
+import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	caddy.RegisterModule(Publisher{})
+}
+
+// Publisher is `http.handlers.load_index`, on the back-end in front of the
+// origin. The index is the largest of:
+//
+//	requests/s over the last second ÷ capacity
+//	requests in flight ÷ max_in_flight
+//	latency (EWMA) ÷ target_latency
+//	the origin's own Conductor-Load-Index (for 5 s after it said so)
+//	the operator's, set through the admin API (until it expires)
+//
+// each part only when configured.
+type Publisher struct {
+	// Capacity is the origin's capacity in requests/s.
+	Capacity float64 `json:"capacity,omitempty"`
+	// MaxInFlight is the number of concurrent requests the origin takes.
+	MaxInFlight int64 `json:"max_in_flight,omitempty"`
+	// TargetLatency is the latency at which the origin counts as full.
+	TargetLatency caddy.Duration `json:"target_latency,omitempty"`
+
+	m *meter
+}
+
+// CaddyModule returns the Caddy module information.
+func (Publisher) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.load_index",
+		New: func() caddy.Module { return new(Publisher) },
+	}
+}
+
+// meter is the measurement, shared by publishers across reloads so the
+// index does not reset when the config changes.
+type meter struct {
+	mu       sync.Mutex
+	buckets  [10]int64 // requests per 100 ms, a ring over the last second
+	bucketAt int64     // index of the bucket now being filled (unix time / 100 ms)
+	inflight atomic.Int64
+	latBits  atomic.Uint64 // EWMA latency, seconds
+	origin   atomic.Uint64 // origin's index
+	originAt atomic.Int64
+	manual   atomic.Uint64 // operator's index
+	manualTo atomic.Int64  // operator's index expiry, unix nanos
+}
+
+var meters sync.Map // one meter per process: the back-end fronts one origin
+
+func sharedMeter() *meter {
+	m, _ := meters.LoadOrStore("origin", new(meter))
+	return m.(*meter)
+}
+
+// Provision joins the shared meter.
+func (p *Publisher) Provision(caddy.Context) error {
+	p.m = sharedMeter()
+	return nil
+}
+
+func (m *meter) count(now time.Time) {
+	slot := now.UnixNano() / int64(100*time.Millisecond)
+	m.mu.Lock()
+	m.advance(slot)
+	m.buckets[slot%10]++
+	m.mu.Unlock()
+}
+
+// advance clears the buckets between the last one filled and slot.
+func (m *meter) advance(slot int64) {
+	if slot-m.bucketAt >= 10 {
+		m.buckets = [10]int64{}
+	} else {
+		for s := m.bucketAt + 1; s <= slot; s++ {
+			m.buckets[s%10] = 0
+		}
+	}
+	if slot > m.bucketAt {
+		m.bucketAt = slot
+	}
+}
+
+func (m *meter) rps(now time.Time) float64 {
+	slot := now.UnixNano() / int64(100*time.Millisecond)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.advance(slot)
+	var n int64
+	for _, b := range m.buckets {
+		n += b
+	}
+	return float64(n)
+}
+
+// Snapshot is the published state.
+type Snapshot struct {
+	Index       float64 `json:"index"`
+	RPS         float64 `json:"rps"`
+	InFlight    int64   `json:"in_flight"`
+	LatencyMS   float64 `json:"latency_ms"`
+	CapacityRPS float64 `json:"capacity_rps,omitempty"`
+	Origin      float64 `json:"origin_index,omitempty"`
+	Operator    float64 `json:"operator_index,omitempty"`
+}
+
+func (p *Publisher) snapshot(now time.Time) Snapshot {
+	s := Snapshot{RPS: p.m.rps(now), InFlight: p.m.inflight.Load(), CapacityRPS: p.Capacity,
+		LatencyMS: math.Float64frombits(p.m.latBits.Load()) * 1000}
+	if p.Capacity > 0 {
+		s.Index = max(s.Index, s.RPS/p.Capacity)
+	}
+	if p.MaxInFlight > 0 {
+		s.Index = max(s.Index, float64(s.InFlight)/float64(p.MaxInFlight))
+	}
+	if p.TargetLatency > 0 {
+		s.Index = max(s.Index, s.LatencyMS/float64(time.Duration(p.TargetLatency).Milliseconds()))
+	}
+	if at := p.m.originAt.Load(); at != 0 && now.Sub(time.Unix(0, at)) < 5*time.Second {
+		s.Origin = math.Float64frombits(p.m.origin.Load())
+		s.Index = max(s.Index, s.Origin)
+	}
+	if to := p.m.manualTo.Load(); to != 0 && now.UnixNano() < to {
+		s.Operator = math.Float64frombits(p.m.manual.Load())
+		s.Index = max(s.Index, s.Operator)
+	}
+	s.Index = math.Round(s.Index*1000) / 1000
+	return s
+}
+
+// ServeHTTP measures the request, passes it to the origin, and publishes
+// the index on the response.
+func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.URL.Path == WellKnownPath {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		s := p.snapshot(time.Now())
+		w.Header().Set(Header, formatIndex(s.Index, s.CapacityRPS))
+		return json.NewEncoder(w).Encode(s)
+	}
+	start := time.Now()
+	p.m.count(start)
+	p.m.inflight.Add(1)
+	pw := &publishWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, p: p, start: start}
+	err := next.ServeHTTP(pw, r)
+	p.m.inflight.Add(-1)
+	lat := time.Since(start).Seconds()
+	for {
+		old := p.m.latBits.Load()
+		v := math.Float64frombits(old)
+		nv := lat
+		if v != 0 {
+			nv = 0.8*v + 0.2*lat
+		}
+		if p.m.latBits.CompareAndSwap(old, math.Float64bits(nv)) {
+			break
+		}
+	}
+	return err
+}
+
+// publishWriter sets the index header as the response starts, after
+// reading the origin's own figure from it.
+type publishWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	p     *Publisher
+	start time.Time
+	wrote bool
+}
+
+func (pw *publishWriter) WriteHeader(status int) {
+	if !pw.wrote && status >= 200 {
+		pw.wrote = true
+		h := pw.Header()
+		if v := h.Get(Header); v != "" {
+			if f, err := strconv.ParseFloat(firstField(v), 64); err == nil && f >= 0 && !math.IsInf(f, 0) {
+				pw.p.m.origin.Store(math.Float64bits(f))
+				pw.p.m.originAt.Store(time.Now().UnixNano())
+			}
+		}
+		s := pw.p.snapshot(time.Now())
+		h.Set(Header, formatIndex(s.Index, s.CapacityRPS))
+	}
+	pw.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (pw *publishWriter) Write(b []byte) (int, error) {
+	if !pw.wrote {
+		pw.WriteHeader(http.StatusOK)
+	}
+	return pw.ResponseWriterWrapper.Write(b)
+}
+
+// formatIndex renders the header: "0.734; capacity=50".
+func formatIndex(idx, capacity float64) string {
+	v := strconv.FormatFloat(idx, 'f', 3, 64)
+	if capacity > 0 {
+		v += "; capacity=" + strconv.FormatFloat(capacity, 'f', -1, 64)
+	}
+	return v
+}
+
+// ParseHeader reads a Conductor-Load-Index value.
+func ParseHeader(v string) (idx, capacity float64, ok bool) {
+	idx, err := strconv.ParseFloat(firstField(v), 64)
+	if err != nil || idx < 0 || math.IsNaN(idx) || math.IsInf(idx, 0) {
+		return 0, 0, false
+	}
+	for _, part := range splitParams(v) {
+		if k, val, found := cut(part, '='); found && k == "capacity" {
+			if c, err := strconv.ParseFloat(val, 64); err == nil && c > 0 && !math.IsInf(c, 0) {
+				capacity = c
+			}
+		}
+	}
+	return idx, capacity, true
+}
+
+var (
+	_ caddy.Provisioner           = (*Publisher)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Publisher)(nil)
+)

@@ -1,0 +1,81 @@
+// Package selfrequest sends a request through a Caddy server's own
+// routes, from inside the server: for the work a front-end does without a
+// client waiting — refreshing a cache entry, warming it, polling the
+// back-end's load index. Such a request is matched, classified and
+// proxied exactly like a client's (same host matchers, same priority
+// rules, same TMP link), and it is its own request: nothing ties it to a
+// client connection that may be gone.
+package selfrequest
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// Server returns the server a handler was provisioned for: Caddy's http
+// app provisions each server's routes with the server in the context.
+func Server(ctx context.Context) *caddyhttp.Server {
+	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return srv
+}
+
+// SplitURL takes "https://host/path", "host/path" or "//host/path" and
+// returns the host and the request-target.
+func SplitURL(raw string) (host, uri string, err error) {
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + strings.TrimPrefix(raw, "//")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", err
+	}
+	if u.Host == "" {
+		return "", "", fmt.Errorf("no host in %q", raw)
+	}
+	return u.Host, u.RequestURI(), nil
+}
+
+// Do runs a GET for host+uri through srv, writing the answer to w. The
+// request comes from loopback; ctx bounds it and carries whatever the
+// caller's own handler needs to recognize it.
+func Do(ctx context.Context, srv *caddyhttp.Server, host, uri string, hdr http.Header, w http.ResponseWriter) error {
+	if srv == nil {
+		return fmt.Errorf("no server to send %s%s through", host, uri)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+uri, nil)
+	if err != nil {
+		return err
+	}
+	req.Host = host
+	req.RequestURI = uri
+	req.RemoteAddr = "127.0.0.1:0"
+	if hdr != nil {
+		req.Header = hdr
+	}
+	srv.ServeHTTP(w, req)
+	return nil
+}
+
+// Discard is a ResponseWriter that keeps the header and drops the body.
+type Discard struct {
+	H      http.Header
+	Status int
+}
+
+func (d *Discard) Header() http.Header {
+	if d.H == nil {
+		d.H = http.Header{}
+	}
+	return d.H
+}
+func (d *Discard) Write(p []byte) (int, error) { return len(p), nil }
+func (d *Discard) WriteHeader(s int) {
+	if d.Status == 0 {
+		d.Status = s
+	}
+}
