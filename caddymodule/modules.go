@@ -4,4 +4,7 @@ package caddymodule
 // caddymodule (as xcaddy --with does) registers them all.
 import (
 	_ "github.com/conductor-edge/conductor/caddymodule/edgecache"
+	_ "github.com/conductor-edge/conductor/caddymodule/fallback"
+	_ "github.com/conductor-edge/conductor/caddymodule/loadindex"
+	_ "github.com/conductor-edge/conductor/caddymodule/waitingroom"
 )

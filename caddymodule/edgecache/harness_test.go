@@ -3,7 +3,6 @@ package edgecache
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
-	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"github.com/conductor-edge/conductor/internal/inproc"
 )
 
 // origin is a real HTTP origin server for the cache under test, counting
@@ -54,14 +50,7 @@ type edge struct {
 	admin string // http://127.0.0.1:port
 }
 
-func freeTCPPort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freeTCPPort(t *testing.T) int { return inproc.Port(t) }
 
 // startEdge loads a Caddyfile whose site proxies to o through
 // `edge_cache { <opts> }`; "{site}" in opts becomes the site's host:port.
@@ -91,19 +80,8 @@ http://127.0.0.1:%d {
 
 func loadEdge(t *testing.T, caddyfile string, port, adminPort int) *edge {
 	t.Helper()
-	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
-	if err != nil {
-		t.Fatalf("adapting: %v\n%s", err, caddyfile)
-	}
-	for _, w := range warnings {
-		t.Logf("caddyfile warning: %s", w)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("loading: %v", err)
-	}
-	t.Cleanup(func() { caddy.Stop() })
-	e := &edge{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
-	return e
+	inproc.Load(t, caddyfile)
+	return &edge{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
 }
 
 // get sends a request and returns the response with its body read.

@@ -2,6 +2,7 @@ package edgecache
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"time"
 
@@ -59,6 +60,13 @@ func (t *teeWriter) Write(p []byte) (int, error) {
 	n, err := t.ResponseWriter.Write(p)
 	t.written += int64(n)
 	return n, err
+}
+
+// ReadFrom keeps io.Copy going through Write: the embedded wrapper's
+// ReadFrom would hand the body to the client's writer directly, past
+// this one.
+func (t *teeWriter) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{t}, r)
 }
 
 // captured reports the copy, if one was kept whole.

@@ -2,6 +2,7 @@ package loadindex
 
 import (
 	"encoding/json"
+	"io"
 	"math"
 	"net/http"
 	"strconv"
@@ -203,6 +204,13 @@ func (pw *publishWriter) Write(b []byte) (int, error) {
 		pw.WriteHeader(http.StatusOK)
 	}
 	return pw.ResponseWriterWrapper.Write(b)
+}
+
+// ReadFrom keeps io.Copy going through Write: the embedded wrapper's
+// ReadFrom would hand the body to the client's writer directly, past
+// this one.
+func (pw *publishWriter) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{pw}, r)
 }
 
 // formatIndex renders the header: "0.734; capacity=50".

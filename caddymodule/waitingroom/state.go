@@ -1,0 +1,286 @@
+package waitingroom
+
+import (
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+)
+
+// State is a room's line and its active visitors. This in-process one
+// serves the front-ends in this process; one kept by the manager or in
+// etcd, behind the same interface, lets all front-ends of a site share a
+// line.
+type State interface {
+	// Arrive lets a new visitor in at once if the room has space and
+	// nobody waits; otherwise it gives them a ticket at the end of the line.
+	Arrive(now time.Time, user userID) Decision
+	// Poll is a waiting visitor checking in with their ticket and nonce.
+	Poll(now time.Time, ticket, nonce uint64) Decision
+	// Touch keeps an active visitor's session alive; false once it ended.
+	Touch(now time.Time, user userID) bool
+	// Counts reports the line's length and the active visitors.
+	Counts() (waiting, active int)
+}
+
+// Decision is what the room decided for one request.
+type Decision struct {
+	Admitted  bool
+	User      userID
+	Ticket    uint64 // 0 for a visitor let in on arrival
+	Nonce     uint64 // the waiting visitor's next nonce
+	AdmitSeq  uint64 // order in which the room admitted visitors
+	Position  int
+	Wait      time.Duration
+	WaitKnown bool
+	Rejected  bool // unknown ticket or stale nonce: the cookie was replayed or outlived its place
+}
+
+type userID [16]byte
+
+// Config sizes a room.
+type Config struct {
+	TotalActiveUsers  int
+	NewUsersPerMinute int
+	SessionDuration   time.Duration
+	// AbandonAfter drops a waiting visitor who has not checked in for this
+	// long (their page refreshes well before).
+	AbandonAfter time.Duration
+	Random       bool        // admit waiting visitors in random order instead of FIFO
+	Overloaded   func() bool // the origin's load index says: admit nobody now
+}
+
+type waiter struct {
+	ticket   uint64
+	nonce    uint64
+	user     userID
+	lastSeen time.Time
+	admitted bool
+	admitSeq uint64
+}
+
+type memState struct {
+	cfg Config
+	rng *rand.Rand
+
+	mu         sync.Mutex
+	nextTicket uint64
+	admitSeq   uint64
+	line       []*waiter // by ticket
+	byTicket   map[uint64]*waiter
+	active     map[userID]time.Time // session end
+	tokens     float64
+	lastRefill time.Time
+	admitRate  float64 // EWMA of admissions per second, for wait estimates
+	rateAt     time.Time
+	admitted   float64 // admissions since rateAt
+}
+
+func newMemState(cfg Config) *memState {
+	return &memState{
+		cfg:      cfg,
+		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		byTicket: map[uint64]*waiter{},
+		active:   map[userID]time.Time{},
+		tokens:   1,
+	}
+}
+
+func (s *memState) setConfig(cfg Config) {
+	s.mu.Lock()
+	s.cfg = cfg
+	s.mu.Unlock()
+}
+
+func (s *memState) Arrive(now time.Time, user userID) Decision {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tick(now)
+	if s.waitingCount() == 0 && s.free() > 0 && s.tokens >= 1 && !s.overloaded() {
+		s.tokens--
+		s.admitSeq++
+		s.noteAdmission(now)
+		s.active[user] = now.Add(s.cfg.SessionDuration)
+		return Decision{Admitted: true, User: user, AdmitSeq: s.admitSeq}
+	}
+	s.nextTicket++
+	w := &waiter{ticket: s.nextTicket, nonce: s.rng.Uint64(), user: user, lastSeen: now}
+	s.line = append(s.line, w)
+	s.byTicket[w.ticket] = w
+	return s.queued(now, w)
+}
+
+func (s *memState) Poll(now time.Time, ticket, nonce uint64) Decision {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tick(now)
+	w := s.byTicket[ticket]
+	if w == nil || w.nonce != nonce {
+		return Decision{Rejected: true}
+	}
+	w.lastSeen = now
+	if w.admitted {
+		s.remove(w)
+		s.active[w.user] = now.Add(s.cfg.SessionDuration)
+		return Decision{Admitted: true, User: w.user, Ticket: w.ticket, AdmitSeq: w.admitSeq}
+	}
+	w.nonce = s.rng.Uint64() // a copy of the old cookie is now worthless
+	return s.queued(now, w)
+}
+
+func (s *memState) Touch(now time.Time, user userID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	end, ok := s.active[user]
+	if !ok || now.After(end) {
+		delete(s.active, user)
+		return false
+	}
+	s.active[user] = now.Add(s.cfg.SessionDuration)
+	return true
+}
+
+func (s *memState) Counts() (int, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waitingCount(), len(s.active)
+}
+
+func (s *memState) overloaded() bool { return s.cfg.Overloaded != nil && s.cfg.Overloaded() }
+
+// free is the room's space: the active visitors and those admitted but not
+// yet back count against it.
+func (s *memState) free() int {
+	reserved := 0
+	for _, w := range s.line {
+		if w.admitted {
+			reserved++
+		}
+	}
+	return s.cfg.TotalActiveUsers - len(s.active) - reserved
+}
+
+func (s *memState) waitingCount() int {
+	n := 0
+	for _, w := range s.line {
+		if !w.admitted {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *memState) remove(w *waiter) {
+	delete(s.byTicket, w.ticket)
+	i := sort.Search(len(s.line), func(i int) bool { return s.line[i].ticket >= w.ticket })
+	if i < len(s.line) && s.line[i] == w {
+		s.line = append(s.line[:i], s.line[i+1:]...)
+	}
+}
+
+// tick ends sessions, drops visitors who left the line, refills the
+// new-user budget and admits from the line.
+func (s *memState) tick(now time.Time) {
+	for u, end := range s.active {
+		if now.After(end) {
+			delete(s.active, u)
+		}
+	}
+	kept := s.line[:0]
+	for _, w := range s.line {
+		if now.Sub(w.lastSeen) > s.cfg.AbandonAfter {
+			delete(s.byTicket, w.ticket)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	for i := len(kept); i < len(s.line); i++ {
+		s.line[i] = nil
+	}
+	s.line = kept
+
+	perSec := float64(s.cfg.NewUsersPerMinute) / 60
+	if !s.lastRefill.IsZero() {
+		s.tokens = min(s.tokens+now.Sub(s.lastRefill).Seconds()*perSec, max(1, perSec))
+	}
+	s.lastRefill = now
+
+	if s.overloaded() {
+		return
+	}
+	free := s.free()
+	for free > 0 && s.tokens >= 1 {
+		w := s.nextToAdmit()
+		if w == nil {
+			break
+		}
+		w.admitted = true
+		s.admitSeq++
+		w.admitSeq = s.admitSeq
+		s.noteAdmission(now)
+		free--
+		s.tokens--
+	}
+}
+
+func (s *memState) nextToAdmit() *waiter {
+	if !s.cfg.Random {
+		for _, w := range s.line {
+			if !w.admitted {
+				return w
+			}
+		}
+		return nil
+	}
+	var cands []*waiter
+	for _, w := range s.line {
+		if !w.admitted {
+			cands = append(cands, w)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	return cands[s.rng.IntN(len(cands))]
+}
+
+func (s *memState) noteAdmission(now time.Time) {
+	if s.rateAt.IsZero() {
+		s.rateAt = now
+	}
+	s.admitted++
+	if d := now.Sub(s.rateAt); d >= 5*time.Second {
+		r := s.admitted / d.Seconds()
+		if s.admitRate == 0 {
+			s.admitRate = r
+		} else {
+			s.admitRate = 0.7*s.admitRate + 0.3*r
+		}
+		s.admitted, s.rateAt = 0, now
+	}
+}
+
+func (s *memState) queued(now time.Time, w *waiter) Decision {
+	pos := 1
+	for _, o := range s.line {
+		if o.ticket >= w.ticket {
+			break
+		}
+		if !o.admitted {
+			pos++
+		}
+	}
+	d := Decision{User: w.user, Ticket: w.ticket, Nonce: w.nonce, Position: pos}
+	rate := s.admitRate
+	if rate == 0 {
+		rate = float64(s.cfg.NewUsersPerMinute) / 60
+	}
+	if s.cfg.Random {
+		pos = (s.waitingCount() + 1) / 2 // in random order, the expected wait is half the line's
+	}
+	if rate > 0 && !s.overloaded() {
+		d.Wait = time.Duration(float64(pos) / rate * float64(time.Second))
+		d.WaitKnown = true
+	}
+	return d
+}

@@ -1,0 +1,39 @@
+// Package inproc runs a real Caddy inside a test process, from a
+// Caddyfile, for tests of one handler at a time (the end-to-end tests run
+// whole processes instead).
+package inproc
+
+import (
+	"net"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile" // the adapter
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+// Port returns a free TCP port on 127.0.0.1.
+func Port(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Load adapts a Caddyfile and runs it, replacing the running config;
+// Caddy stops when the test ends.
+func Load(t testing.TB, caddyfile string) {
+	t.Helper()
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapting: %v\n%s", err, caddyfile)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading: %v", err)
+	}
+	t.Cleanup(func() { caddy.Stop() })
+}
