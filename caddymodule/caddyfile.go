@@ -195,14 +195,15 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("priority", parsePriority)
 	// Early, so that everything after it (caching, fallback, admission,
 	// the proxy) sees the request's priority.
-	httpcaddyfile.RegisterDirectiveOrder("priority", httpcaddyfile.After, "vars")
 	// The admission handlers, in the order a request meets them: classified
 	// (priority), in line (waiting_room), paced by the origin's load
 	// (load_gate), and given a substitute if the origin fails (fallback),
 	// around edge_cache (before rewrite), so a stale copy comes first.
-	httpcaddyfile.RegisterDirectiveOrder("waiting_room", httpcaddyfile.After, "priority")
-	httpcaddyfile.RegisterDirectiveOrder("load_gate", httpcaddyfile.After, "waiting_room")
-	httpcaddyfile.RegisterDirectiveOrder("fallback", httpcaddyfile.After, "load_gate")
+	// Caddy only anchors on standard directives, and each one placed after
+	// vars goes right after it: hence the reverse order.
+	for _, d := range []string{"fallback", "load_gate", "waiting_room", "priority"} {
+		httpcaddyfile.RegisterDirectiveOrder(d, httpcaddyfile.After, "vars")
+	}
 }
 
 // parsePriority parses:

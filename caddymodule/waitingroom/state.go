@@ -82,7 +82,6 @@ func newMemState(cfg Config) *memState {
 		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		byTicket: map[uint64]*waiter{},
 		active:   map[userID]time.Time{},
-		tokens:   1,
 	}
 }
 
@@ -200,7 +199,9 @@ func (s *memState) tick(now time.Time) {
 	s.line = kept
 
 	perSec := float64(s.cfg.NewUsersPerMinute) / 60
-	if !s.lastRefill.IsZero() {
+	if s.lastRefill.IsZero() {
+		s.tokens = max(1, perSec) // a new room starts with a full second's budget
+	} else {
 		s.tokens = min(s.tokens+now.Sub(s.lastRefill).Seconds()*perSec, max(1, perSec))
 	}
 	s.lastRefill = now
