@@ -270,8 +270,11 @@ func (p *pacer) take(now time.Time) bool {
 		p.admitted[slot%10]++
 		return true
 	}
-	if !p.last.IsZero() {
-		p.tokens = min(p.tokens+now.Sub(p.last).Seconds()*p.rate, max(1, p.rate/10))
+	burst := max(1, p.rate/10)
+	if p.last.IsZero() {
+		p.tokens = burst // a bucket starts full
+	} else {
+		p.tokens = min(p.tokens+now.Sub(p.last).Seconds()*p.rate, burst)
 	}
 	p.last = now
 	if p.tokens < 1 {

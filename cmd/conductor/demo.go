@@ -37,14 +37,25 @@ func runDemo(args []string) int {
 		fmt.Printf("[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
 	}
 	say("Conductor demo: origin shop → back-end Caddy ⇐ TMP ⇒ two front-end Caddys (logs in %s)", *dir)
+	pagesDir := filepath.Join(*dir, "pages")
+	if err := os.MkdirAll(pagesDir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		return 1
+	}
+	if err := os.WriteFile(filepath.Join(pagesDir, "404.html"), []byte(demo404), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		return 1
+	}
 	t, err := topology.Start(ctx, topology.Options{
-		Binary:     self,
-		Dir:        *dir,
-		OriginAddr: *origin,
-		BackendTMP: *backend,
-		AdminBase:  *admin,
-		DNSAddr:    *dnsAddr,
-		Progress:   say,
+		Binary:        self,
+		Dir:           *dir,
+		OriginAddr:    *origin,
+		BackendTMP:    *backend,
+		AdminBase:     *admin,
+		DNSAddr:       *dnsAddr,
+		Progress:      say,
+		FrontendExtra: fmt.Sprintf(demoFrontend, pagesDir),
+		BackendExtra:  demoBackend,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -53,21 +64,68 @@ func runDemo(args []string) int {
 	dnsHost, dnsPort, _ := net.SplitHostPort(*dnsAddr)
 	fmt.Printf(`
 The shop is up. Try:
-  curl %s/               front-end 1 (over TMP to the back-end)
-  curl %s/               front-end 2
-  curl %s/product/1
-  curl -X POST -d id=2 -i %s/cart/add
-  curl %s/slow           a deliberately slow page
-  curl %s/nope           the origin's 404
-Metrics (TMP sessions, per upstream): curl http://%s/metrics | grep conductor_tmp
-Origin directly: http://%s/
-DNS steering:  dig @%s -p %s shop.example   (or: conductor dns's Corefile in %s)
+  curl -i %[1]s/               front-end 1 (over TMP to the back-end; Cache-Status shows the edge cache)
+  curl -i %[2]s/               front-end 2
+  curl -i %[1]s/product/1      behind the waiting room (a line forms past 300 active visitors)
+  curl -X POST -d id=2 -i %[1]s/cart/add    the cart cookie makes a shopper priority 0
+  curl -i %[1]s/slow           slower than 1s: a page that waits and retries in the browser
+  curl -i %[1]s/nope           the shop's own 404 page, not the origin's
+  curl -X POST -H 'Content-Type: application/json' -d '{"index": 2, "ttl": "1m"}' http://%[8]s/load_index
+                               declare the origin overloaded: browsing gets the wait page,
+                               carts (priority 0-1) still go through
+  curl -X PURGE -H 'Surrogate-Key: x' %[1]s/    purge (from loopback)
+Metrics: curl http://%[3]s/metrics | grep conductor_
+Origin directly: http://%[4]s/
+DNS steering:  dig @%[5]s -p %[6]s shop.example   (or: conductor dns's Corefile in %[7]s)
 
 Press Ctrl-C to stop.
-`, t.FrontendURL(0), t.FrontendURL(1), t.FrontendURL(0), t.FrontendURL(0), t.FrontendURL(0), t.FrontendURL(0), t.FrontendAdmin(0), *origin, dnsHost, dnsPort, t.DNSConfig())
+`, t.FrontendURL(0), t.FrontendURL(1), t.FrontendAdmin(0), *origin, dnsHost, dnsPort, t.DNSConfig(), t.BackendAdmin())
 	<-ctx.Done()
 	say("stopping …")
 	t.Stop()
 	say("stopped")
 	return 0
 }
+
+// The demo front-ends use every edge handler: priority rules, a waiting
+// room on product pages, the load gate, fallback pages and the edge cache.
+const demoFrontend = `priority {
+		0 cookie cart
+		1 path /cart /checkout
+		4 path /img/*
+	}
+	waiting_room /product/* shop {
+		total_active_users 300
+		new_users_per_minute 600
+		refresh 10s
+		site_name "Conductor Demo Shop"
+	}
+	load_gate {
+		poll http://{frontend}/.well-known/conductor-load 2s
+		site_name "Conductor Demo Shop"
+	}
+	fallback {
+		not_found %s
+		slow 1s
+		site_name "Conductor Demo Shop"
+	}
+	edge_cache demo {
+		stale_on_error 10m
+		bypass_cookie cart
+		warm http://{frontend}/ http://{frontend}/product/1
+	}`
+
+// The demo back-end publishes the origin's load index.
+const demoBackend = `load_index {
+		capacity 200
+		max_in_flight 64
+	}`
+
+const demo404 = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Not found · Conductor Demo Shop</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;display:flex;min-height:100vh;margin:0;align-items:center;justify-content:center;background:#f4f6fb;color:#1d2330}
+main{background:#fff;padding:2.5rem;border-radius:18px;box-shadow:0 18px 50px rgba(31,45,80,.12);max-width:32rem;text-align:center}
+a{color:#2f6fed}</style></head>
+<body><main><h1>That page is not on our shelves</h1>
+<p>It may have sold out or moved. The <a href="/">catalogue</a> has everything we have today.</p></main></body></html>
+`

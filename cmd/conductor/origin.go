@@ -19,10 +19,15 @@ func runOrigin(args []string) int {
 	fs := flag.NewFlagSet("conductor origin", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:9080", "address to serve the shop on")
 	name := fs.String("name", "origin", "name shown in page footers")
+	maxRPS := fs.Int("max-rps", 0, "answer 503 beyond this many requests per second, like an origin at capacity (0: no cap); /__origin/stats reports the peak")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	srv := &http.Server{Addr: *listen, Handler: shop.Handler(*name), ReadHeaderTimeout: 10 * time.Second}
+	var h http.Handler = shop.Handler(*name)
+	if *maxRPS > 0 {
+		h = shop.Limit(h, *maxRPS)
+	}
+	srv := &http.Server{Addr: *listen, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {

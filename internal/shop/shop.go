@@ -124,6 +124,8 @@ func Handler(name string) http.Handler {
 		case <-r.Context().Done():
 			return
 		}
+		// Cacheable, so the front-end's substitute page finds it on retry.
+		w.Header().Set("Cache-Control", "public, max-age=30")
 		page(w, "Slow page", func(b *strings.Builder) { fmt.Fprintf(b, "<p>Took %v.</p>", d) }, name)
 	})
 	// Test endpoints.

@@ -52,8 +52,13 @@ type Options struct {
 	// peers TMP is measured against: "http1" (Caddy's http transport,
 	// HTTP/1.1 keep-alive over TCP) and "h2c" (HTTP/2 over cleartext TCP).
 	Transport string
+	// BackendExtra is inserted in every back-end site block, before its
+	// reverse_proxy (load_index, for one).
+	BackendExtra string
+	// OriginArgs are extra arguments to `conductor origin` (-max-rps …).
+	OriginArgs []string
 	// FrontendExtra is inserted in every front-end site block (tests use it
-	// to add directives).
+	// to add directives); "{frontend}" in it becomes the front-end's address.
 	FrontendExtra string
 	Progress      func(format string, args ...any)
 	Log           io.Writer // process output; default: files in Dir
@@ -161,18 +166,20 @@ func (t *Topology) BackendCaddyfile(i int) string {
 http://:%s {
 	bind %s
 	header X-Backend be%d
+	%s
 	reverse_proxy %s
 }
-`, port, host, i+1, t.Opts.OriginAddr)
+`, port, host, i+1, t.Opts.BackendExtra, t.Opts.OriginAddr)
 	}
 	return g + fmt.Sprintf(`
 # Front-ends reach this site over TMP only.
 http://:%s {
 	bind tmp/%s
 	header X-Backend be%d
+	%s
 	reverse_proxy %s
 }
-`, port, host, i+1, t.Opts.OriginAddr)
+`, port, host, i+1, t.Opts.BackendExtra, t.Opts.OriginAddr)
 }
 
 // FrontendCaddyfile is front-end i's configuration: clients in, TMP out.
@@ -194,7 +201,7 @@ http://:%s {
 		%s
 	}
 }
-`, port, host, extra, strings.Join(t.backends(), " "), transport, t.Opts.ProxyExtra)
+`, port, host, strings.ReplaceAll(extra, "{frontend}", t.Opts.Frontends[i]), strings.Join(t.backends(), " "), transport, t.Opts.ProxyExtra)
 }
 
 // DNSConfig returns the Corefile path.
@@ -286,7 +293,7 @@ func (t *Topology) StartProc(name string) error {
 	var args []string
 	switch {
 	case name == "origin":
-		args = []string{"origin", "-listen", t.Opts.OriginAddr, "-name", "shop"}
+		args = append([]string{"origin", "-listen", t.Opts.OriginAddr, "-name", "shop"}, t.Opts.OriginArgs...)
 	case name == "dns":
 		args = []string{"dns", "-conf", t.DNSConfig()}
 	case strings.HasPrefix(name, "backend"):
