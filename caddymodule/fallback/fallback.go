@@ -158,7 +158,7 @@ func (h *Handler) finish(iw *interceptWriter, r *http.Request, err error) error 
 			return h.writeNotFound(iw.ResponseWriter, r)
 		}
 		if status >= 500 {
-			h.logger.Debug("origin failed; apology page", zap.Error(err))
+			h.logger.Warn("origin failed; apology page served", zap.String("uri", r.RequestURI), zap.Error(err))
 			return h.writeApology(iw.ResponseWriter, r)
 		}
 		return err
@@ -169,6 +169,7 @@ func (h *Handler) finish(iw *interceptWriter, r *http.Request, err error) error 
 	case 0:
 		return err
 	default:
+		h.logger.Warn("origin answered an error; apology page served", zap.String("uri", r.RequestURI), zap.Int("status", iw.intercepted))
 		return h.writeApology(iw.ResponseWriter, r)
 	}
 }

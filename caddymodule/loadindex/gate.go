@@ -29,7 +29,8 @@ func init() {
 // by a token bucket whose rate follows the origin's load index: while the
 // index is above Threshold the rate drops to 80 % of what was admitted in
 // the last second; below 95 % of it, the rate grows by 2 % of capacity
-// each 100 ms; and it never exceeds Threshold × the published capacity.
+// each 100 ms; and it never exceeds Threshold × the published capacity,
+// less the urgent requests passing now.
 // A request the bucket has no token for gets the wait page (503 with
 // Retry-After and an auto-refresh), never the origin's error.
 type Gate struct {
@@ -182,7 +183,11 @@ func (g *Gate) poll(ctx context.Context) {
 // ServeHTTP lets urgent requests through, paces the others, and learns
 // the index from every response.
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !IsPoll(r) && PriorityOf(r) > *g.AdmitPriority && !g.bucket.take(time.Now()) {
+	urgent := PriorityOf(r) <= *g.AdmitPriority
+	if urgent {
+		g.bucket.urgentPassed(time.Now())
+	}
+	if !IsPoll(r) && !urgent && !g.bucket.take(time.Now()) {
 		idx, _, _ := g.obs.Get()
 		gateShed.WithLabelValues(g.Name).Inc()
 		return pages.Write(w, r, pages.Wait, g.tmpl, http.StatusServiceUnavailable, pages.Data{
@@ -251,7 +256,29 @@ type pacer struct {
 	tokens   float64
 	last     time.Time
 	admitted [10]int64 // per 100 ms, for the admitted rate
+	urgent   [10]int64 // urgent requests passed, per 100 ms
 	slot     int64
+}
+
+// roll moves the rings to now's 100 ms slot.
+func (p *pacer) roll(now time.Time) int64 {
+	slot := now.UnixNano() / int64(100*time.Millisecond)
+	for s := p.slot + 1; s <= slot && s-p.slot <= 10; s++ {
+		p.admitted[s%10] = 0
+		p.urgent[s%10] = 0
+	}
+	if slot > p.slot {
+		p.slot = slot
+	}
+	return slot
+}
+
+// urgentPassed counts an urgent request: the capacity it takes is not
+// there for the paced ones.
+func (p *pacer) urgentPassed(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.urgent[p.roll(now)%10]++
 }
 
 func newPacer() *pacer { return &pacer{rate: math.Inf(1)} }
@@ -259,13 +286,7 @@ func newPacer() *pacer { return &pacer{rate: math.Inf(1)} }
 func (p *pacer) take(now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	slot := now.UnixNano() / int64(100*time.Millisecond)
-	for s := p.slot + 1; s <= slot && s-p.slot <= 10; s++ {
-		p.admitted[s%10] = 0
-	}
-	if slot > p.slot {
-		p.slot = slot
-	}
+	slot := p.roll(now)
 	if math.IsInf(p.rate, 1) {
 		p.admitted[slot%10]++
 		return true
@@ -288,9 +309,11 @@ func (p *pacer) take(now time.Time) bool {
 func (p *pacer) adjust(now time.Time, fresh bool, idx, threshold, capacity float64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var admitted float64
-	for _, n := range p.admitted {
-		admitted += float64(n)
+	p.roll(now)
+	var admitted, urgent float64
+	for i := range p.admitted {
+		admitted += float64(p.admitted[i])
+		urgent += float64(p.urgent[i])
 	}
 	switch {
 	case !fresh:
@@ -308,7 +331,9 @@ func (p *pacer) adjust(now time.Time, fresh bool, idx, threshold, capacity float
 		p.rate += step
 	}
 	if capacity > 0 {
-		p.rate = min(p.rate, capacity*threshold)
+		// What the origin can take below the threshold, less what urgent
+		// requests (which are never paced) are taking now.
+		p.rate = min(p.rate, max(1, capacity*threshold-urgent))
 	}
 	if math.IsInf(p.rate, 1) {
 		p.tokens = 0

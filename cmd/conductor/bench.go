@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/conductor-edge/conductor/internal/admissionbench"
 	"github.com/conductor-edge/conductor/internal/cachebench"
 	"github.com/conductor-edge/conductor/internal/transportbench"
 )
@@ -26,9 +27,13 @@ func runBench(args []string) int {
 	if len(args) > 0 && args[0] == "cache" {
 		return runCacheBench(args[1:])
 	}
+	if len(args) > 0 && args[0] == "admission" {
+		return runAdmissionBench(args[1:])
+	}
 	if len(args) == 0 || args[0] != "transport" {
 		fmt.Fprintln(os.Stderr, "usage: conductor bench transport [--profile lan|continental|lossy|mobile]... [--peer KEY]... [--duration 15s] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench cache [--duration 10s] [--connections 64] [--json FILE]")
+		fmt.Fprintln(os.Stderr, "       conductor bench admission [--duration 30s] [--rps 500] [--json FILE]")
 		return 2
 	}
 	fs := flag.NewFlagSet("conductor bench transport", flag.ContinueOnError)
@@ -87,6 +92,52 @@ func runCacheBench(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := cachebench.Run(ctx, cachebench.Options{Binary: self, Duration: *duration, Connections: *conns, Progress: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	fmt.Print(rep.Table())
+	if *jsonOut != "" {
+		if err := rep.WriteJSON(*jsonOut); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// runAdmissionBench runs `conductor bench admission`: the front-end's load
+// test (origin capped at 50 requests/s, 500 offered).
+func runAdmissionBench(args []string) int {
+	fs := flag.NewFlagSet("conductor bench admission", flag.ContinueOnError)
+	duration := fs.Duration("duration", 30*time.Second, "length of the loaded run")
+	rps := fs.Int("rps", 500, "requests per second offered")
+	jsonOut := fs.String("json", "", "write results as JSON to this file")
+	dir := fs.String("dir", "", "keep configs and process logs here (default: a temporary directory, removed)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	if *dir == "" {
+		tmp, err := os.MkdirTemp("", "conductor-admission-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		defer os.RemoveAll(tmp)
+		*dir = tmp
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	rep, err := admissionbench.Run(ctx, admissionbench.Options{Binary: self, Dir: *dir, Duration: *duration, OfferedRPS: *rps,
+		Progress: func(f string, a ...any) {
+			fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(f, a...))
+		}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
