@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -495,5 +497,31 @@ func TestWarmAtStartAndRefreshAhead(t *testing.T) {
 	})
 	if n := o.count("/warm-me"); n != 2 {
 		t.Fatalf("origin saw %d, want 2 (warm, refresh)", n)
+	}
+}
+
+// A file_server behind the cache writes through io.Copy (ReadFrom): the
+// cache must still see, and store, the whole response.
+func TestFileServerBehindTheCache(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f.txt"), []byte(strings.Repeat("file ", 3000)), 0o644)
+	port, adminPort := freeTCPPort(t), freeTCPPort(t)
+	e := loadEdge(t, fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	auto_https off
+	persist_config off
+}
+http://127.0.0.1:%d {
+	edge_cache
+	header Cache-Control "max-age=60"
+	root * %s
+	file_server
+}
+`, adminPort, port, dir), port, adminPort)
+	r1, b1 := e.get("/f.txt")
+	os.WriteFile(filepath.Join(dir, "f.txt"), []byte("changed"), 0o644)
+	r2, b2 := e.get("/f.txt")
+	if len(b1) != 15000 || b2 != b1 || !strings.Contains(cacheStatus(r1), "stored") || !strings.Contains(cacheStatus(r2), "hit") {
+		t.Fatalf("file_server origin: %d bytes %q, then %d bytes %q", len(b1), cacheStatus(r1), len(b2), cacheStatus(r2))
 	}
 }
