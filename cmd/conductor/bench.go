@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -31,7 +32,7 @@ func runBench(args []string) int {
 		return runAdmissionBench(args[1:])
 	}
 	if len(args) == 0 || args[0] != "transport" {
-		fmt.Fprintln(os.Stderr, "usage: conductor bench transport [--profile lan|continental|lossy|mobile]... [--peer KEY]... [--duration 15s] [--json FILE]")
+		fmt.Fprintln(os.Stderr, "usage: conductor bench transport [--profile lan|continental|lossy|mobile]... [--peer KEY]... [--duration 15s] [--json FILE] [--png FILE] [--from FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench cache [--duration 10s] [--connections 64] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench admission [--duration 30s] [--rps 500] [--json FILE]")
 		return 2
@@ -42,8 +43,13 @@ func runBench(args []string) int {
 	fs.Var(&peers, "peer", "peer (repeatable; default all): tmp, http2-cubic, http2-bbr, http3, http1")
 	duration := fs.Duration("duration", 15*time.Second, "length of each bulk workload")
 	jsonOut := fs.String("json", "", "write results as JSON to this file")
+	pngOut := fs.String("png", "", "draw a chart of the results to this PNG (default: the JSON file's name with .png)")
+	from := fs.String("from", "", "do not run: print the table and draw the chart of a JSON file from an earlier run")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
+	}
+	if *pngOut == "" && *jsonOut != "" {
+		*pngOut = strings.TrimSuffix(*jsonOut, ".json") + ".png"
 	}
 	var sel []transportbench.ProfileSpec
 	if len(profiles) == 0 {
@@ -57,12 +63,28 @@ func runBench(args []string) int {
 		}
 		sel = append(sel, p)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	rep, err := transportbench.Run(ctx, transportbench.Options{Profiles: sel, Peers: peers, Duration: *duration, Progress: os.Stderr})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		return 1
+	var rep transportbench.Report
+	if *from != "" {
+		b, err := os.ReadFile(*from)
+		if err == nil {
+			err = json.Unmarshal(b, &rep)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		if *pngOut == "" {
+			*pngOut = strings.TrimSuffix(*from, ".json") + ".png"
+		}
+	} else {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		var err error
+		rep, err = transportbench.Run(ctx, transportbench.Options{Profiles: sel, Peers: peers, Duration: *duration, Progress: os.Stderr})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
 	}
 	fmt.Print(rep.Table(sel))
 	if *jsonOut != "" {
@@ -70,6 +92,13 @@ func runBench(args []string) int {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
+	}
+	if *pngOut != "" {
+		if err := rep.WriteChart(*pngOut, sel); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "chart:", *pngOut)
 	}
 	return 0
 }
