@@ -1,0 +1,423 @@
+package shifting
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config configures a Manager.
+type Config struct {
+	// Token authenticates nodes and operators (Authorization: Bearer).
+	Token string
+	// SigningKey verifies bundle signatures; nil accepts unsigned bundles.
+	SigningKey ed25519.PublicKey
+	Store      Store
+	Policy     Policy
+	Logger     *zap.Logger
+}
+
+// Manager is the management component.
+type Manager struct {
+	cfg    Config
+	logger *zap.Logger
+
+	mu      sync.Mutex
+	state   *Snapshot
+	changed chan struct{} // closed and replaced on every change (long-poll wake-up)
+}
+
+// New loads the state and returns a manager; Run drives its placement.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("shifting: no store")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	cfg.Policy.defaults()
+	st, err := cfg.Store.Load()
+	if err != nil {
+		return nil, fmt.Errorf("shifting: loading state: %v", err)
+	}
+	return &Manager{cfg: cfg, logger: cfg.Logger, state: st, changed: make(chan struct{})}, nil
+}
+
+// Run runs placement every Policy.Interval until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	t := time.NewTicker(m.cfg.Policy.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			m.mu.Lock()
+			decisions := m.cfg.Policy.place(m.state, now)
+			for _, d := range decisions {
+				m.logger.Info("placement", zap.String("site", d.Site), zap.String("node", d.Node), zap.String("action", d.Action), zap.String("reason", d.Reason))
+			}
+			if len(decisions) > 0 {
+				m.recordLocked(decisions...)
+				m.bumpLocked()
+			}
+			m.mu.Unlock()
+		}
+	}
+}
+
+func (m *Manager) recordLocked(ds ...Decision) {
+	m.state.Decisions = append(m.state.Decisions, ds...)
+	if n := len(m.state.Decisions); n > 200 {
+		m.state.Decisions = slices.Clone(m.state.Decisions[n-200:])
+	}
+}
+
+// bumpLocked publishes a change: long-polls wake, the state is saved.
+func (m *Manager) bumpLocked() {
+	m.state.Version++
+	close(m.changed)
+	m.changed = make(chan struct{})
+	if err := m.cfg.Store.Save(m.state); err != nil {
+		m.logger.Error("saving state", zap.Error(err))
+	}
+}
+
+// ServeHTTP is the manager's API and status page.
+//
+//	POST   /v1/nodes/{id}/report          a node's report
+//	GET    /v1/nodes/{id}/assignments     ?wait=VERSION long-polls: {version, sites: {site: digest}}
+//	POST   /v1/bundles                    bundle bytes; X-Bundle-Digest, X-Bundle-Signature (hex)
+//	GET    /v1/bundles/{digest}
+//	POST   /v1/sites/{site}/assign        {"node": id} (operator placement, pinned)
+//	DELETE /v1/sites/{site}/assign/{node}
+//	GET    /v1/view                       ?site=S&wait=VERSION: the front-ends per site, for DNS
+//	GET    /v1/events                     server-sent events: the view, on every change
+//	GET    /v1/state                      everything, for the status page
+//	GET    /status                        the status page
+func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/status" || r.URL.Path == "/" {
+		serveStatus(w, r)
+		return
+	}
+	if !m.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="conductor"`)
+		http.Error(w, "missing or wrong token", http.StatusUnauthorized)
+		return
+	}
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	switch {
+	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "nodes" && parts[3] == "report" && r.Method == http.MethodPost:
+		m.handleReport(w, r, parts[2])
+	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "nodes" && parts[3] == "assignments" && r.Method == http.MethodGet:
+		m.handleAssignments(w, r, parts[2])
+	case len(parts) == 2 && parts[0] == "v1" && parts[1] == "bundles" && r.Method == http.MethodPost:
+		m.handleUpload(w, r)
+	case len(parts) == 3 && parts[0] == "v1" && parts[1] == "bundles" && r.Method == http.MethodGet:
+		m.handleDownload(w, r, parts[2])
+	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "sites" && parts[3] == "assign" && r.Method == http.MethodPost:
+		m.handleAssign(w, r, parts[2])
+	case len(parts) == 5 && parts[0] == "v1" && parts[1] == "sites" && parts[3] == "assign" && r.Method == http.MethodDelete:
+		m.handleRelease(w, r, parts[2], parts[4])
+	case len(parts) == 2 && parts[0] == "v1" && parts[1] == "view" && r.Method == http.MethodGet:
+		m.handleView(w, r)
+	case len(parts) == 2 && parts[0] == "v1" && parts[1] == "events" && r.Method == http.MethodGet:
+		m.handleEvents(w, r)
+	case len(parts) == 2 && parts[0] == "v1" && parts[1] == "state" && r.Method == http.MethodGet:
+		m.mu.Lock()
+		b, _ := json.Marshal(m.state)
+		m.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	default:
+		http.Error(w, "no such endpoint", http.StatusNotFound)
+	}
+}
+
+func (m *Manager) authorized(r *http.Request) bool {
+	if m.cfg.Token == "" {
+		return true
+	}
+	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return subtle.ConstantTimeCompare([]byte(got), []byte(m.cfg.Token)) == 1
+}
+
+func (m *Manager) handleReport(w http.ResponseWriter, r *http.Request, id string) {
+	var rep NodeReport
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&rep); err != nil {
+		http.Error(w, "report: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if rep.ID != id || id == "" || (rep.Role != "frontend" && rep.Role != "backend") {
+		http.Error(w, "report: id must match the path, role must be frontend or backend", http.StatusBadRequest)
+		return
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, known := m.state.Nodes[id]
+	if !known {
+		n = &Node{}
+		m.state.Nodes[id] = n
+	}
+	inventoryChanged := !known || !mapsEqual(n.Report.Bundles, rep.Bundles) || !n.Healthy(now)
+	n.Report, n.LastSeen = rep, now
+	if rep.Failed != "" {
+		m.logger.Warn("node failed to install a bundle", zap.String("node", id), zap.String("error", rep.Failed))
+	}
+	if inventoryChanged {
+		m.bumpLocked()
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// waitChange long-polls: it returns at once if the state's version is not
+// wait, or when it changes, or after 25 s.
+func (m *Manager) waitChange(r *http.Request) {
+	v, err := strconv.ParseUint(r.URL.Query().Get("wait"), 10, 64)
+	if err != nil {
+		return
+	}
+	m.mu.Lock()
+	if m.state.Version != v {
+		m.mu.Unlock()
+		return
+	}
+	ch := m.changed
+	m.mu.Unlock()
+	t := time.NewTimer(25 * time.Second)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+}
+
+// Assignments is what a node gets: the sites it should serve and their bundles.
+type Assignments struct {
+	Version uint64            `json:"version"`
+	Sites   map[string]string `json:"sites"`
+}
+
+func (m *Manager) handleAssignments(w http.ResponseWriter, r *http.Request, node string) {
+	m.waitChange(r)
+	m.mu.Lock()
+	out := Assignments{Version: m.state.Version, Sites: map[string]string{}}
+	for name, s := range m.state.Sites {
+		if _, ok := s.Assigned[node]; ok && s.Bundle != "" {
+			out.Sites[name] = s.Bundle
+		}
+	}
+	m.mu.Unlock()
+	writeJSON(w, out)
+}
+
+func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBundleBytes+1))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	sig, err := hex.DecodeString(r.Header.Get("X-Bundle-Signature"))
+	if err != nil {
+		http.Error(w, "X-Bundle-Signature is not hex", http.StatusBadRequest)
+		return
+	}
+	v, err := Verify(data, r.Header.Get("X-Bundle-Digest"), sig, m.cfg.SigningKey)
+	if err != nil {
+		m.logger.Warn("bundle rejected", zap.Error(err))
+		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+		return
+	}
+	if err := m.cfg.Store.PutBundle(v.Digest, data); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	info := &BundleInfo{Digest: v.Digest, Site: v.Manifest.Site, Version: v.Manifest.Version, Size: len(data), Signature: sig, Stored: time.Now().UTC()}
+	m.mu.Lock()
+	m.state.Bundles[v.Digest] = info
+	site := m.siteLocked(v.Manifest.Site)
+	if site.Bundle != v.Digest {
+		site.Bundle = v.Digest
+		for node := range site.Assigned {
+			m.recordLocked(Decision{Time: time.Now(), Site: site.Name, Node: node, Action: "update", Reason: "bundle version " + v.Manifest.Version + " uploaded", By: "operator"})
+		}
+	}
+	m.bumpLocked()
+	m.mu.Unlock()
+	m.logger.Info("bundle stored", zap.String("site", info.Site), zap.String("version", info.Version), zap.String("digest", info.Digest))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	json.NewEncoder(w).Encode(info)
+}
+
+func (m *Manager) siteLocked(name string) *Site {
+	s := m.state.Sites[name]
+	if s == nil {
+		s = &Site{Name: name, Assigned: map[string]*Assignment{}, Demand: map[string]float64{}}
+		m.state.Sites[name] = s
+	}
+	return s
+}
+
+func (m *Manager) handleDownload(w http.ResponseWriter, r *http.Request, digest string) {
+	m.mu.Lock()
+	info := m.state.Bundles[digest]
+	m.mu.Unlock()
+	if info == nil {
+		http.Error(w, "no such bundle", http.StatusNotFound)
+		return
+	}
+	data, err := m.cfg.Store.GetBundle(digest)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("X-Bundle-Digest", digest)
+	w.Header().Set("X-Bundle-Signature", hex.EncodeToString(info.Signature))
+	w.Write(data)
+}
+
+func (m *Manager) handleAssign(w http.ResponseWriter, r *http.Request, site string) {
+	var req struct {
+		Node string `json:"node"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.Node == "" {
+		http.Error(w, `want {"node": "<id>"}`, http.StatusBadRequest)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.state.Sites[site]
+	if s == nil || s.Bundle == "" {
+		http.Error(w, "no bundle for site "+site, http.StatusNotFound)
+		return
+	}
+	if n := m.state.Nodes[req.Node]; n == nil || n.Report.Role != "frontend" {
+		http.Error(w, "no front-end "+req.Node, http.StatusNotFound)
+		return
+	}
+	now := time.Now()
+	s.Assigned[req.Node] = &Assignment{Node: req.Node, Since: now, Pinned: true, Reason: "operator"}
+	s.LastChange = now
+	m.recordLocked(Decision{Time: now, Site: site, Node: req.Node, Action: "assign", Reason: "operator request", By: "operator"})
+	m.bumpLocked()
+	writeJSON(w, Decision{Time: now, Site: site, Node: req.Node, Action: "assign", Reason: "operator request", By: "operator"})
+}
+
+func (m *Manager) handleRelease(w http.ResponseWriter, r *http.Request, site, node string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.state.Sites[site]
+	if s == nil || s.Assigned[node] == nil {
+		http.Error(w, "not assigned", http.StatusNotFound)
+		return
+	}
+	delete(s.Assigned, node)
+	m.recordLocked(Decision{Time: time.Now(), Site: site, Node: node, Action: "release", Reason: "operator request", By: "operator"})
+	m.bumpLocked()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ViewEntry is one front-end serving a site, as DNS sees it.
+type ViewEntry struct {
+	Node    string  `json:"node"`
+	Addr    string  `json:"addr"`
+	Region  string  `json:"region"`
+	Load    float64 `json:"load"`
+	Healthy bool    `json:"healthy"`
+	// Ready: the node reports the site's current bundle installed.
+	Ready bool `json:"ready"`
+}
+
+// View is the per-site front-end list for DNS.
+type View struct {
+	Version uint64                 `json:"version"`
+	Sites   map[string][]ViewEntry `json:"sites"`
+}
+
+func (m *Manager) viewLocked(only string) View {
+	now := time.Now()
+	v := View{Version: m.state.Version, Sites: map[string][]ViewEntry{}}
+	for name, s := range m.state.Sites {
+		if only != "" && only != name {
+			continue
+		}
+		entries := []ViewEntry{}
+		for id := range s.Assigned {
+			n := m.state.Nodes[id]
+			if n == nil {
+				continue
+			}
+			entries = append(entries, ViewEntry{Node: id, Addr: n.Report.Addr, Region: n.Report.Region, Load: n.Report.Load,
+				Healthy: n.Healthy(now), Ready: n.Report.Bundles[name] == s.Bundle})
+		}
+		slices.SortFunc(entries, func(a, b ViewEntry) int { return strings.Compare(a.Node, b.Node) })
+		v.Sites[name] = entries
+	}
+	return v
+}
+
+func (m *Manager) handleView(w http.ResponseWriter, r *http.Request) {
+	m.waitChange(r)
+	m.mu.Lock()
+	v := m.viewLocked(r.URL.Query().Get("site"))
+	m.mu.Unlock()
+	writeJSON(w, v)
+}
+
+func (m *Manager) handleEvents(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	for {
+		m.mu.Lock()
+		v := m.viewLocked(r.URL.Query().Get("site"))
+		ch := m.changed
+		m.mu.Unlock()
+		b, _ := json.Marshal(v)
+		fmt.Fprintf(w, "event: view\ndata: %s\n\n", b)
+		fl.Flush()
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,102 @@
+package shifting
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+type client struct {
+	t     *testing.T
+	base  string
+	token string
+}
+
+func (c client) do(method, path string, body []byte, hdr ...string) (*http.Response, []byte) {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, c.base+path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func TestManagerAPI(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	m, err := New(Config{Token: "s3cret", SigningKey: pub, Store: FileStore{Dir: t.TempDir()}, Policy: Policy{Interval: 50 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Run(ctx)
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	c := client{t, srv.URL, "s3cret"}
+
+	if r, _ := (client{t, srv.URL, "wrong"}).do("GET", "/v1/state", nil); r.StatusCode != 401 {
+		t.Fatalf("wrong token: %d", r.StatusCode)
+	}
+	rep, _ := json.Marshal(NodeReport{ID: "fe1", Role: "frontend", Region: "eu", Addr: "127.0.0.2"})
+	if r, b := c.do("POST", "/v1/nodes/fe1/report", rep); r.StatusCode != 204 {
+		t.Fatalf("report: %d %s", r.StatusCode, b)
+	}
+	if r, _ := c.do("POST", "/v1/nodes/fe2/report", rep); r.StatusCode != 400 {
+		t.Fatalf("report for another id: %d", r.StatusCode)
+	}
+	data, digest, sig, err := Build(siteDir(t, "shop.example", "1", fileRoutes, map[string]string{"index.html": "v1"}), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, b := c.do("POST", "/v1/bundles", data, "X-Bundle-Digest", "sha256:0000", "X-Bundle-Signature", hex.EncodeToString(sig)); r.StatusCode != 422 || !strings.Contains(string(b), "does not match") {
+		t.Fatalf("wrong hash: %d %s", r.StatusCode, b)
+	}
+	if r, b := c.do("POST", "/v1/bundles", data, "X-Bundle-Digest", digest, "X-Bundle-Signature", hex.EncodeToString(sig)); r.StatusCode != 201 {
+		t.Fatalf("upload: %d %s", r.StatusCode, b)
+	}
+	// Placement gives the site its first front-end; the node's long-poll
+	// for assignments returns it.
+	var as Assignments
+	deadline := time.Now().Add(5 * time.Second)
+	for len(as.Sites) == 0 && time.Now().Before(deadline) {
+		_, b := c.do("GET", "/v1/nodes/fe1/assignments?wait="+itoa(as.Version), nil)
+		json.Unmarshal(b, &as)
+	}
+	if as.Sites["shop.example"] != digest {
+		t.Fatalf("assignments %+v", as)
+	}
+	if r, b := c.do("GET", "/v1/bundles/"+digest, nil); r.StatusCode != 200 || !bytes.Equal(b, data) || r.Header.Get("X-Bundle-Signature") != hex.EncodeToString(sig) {
+		t.Fatalf("download: %d", r.StatusCode)
+	}
+	_, b := c.do("GET", "/v1/view?site=shop.example", nil)
+	var v View
+	json.Unmarshal(b, &v)
+	if len(v.Sites["shop.example"]) != 1 || v.Sites["shop.example"][0].Addr != "127.0.0.2" || v.Sites["shop.example"][0].Ready {
+		t.Fatalf("view %s (not ready: fe1 has not reported the bundle installed)", b)
+	}
+	if r, _ := c.do("POST", "/v1/sites/shop.example/assign", []byte(`{"node": "nope"}`)); r.StatusCode != 404 {
+		t.Fatalf("assign to an unknown node: %d", r.StatusCode)
+	}
+	// The state survives a restart of the manager.
+	m2, err := New(Config{Store: m.cfg.Store})
+	if err != nil || m2.state.Sites["shop.example"].Bundle != digest || len(m2.state.Sites["shop.example"].Assigned) != 1 {
+		t.Fatalf("reloaded state: %v", err)
+	}
+}
+
+func itoa(v uint64) string { b, _ := json.Marshal(v); return string(b) }
