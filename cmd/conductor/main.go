@@ -28,6 +28,8 @@ commands:
   origin     run the demo shop origin (flags: conductor origin -h)
   bench transport
              TMP against HTTP/2, HTTP/3 and HTTP/1.1 on an emulated WAN (root)
+  bundle build DIR | push FILE | keygen
+             site bundles for the shifting manager
   bench cache
              edge_cache hits against Caddy's file_server, with wrk
 `)
@@ -52,6 +54,8 @@ func main() {
 		os.Exit(runOrigin(args))
 	case "bench":
 		os.Exit(runBench(args))
+	case "bundle":
+		os.Exit(runBundle(args))
 	case "help", "-h", "--help":
 		usage()
 	default:

@@ -1,0 +1,147 @@
+// Package agent is the node side of the shifting manager: the Caddy app
+// `conductor_agent` reports this node's load, demand, links and inventory
+// to the manager, and installs the site bundles the manager assigns to it
+// as that site's routes, through Caddy's admin API.
+package agent
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/conductor-edge/conductor/shifting"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is `conductor_agent`.
+type App struct {
+	Manager string `json:"manager"`
+	Token   string `json:"token,omitempty"`
+	Node    string `json:"node"`
+	Role    string `json:"role,omitempty"` // frontend (default) or backend
+	Region  string `json:"region,omitempty"`
+	// Addr is where clients reach this node (DNS answers it).
+	Addr string `json:"addr,omitempty"`
+	// Admin is this Caddy's admin endpoint. Default http://localhost:2019.
+	Admin string `json:"admin,omitempty"`
+	// Server names the HTTP server that gets bundle routes. Default: the
+	// one whose listener Probe is on, else the first.
+	Server string `json:"server,omitempty"`
+	// Probe is this node's HTTP address; after installing a bundle the
+	// agent asks it for the site's "/" and rolls back on a 5xx.
+	Probe string `json:"probe,omitempty"`
+	// BundleDir is where bundles are unpacked. Default: Caddy's data
+	// directory, conductor/bundles.
+	BundleDir string `json:"bundle_dir,omitempty"`
+	// SigningKey (hex Ed25519 public key) must have signed every bundle.
+	SigningKey string         `json:"signing_key,omitempty"`
+	Interval   caddy.Duration `json:"interval,omitempty"`
+
+	w      *worker
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "conductor_agent", New: func() caddy.Module { return new(App) }}
+}
+
+// The worker outlives config reloads: installing a bundle reloads the
+// config, which stops this app and starts its successor, while the
+// worker that asked for it waits for the answer. One worker per process,
+// kept while any config uses it.
+var (
+	workerMu   sync.Mutex
+	theWorker  *worker
+	workerRefs int
+)
+
+// Provision checks the configuration.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if a.Manager == "" || a.Node == "" {
+		return fmt.Errorf("conductor_agent: manager and node are required")
+	}
+	if a.Role == "" {
+		a.Role = "frontend"
+	}
+	if a.Role != "frontend" && a.Role != "backend" {
+		return fmt.Errorf("conductor_agent: role %q: want frontend or backend", a.Role)
+	}
+	if a.Admin == "" {
+		a.Admin = "http://localhost:2019"
+	}
+	if a.BundleDir == "" {
+		a.BundleDir = filepath.Join(caddy.AppDataDir(), "conductor", "bundles")
+	}
+	if a.Interval == 0 {
+		a.Interval = caddy.Duration(time.Second)
+	}
+	if a.SigningKey != "" {
+		k, err := hex.DecodeString(a.SigningKey)
+		if err != nil || len(k) != ed25519.PublicKeySize {
+			return fmt.Errorf("conductor_agent: signing_key must be a hex Ed25519 public key")
+		}
+	}
+	return nil
+}
+
+// Start joins (or starts) the process's worker with this config.
+func (a *App) Start() error {
+	workerMu.Lock()
+	defer workerMu.Unlock()
+	cfg := a.config()
+	if theWorker == nil {
+		theWorker = newWorker(cfg, a.logger)
+		theWorker.start()
+	} else {
+		theWorker.reconfigure(cfg)
+	}
+	workerRefs++
+	a.w = theWorker
+	return nil
+}
+
+// Stop leaves the worker; the last one out stops it.
+func (a *App) Stop() error {
+	workerMu.Lock()
+	defer workerMu.Unlock()
+	if a.w == nil {
+		return nil
+	}
+	workerRefs--
+	if workerRefs == 0 {
+		w := theWorker
+		theWorker = nil
+		go w.stop() // it may be waiting on the admin API that is stopping us
+	}
+	a.w = nil
+	return nil
+}
+
+func (a *App) config() workerConfig {
+	c := workerConfig{
+		report:  shifting.NodeReport{ID: a.Node, Role: a.Role, Region: a.Region, Addr: a.Addr},
+		manager: a.Manager, token: a.Token, admin: a.Admin, server: a.Server, probe: a.Probe,
+		bundleDir: a.BundleDir, interval: time.Duration(a.Interval),
+	}
+	if a.SigningKey != "" {
+		k, _ := hex.DecodeString(a.SigningKey)
+		c.key = ed25519.PublicKey(k)
+	}
+	return c
+}
+
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+)

@@ -1,0 +1,141 @@
+package agent
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("conductor_agent", parseAgent)
+	httpcaddyfile.RegisterGlobalOption("conductor_manager", parseManager)
+	httpcaddyfile.RegisterHandlerDirective("conductor_meter", func(httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+		return Meter{}, nil
+	})
+}
+
+// parseAgent:
+//
+//	conductor_agent {
+//	    manager     <url>
+//	    token       <token>
+//	    node        <id>
+//	    role        frontend|backend
+//	    region      <region>
+//	    addr        <client-facing address>
+//	    admin       <this Caddy's admin URL>
+//	    server      <HTTP server name>
+//	    probe       <this node's HTTP address>
+//	    bundle_dir  <dir>
+//	    signing_key <hex Ed25519 public key>
+//	    interval    <duration>
+//	}
+func parseAgent(d *caddyfile.Dispenser, _ any) (any, error) {
+	a := new(App)
+	d.Next()
+	for d.NextBlock(0) {
+		sub := d.Val()
+		var v string
+		if !d.Args(&v) {
+			return nil, d.ArgErr()
+		}
+		switch sub {
+		case "manager":
+			a.Manager = v
+		case "token":
+			a.Token = v
+		case "node":
+			a.Node = v
+		case "role":
+			a.Role = v
+		case "region":
+			a.Region = v
+		case "addr":
+			a.Addr = v
+		case "admin":
+			a.Admin = v
+		case "server":
+			a.Server = v
+		case "probe":
+			a.Probe = v
+		case "bundle_dir":
+			a.BundleDir = v
+		case "signing_key":
+			a.SigningKey = v
+		case "interval":
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("conductor_agent: interval %q: want a positive duration", v)
+			}
+			a.Interval = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("conductor_agent: unknown option %q", sub)
+		}
+	}
+	return httpcaddyfile.App{Name: "conductor_agent", Value: caddyconfig.JSON(a, nil)}, nil
+}
+
+// parseManager:
+//
+//	conductor_manager {
+//	    listen      <address>
+//	    token       <token>
+//	    signing_key <hex Ed25519 public key>
+//	    state_dir   <dir>
+//	    target_rps  <requests/s per front-end>
+//	    hysteresis  <duration>
+//	    settle      <duration>
+//	    interval    <duration>
+//	}
+func parseManager(d *caddyfile.Dispenser, _ any) (any, error) {
+	m := new(ManagerApp)
+	d.Next()
+	for d.NextBlock(0) {
+		sub := d.Val()
+		var v string
+		if !d.Args(&v) {
+			return nil, d.ArgErr()
+		}
+		dur := func(dst *caddy.Duration) error {
+			x, err := caddy.ParseDuration(v)
+			if err != nil || x <= 0 {
+				return d.Errf("conductor_manager: %s %q: want a positive duration", sub, v)
+			}
+			*dst = caddy.Duration(x)
+			return nil
+		}
+		var err error
+		switch sub {
+		case "listen":
+			m.Listen = v
+		case "token":
+			m.Token = v
+		case "signing_key":
+			m.SigningKey = v
+		case "state_dir":
+			m.StateDir = v
+		case "target_rps":
+			f, perr := strconv.ParseFloat(v, 64)
+			if perr != nil || f <= 0 {
+				return nil, d.Errf("conductor_manager: target_rps %q: want a positive number", v)
+			}
+			m.TargetRPS = f
+		case "hysteresis":
+			err = dur(&m.Hysteresis)
+		case "settle":
+			err = dur(&m.Settle)
+		case "interval":
+			err = dur(&m.Interval)
+		default:
+			return nil, d.Errf("conductor_manager: unknown option %q", sub)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return httpcaddyfile.App{Name: "conductor_manager", Value: caddyconfig.JSON(m, nil)}, nil
+}

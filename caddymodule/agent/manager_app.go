@@ -1,0 +1,123 @@
+package agent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/conductor-edge/conductor/shifting"
+)
+
+func init() {
+	caddy.RegisterModule(ManagerApp{})
+}
+
+// ManagerApp is `conductor_manager`: the shifting manager, run by Caddy
+// on its own listener, its state kept in StateDir.
+type ManagerApp struct {
+	Listen     string         `json:"listen"`
+	Token      string         `json:"token,omitempty"`
+	SigningKey string         `json:"signing_key,omitempty"`
+	StateDir   string         `json:"state_dir,omitempty"`
+	TargetRPS  float64        `json:"target_rps,omitempty"`
+	Hysteresis caddy.Duration `json:"hysteresis,omitempty"`
+	Settle     caddy.Duration `json:"settle,omitempty"`
+	Interval   caddy.Duration `json:"interval,omitempty"`
+
+	m      *shifting.Manager
+	ln     net.Listener
+	srv    *http.Server
+	cancel context.CancelFunc
+	done   chan struct{}
+	logger *zap.Logger
+	ctx    caddy.Context
+}
+
+// CaddyModule returns the Caddy module information.
+func (ManagerApp) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "conductor_manager", New: func() caddy.Module { return new(ManagerApp) }}
+}
+
+// Provision loads the state.
+func (a *ManagerApp) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	if a.Listen == "" {
+		return errors.New("conductor_manager: listen is required")
+	}
+	if a.StateDir == "" {
+		a.StateDir = filepath.Join(caddy.AppDataDir(), "conductor", "manager")
+	}
+	var key ed25519.PublicKey
+	if a.SigningKey != "" {
+		k, err := hex.DecodeString(a.SigningKey)
+		if err != nil || len(k) != ed25519.PublicKeySize {
+			return fmt.Errorf("conductor_manager: signing_key must be a hex Ed25519 public key")
+		}
+		key = k
+	}
+	m, err := shifting.New(shifting.Config{
+		Token: a.Token, SigningKey: key, Store: shifting.FileStore{Dir: a.StateDir}, Logger: a.logger,
+		Policy: shifting.Policy{TargetRPS: a.TargetRPS, Hysteresis: time.Duration(a.Hysteresis),
+			Settle: time.Duration(a.Settle), Interval: time.Duration(a.Interval)},
+	})
+	if err != nil {
+		return err
+	}
+	a.m = m
+	return nil
+}
+
+// Start serves the API and runs placement.
+func (a *ManagerApp) Start() error {
+	na, err := caddy.ParseNetworkAddress(a.Listen)
+	if err != nil {
+		return fmt.Errorf("conductor_manager: listen %q: %v", a.Listen, err)
+	}
+	// Caddy's listener pool shares the socket with the previous config's
+	// manager across a reload.
+	lnAny, err := na.Listen(a.ctx, 0, net.ListenConfig{})
+	if err != nil {
+		return err
+	}
+	a.ln = lnAny.(net.Listener)
+	a.srv = &http.Server{Handler: a.m, ReadHeaderTimeout: 10 * time.Second}
+	var ctx context.Context
+	ctx, a.cancel = context.WithCancel(context.Background())
+	a.done = make(chan struct{})
+	go func() {
+		defer close(a.done)
+		a.m.Run(ctx)
+	}()
+	go a.srv.Serve(a.ln)
+	a.logger.Info("manager serving", zap.String("listen", a.Listen))
+	return nil
+}
+
+// Stop stops placement and the API.
+func (a *ManagerApp) Stop() error {
+	if a.cancel != nil {
+		a.cancel()
+		<-a.done
+	}
+	if a.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		a.srv.Shutdown(ctx)
+	}
+	return nil
+}
+
+var (
+	_ caddy.App         = (*ManagerApp)(nil)
+	_ caddy.Provisioner = (*ManagerApp)(nil)
+)

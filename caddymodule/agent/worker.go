@@ -1,0 +1,380 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"crypto/ed25519"
+
+	"go.uber.org/zap"
+
+	"github.com/conductor-edge/conductor/shifting"
+)
+
+type workerConfig struct {
+	report    shifting.NodeReport
+	manager   string
+	token     string
+	admin     string
+	server    string
+	probe     string
+	bundleDir string
+	key       ed25519.PublicKey
+	interval  time.Duration
+}
+
+// LinkSource, when set (caddymodule sets it), reports this node's TMP
+// links for the manager.
+var LinkSource func() map[string]shifting.LinkQuality
+
+// worker reports to the manager and applies its assignments.
+type worker struct {
+	logger *zap.Logger
+	client *http.Client
+
+	mu        sync.Mutex
+	cfg       workerConfig
+	installed map[string]string // site → digest
+	failed    string
+	reconcile bool
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newWorker(cfg workerConfig, logger *zap.Logger) *worker {
+	return &worker{cfg: cfg, logger: logger, installed: map[string]string{}, client: &http.Client{Timeout: 40 * time.Second}}
+}
+
+func (w *worker) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	w.wg.Add(2)
+	go w.reportLoop(ctx)
+	go w.assignLoop(ctx)
+}
+
+func (w *worker) stop() {
+	w.cancel()
+	w.wg.Wait()
+}
+
+// reconfigure takes a new config's settings; after a reload the routes it
+// installed may be gone (a Caddyfile reload replaces them), so it checks.
+func (w *worker) reconfigure(cfg workerConfig) {
+	w.mu.Lock()
+	w.cfg = cfg
+	w.reconcile = true
+	w.mu.Unlock()
+}
+
+func (w *worker) conf() workerConfig {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cfg
+}
+
+func (w *worker) request(ctx context.Context, method, url string, body []byte) (*http.Response, []byte, error) {
+	cfg := w.conf()
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	if strings.HasPrefix(url, cfg.manager) && cfg.token != "" {
+		req.Header.Set("Authorization", "Bearer "+cfg.token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 300<<20))
+	return resp, b, err
+}
+
+func (w *worker) reportLoop(ctx context.Context) {
+	defer w.wg.Done()
+	for {
+		cfg := w.conf()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(cfg.interval):
+		}
+		rep := cfg.report
+		rep.RPS, rep.SiteRPS, rep.ClientLatencyMS = meter.take(time.Now())
+		rep.Load = loadAverage()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		rep.MemBytes = ms.Sys
+		if LinkSource != nil {
+			rep.Links = LinkSource()
+		}
+		w.mu.Lock()
+		rep.Bundles = map[string]string{}
+		for s, d := range w.installed {
+			rep.Bundles[s] = d
+		}
+		rep.Failed = w.failed
+		w.mu.Unlock()
+		b, _ := json.Marshal(rep)
+		resp, body, err := w.request(ctx, http.MethodPost, cfg.manager+"/v1/nodes/"+rep.ID+"/report", b)
+		if err != nil {
+			w.logger.Debug("report to the manager", zap.Error(err))
+		} else if resp.StatusCode >= 300 {
+			w.logger.Warn("manager refused the report", zap.Int("status", resp.StatusCode), zap.ByteString("body", body))
+		}
+	}
+}
+
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, err := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	if err != nil {
+		return 0
+	}
+	return f / float64(runtime.NumCPU())
+}
+
+// assignLoop long-polls the manager for this node's assignments and
+// installs or removes bundles to match.
+func (w *worker) assignLoop(ctx context.Context) {
+	defer w.wg.Done()
+	var version uint64
+	for ctx.Err() == nil {
+		cfg := w.conf()
+		url := fmt.Sprintf("%s/v1/nodes/%s/assignments?wait=%d", cfg.manager, cfg.report.ID, version)
+		resp, body, err := w.request(ctx, http.MethodGet, url, nil)
+		if err != nil || resp.StatusCode != 200 {
+			if ctx.Err() == nil {
+				w.logger.Debug("assignments", zap.Error(err))
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			continue
+		}
+		var as shifting.Assignments
+		if err := json.Unmarshal(body, &as); err != nil {
+			continue
+		}
+		version = as.Version
+		w.apply(ctx, as.Sites)
+	}
+}
+
+func (w *worker) apply(ctx context.Context, want map[string]string) {
+	w.mu.Lock()
+	reconcile := w.reconcile
+	w.reconcile = false
+	have := map[string]string{}
+	for s, d := range w.installed {
+		have[s] = d
+	}
+	w.mu.Unlock()
+	sites := make([]string, 0, len(want))
+	for s := range want {
+		sites = append(sites, s)
+	}
+	slices.Sort(sites)
+	for _, site := range sites {
+		digest := want[site]
+		if have[site] == digest && !(reconcile && !w.routeExists(ctx, site)) {
+			continue
+		}
+		start := time.Now()
+		if err := w.install(ctx, site, digest); err != nil {
+			w.logger.Error("bundle not installed; the previous version stays", zap.String("site", site), zap.String("digest", digest), zap.Error(err))
+			w.mu.Lock()
+			w.failed = fmt.Sprintf("%s %s: %v", site, digest, err)
+			w.mu.Unlock()
+			continue
+		}
+		w.logger.Info("bundle installed", zap.String("site", site), zap.String("digest", digest), zap.Duration("took", time.Since(start)))
+		w.mu.Lock()
+		w.installed[site] = digest
+		w.failed = ""
+		w.mu.Unlock()
+	}
+	for site := range have {
+		if _, ok := want[site]; ok {
+			continue
+		}
+		if err := w.uninstall(ctx, site); err != nil {
+			w.logger.Error("removing bundle", zap.String("site", site), zap.Error(err))
+			continue
+		}
+		w.logger.Info("bundle removed", zap.String("site", site))
+		w.mu.Lock()
+		delete(w.installed, site)
+		w.mu.Unlock()
+	}
+}
+
+func routeID(site string) string {
+	return "conductor-bundle-" + strings.NewReplacer(".", "-", ":", "-").Replace(site)
+}
+
+func (w *worker) routeExists(ctx context.Context, site string) bool {
+	resp, _, err := w.request(ctx, http.MethodGet, w.conf().admin+"/id/"+routeID(site), nil)
+	return err == nil && resp.StatusCode == 200
+}
+
+// install fetches, verifies, unpacks and applies a bundle. Caddy applies a
+// config change whole or not at all, so a route Caddy refuses leaves the
+// previous version serving; a route Caddy takes but that answers the
+// site's "/" with a 5xx is rolled back to the previous one.
+func (w *worker) install(ctx context.Context, site, digest string) error {
+	cfg := w.conf()
+	resp, data, err := w.request(ctx, http.MethodGet, cfg.manager+"/v1/bundles/"+digest, nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("manager: %s", resp.Status)
+	}
+	sig, _ := hex.DecodeString(resp.Header.Get("X-Bundle-Signature"))
+	v, err := shifting.Verify(data, digest, sig, cfg.key)
+	if err != nil {
+		return err
+	}
+	if v.Manifest.Site != site {
+		return fmt.Errorf("bundle is for %s, not %s", v.Manifest.Site, site)
+	}
+	dir := filepath.Join(cfg.bundleDir, siteOf(site), strings.TrimPrefix(digest, "sha256:")[:16])
+	routes, err := v.Unpack(dir)
+	if err != nil {
+		return err
+	}
+	route := map[string]any{
+		"@id":      routeID(site),
+		"match":    []map[string]any{{"host": []string{site}}},
+		"handle":   []map[string]any{{"handler": "subroute", "routes": routes}},
+		"terminal": true,
+	}
+	body, _ := json.Marshal(route)
+	prevResp, prev, _ := w.request(ctx, http.MethodGet, cfg.admin+"/id/"+routeID(site), nil)
+	hadPrev := prevResp != nil && prevResp.StatusCode == 200
+	if err := w.putRoute(ctx, site, body, hadPrev); err != nil {
+		return err
+	}
+	if cfg.probe != "" {
+		if status, perr := w.probeSite(ctx, site); perr != nil || status >= 500 {
+			if hadPrev {
+				w.putRoute(ctx, site, prev, true)
+			} else {
+				w.request(ctx, http.MethodDelete, cfg.admin+"/id/"+routeID(site), nil)
+			}
+			return fmt.Errorf("installed bundle answers %d (%v) for %s/: rolled back", status, perr, site)
+		}
+	}
+	return nil
+}
+
+func (w *worker) putRoute(ctx context.Context, site string, body []byte, replace bool) error {
+	cfg := w.conf()
+	var resp *http.Response
+	var out []byte
+	var err error
+	if replace {
+		resp, out, err = w.request(ctx, http.MethodPatch, cfg.admin+"/id/"+routeID(site), body)
+	} else {
+		srv, serr := w.serverName(ctx)
+		if serr != nil {
+			return serr
+		}
+		// Index 0: the bundle's routes come before the site's proxy.
+		resp, out, err = w.request(ctx, http.MethodPut, cfg.admin+"/config/apps/http/servers/"+srv+"/routes/0", body)
+	}
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("caddy refused the routes: %s", strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func (w *worker) serverName(ctx context.Context) (string, error) {
+	cfg := w.conf()
+	if cfg.server != "" {
+		return cfg.server, nil
+	}
+	resp, b, err := w.request(ctx, http.MethodGet, cfg.admin+"/config/apps/http/servers", nil)
+	if err != nil || resp.StatusCode != 200 {
+		return "", fmt.Errorf("listing servers: %v", err)
+	}
+	var servers map[string]struct {
+		Listen []string `json:"listen"`
+	}
+	json.Unmarshal(b, &servers)
+	names := make([]string, 0, len(servers))
+	for n := range servers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if len(names) == 0 {
+		return "", fmt.Errorf("no HTTP server")
+	}
+	if _, port, ok := strings.Cut(strings.TrimPrefix(cfg.probe, "http://"), ":"); ok {
+		for _, n := range names {
+			for _, l := range servers[n].Listen {
+				if strings.HasSuffix(l, ":"+port) {
+					return n, nil
+				}
+			}
+		}
+	}
+	return names[0], nil
+}
+
+func (w *worker) probeSite(ctx context.Context, site string) (int, error) {
+	cfg := w.conf()
+	probe := cfg.probe
+	if !strings.Contains(probe, "://") {
+		probe = "http://" + probe
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, probe+"/", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Host = site
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func (w *worker) uninstall(ctx context.Context, site string) error {
+	resp, out, err := w.request(ctx, http.MethodDelete, w.conf().admin+"/id/"+routeID(site), nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode != 404 {
+		return fmt.Errorf("caddy: %s", strings.TrimSpace(string(out)))
+	}
+	return nil
+}
