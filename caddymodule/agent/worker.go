@@ -266,9 +266,13 @@ func (w *worker) install(ctx context.Context, site, digest string) error {
 	if err != nil {
 		return err
 	}
+	// The route matches on {http.request.host}, not with a host matcher: a
+	// host matcher would make Caddy's automatic HTTPS manage a certificate
+	// for the site and turn this listener into TLS, which is the site
+	// operator's decision, not the bundle's.
 	route := map[string]any{
 		"@id":      routeID(site),
-		"match":    []map[string]any{{"host": []string{site}}},
+		"match":    []map[string]any{{"vars": map[string][]string{"{http.request.host}": {siteOf(site)}}}},
 		"handle":   []map[string]any{{"handler": "subroute", "routes": routes}},
 		"terminal": true,
 	}

@@ -57,6 +57,15 @@ type Options struct {
 	BackendExtra string
 	// OriginArgs are extra arguments to `conductor origin` (-max-rps …).
 	OriginArgs []string
+	// Manager, if set, is the listen address of a shifting manager (process
+	// "manager", `conductor_manager` in its own Caddy), with ManagerToken.
+	// Every front-end then runs `conductor_agent` reporting to it.
+	Manager      string
+	ManagerToken string
+	// ManagerExtra is inserted in the manager's conductor_manager block.
+	ManagerExtra string
+	// FrontendRegions gives front-end i its region (default "local").
+	FrontendRegions []string
 	// FrontendExtra is inserted in every front-end site block (tests use it
 	// to add directives); "{frontend}" in it becomes the front-end's address.
 	FrontendExtra string
@@ -136,6 +145,10 @@ func (t *Topology) FrontendConfig(i int) string {
 }
 
 func (t *Topology) globals(admin, name, role string) string {
+	return t.globalsIn(admin, name, role, "local", "")
+}
+
+func (t *Topology) globalsIn(admin, name, role, region, extra string) string {
 	return fmt.Sprintf(`{
 	admin %s
 	storage file_system %s
@@ -147,10 +160,40 @@ func (t *Topology) globals(admin, name, role string) string {
 	conductor {
 		name %s
 		role %s
-		region local
+		region %s
+	}
+%s}
+`, admin, filepath.Join(t.Opts.Dir, "storage"), name, role, region, extra)
+}
+
+// frontendRegion is front-end i's region.
+func (t *Topology) frontendRegion(i int) string {
+	if i < len(t.Opts.FrontendRegions) && t.Opts.FrontendRegions[i] != "" {
+		return t.Opts.FrontendRegions[i]
+	}
+	return "local"
+}
+
+// ManagerURL is the manager's base URL.
+func (t *Topology) ManagerURL() string { return "http://" + t.Opts.Manager }
+
+// ManagerConfig returns the manager's Caddyfile path.
+func (t *Topology) ManagerConfig() string { return filepath.Join(t.Opts.Dir, "manager.Caddyfile") }
+
+// ManagerCaddyfile runs the shifting manager and nothing else.
+func (t *Topology) ManagerCaddyfile() string {
+	return fmt.Sprintf(`{
+	admin off
+	storage file_system %s
+	persist_config off
+	conductor_manager {
+		listen %s
+		token %s
+		state_dir %s
+		%s
 	}
 }
-`, admin, filepath.Join(t.Opts.Dir, "storage"), name, role)
+`, filepath.Join(t.Opts.Dir, "storage"), t.Opts.Manager, t.Opts.ManagerToken, filepath.Join(t.Opts.Dir, "manager-state"), t.Opts.ManagerExtra)
 }
 
 // BackendCaddyfile is back-end i's configuration: TMP in, origin out.
@@ -192,7 +235,24 @@ func (t *Topology) FrontendCaddyfile(i int, extra string) string {
 	case "h2c":
 		transport = "transport http {\n\t\t\tversions h2c\n\t\t}"
 	}
-	return t.globals(t.FrontendAdmin(i), fmt.Sprintf("fe%d", i+1), "frontend") + fmt.Sprintf(`
+	agentCfg, meter := "", ""
+	if t.Opts.Manager != "" {
+		meter = "conductor_meter\n\t"
+		agentCfg = fmt.Sprintf(`	conductor_agent {
+		manager %s
+		token %s
+		node fe%d
+		region %s
+		addr %s
+		admin http://%s
+		probe %s
+		bundle_dir %s
+		interval 500ms
+	}
+`, t.ManagerURL(), t.Opts.ManagerToken, i+1, t.frontendRegion(i), host, t.FrontendAdmin(i), t.Opts.Frontends[i],
+			filepath.Join(t.Opts.Dir, fmt.Sprintf("bundles-fe%d", i+1)))
+	}
+	return t.globalsIn(t.FrontendAdmin(i), fmt.Sprintf("fe%d", i+1), "frontend", t.frontendRegion(i), agentCfg) + fmt.Sprintf(`
 http://:%s {
 	bind %s
 	%s
@@ -201,7 +261,7 @@ http://:%s {
 		%s
 	}
 }
-`, port, host, strings.ReplaceAll(extra, "{frontend}", t.Opts.Frontends[i]), strings.Join(t.backends(), " "), transport, t.Opts.ProxyExtra)
+`, port, host, meter+strings.ReplaceAll(extra, "{frontend}", t.Opts.Frontends[i]), strings.Join(t.backends(), " "), transport, t.Opts.ProxyExtra)
 }
 
 // DNSConfig returns the Corefile path.
@@ -252,11 +312,19 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 		name, what string
 		ready      func() error
 	}
+	if opts.Manager != "" {
+		if err := os.WriteFile(t.ManagerConfig(), []byte(t.ManagerCaddyfile()), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	originWhat := "origin shop on http://" + opts.OriginAddr
 	if len(opts.OriginCommand) > 0 {
 		originWhat = "origin " + filepath.Base(opts.OriginCommand[0]) + " on http://" + opts.OriginAddr
 	}
 	steps := []step{{"origin", originWhat, func() error { return httpOK("http://" + opts.OriginAddr + "/") }}}
+	if opts.Manager != "" {
+		steps = append(steps, step{"manager", "shifting manager on " + t.ManagerURL(), func() error { return httpOK(t.ManagerURL() + "/status") }})
+	}
 	for i, b := range t.backends() {
 		admin := t.BackendAdminN(i)
 		steps = append(steps, step{backendName(i), "back-end Caddy (TMP on " + b + ")", func() error { return httpOK("http://" + admin + "/config/") }})
@@ -296,6 +364,8 @@ func (t *Topology) StartProc(name string) error {
 		args = append([]string{"origin", "-listen", t.Opts.OriginAddr, "-name", "shop"}, t.Opts.OriginArgs...)
 	case name == "dns":
 		args = []string{"dns", "-conf", t.DNSConfig()}
+	case name == "manager":
+		args = []string{"caddy", "run", "--config", t.ManagerConfig(), "--adapter", "caddyfile"}
 	case strings.HasPrefix(name, "backend"):
 		i := 0
 		if name != "backend" {
@@ -372,7 +442,7 @@ func (t *Topology) Stop() {
 		switch {
 		case n == "origin":
 			return 2
-		case strings.HasPrefix(n, "backend"), n == "dns":
+		case strings.HasPrefix(n, "backend"), n == "dns", n == "manager":
 			return 1
 		}
 		return 0
