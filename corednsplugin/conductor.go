@@ -24,6 +24,7 @@ type Handler struct {
 	pool    sync.Pool // []*frontend scratch
 	mc      atomic.Pointer[serverMetrics]
 	nq      atomic.Uint64
+	view    *managerView // nil without a manager
 }
 
 // zoneOf returns the site zone qname falls in, trying an exact match first
@@ -44,6 +45,9 @@ func newHandler(cfg *config) *Handler {
 	}
 	h.health = &healthChecker{cfg: cfg, onFlip: h.onFlip}
 	h.pool.New = func() any { s := make([]*frontend, 0, len(cfg.frontends)); return &s }
+	if cfg.manager != "" {
+		h.view = newManagerView(cfg)
+	}
 	return h
 }
 
@@ -54,9 +58,25 @@ func (h *Handler) start() {
 		}
 	}
 	h.health.start()
+	if h.view != nil {
+		h.view.start()
+	}
 }
 
-func (h *Handler) stop() { h.health.stop() }
+func (h *Handler) stop() {
+	h.health.stop()
+	if h.view != nil {
+		h.view.stop()
+	}
+}
+
+// frontendsFor is the zone's front-ends: the manager's, when there is one.
+func (h *Handler) frontendsFor(zone string) []*frontend {
+	if h.view != nil {
+		return h.view.frontends(zone)
+	}
+	return h.cfg.frontends
+}
 
 func (h *Handler) onFlip(f *frontend, healthy bool) {
 	for _, z := range h.cfg.zones {
@@ -113,7 +133,7 @@ func (h *Handler) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 	case dns.TypeA, dns.TypeAAAA:
 		v6 := state.QType() == dns.TypeAAAA
 		sp := h.pool.Get().(*[]*frontend)
-		ch := selectFrontends(h.cfg, h.regions, client, bits, v6, *sp)
+		ch := selectFrontends(h.cfg, h.frontendsFor(zone), h.regions, client, bits, v6, *sp)
 		m.Answer = make([]dns.RR, 0, len(ch.ips))
 		for _, ip := range ch.ips {
 			m.Answer = append(m.Answer, h.addressRR(zone, ip))

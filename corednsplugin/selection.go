@@ -26,7 +26,7 @@ type choice struct {
 //     front-end while the set is stable.
 //
 // client is the ECS address (or the resolver's), clientBits its prefix.
-func selectFrontends(cfg *config, regions regionTable, client netip.Addr, clientBits int, v6 bool, scratch []*frontend) choice {
+func selectFrontends(cfg *config, frontends []*frontend, regions regionTable, client netip.Addr, clientBits int, v6 bool, scratch []*frontend) choice {
 	addrs := func(f *frontend) []net.IP {
 		if v6 {
 			return f.v6
@@ -34,7 +34,7 @@ func selectFrontends(cfg *config, regions regionTable, client netip.Addr, client
 		return f.v4
 	}
 	cands := scratch[:0]
-	for _, f := range cfg.frontends {
+	for _, f := range frontends {
 		if f.healthy.Load() && f.load() < cfg.maxLoad && len(addrs(f)) > 0 {
 			cands = append(cands, f)
 		}

@@ -62,6 +62,11 @@ type config struct {
 	up, down     int
 	maxLoad      float64
 	startHealthy bool
+	// manager, when set, is the shifting manager whose view lists the
+	// front-ends of each site (those holding its bundle, with their health,
+	// load and region); managerToken authenticates to it.
+	manager      string
+	managerToken string
 }
 
 // parse reads:
@@ -75,6 +80,7 @@ type config struct {
 //		sticky
 //		health_check INTERVAL [timeout DURATION] [up N] [down N]
 //		max_load LOAD
+//		manager URL [TOKEN]
 //	}
 func parse(c *caddy.Controller) (*config, error) {
 	cfg := &config{ttl: 30, answers: 1, interval: 5 * time.Second, timeout: 2 * time.Second, up: 2, down: 3, maxLoad: 0.9, startHealthy: true}
@@ -91,8 +97,8 @@ func parse(c *caddy.Controller) (*config, error) {
 			}
 		}
 	}
-	if len(cfg.frontends) == 0 && len(cfg.fallback) == 0 {
-		return nil, c.Err("no frontend and no fallback: nothing to answer with")
+	if len(cfg.frontends) == 0 && len(cfg.fallback) == 0 && cfg.manager == "" {
+		return nil, c.Err("no frontend, no manager and no fallback: nothing to answer with")
 	}
 	return cfg, nil
 }
@@ -121,6 +127,14 @@ func parseOption(c *caddy.Controller, cfg *config) error {
 			return c.Errf("region: %v", err)
 		}
 		cfg.regions = append(cfg.regions, regionPrefix{p.Masked(), args[1]})
+	case "manager":
+		if len(args) == 0 || len(args) > 2 || !strings.HasPrefix(args[0], "http") {
+			return c.Errf("manager: want URL [TOKEN]")
+		}
+		cfg.manager = strings.TrimSuffix(args[0], "/")
+		if len(args) == 2 {
+			cfg.managerToken = args[1]
+		}
 	case "fallback":
 		if len(args) == 0 {
 			return c.ArgErr()

@@ -31,7 +31,7 @@ func TestSetupParsesAndRejects(t *testing.T) {
 	}
 	stanza := func(lines ...string) string { return "conductor {\n" + strings.Join(lines, "\n") + "\n}" }
 	bad := []struct{ in, want string }{
-		{stanza(), "no frontend and no fallback"},
+		{stanza(), "no frontend, no manager and no fallback"},
 		{stanza("frontend fe1"), "frontend: want NAME ADDRESS"},
 		{stanza("frontend fe1 not-an-ip"), `fe1: "not-an-ip" is not an IP address`},
 		{stanza("frontend fe1 127.0.0.2 weight 0"), `weight "0": want 1..1000`},

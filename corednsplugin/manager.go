@@ -1,0 +1,138 @@
+package corednsplugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/miekg/dns"
+)
+
+var log = clog.NewWithPlugin(pluginName)
+
+// managerView follows the shifting manager's view of every site: which
+// front-ends hold the site's bundle, and their health, load and region.
+// It long-polls GET /v1/view?wait=VERSION, so a placement change reaches
+// the answers as soon as the manager makes it.
+type managerView struct {
+	cfg    *config
+	client *http.Client
+	sites  atomic.Pointer[map[string][]*frontend] // by zone (FQDN)
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newManagerView(cfg *config) *managerView {
+	v := &managerView{cfg: cfg, client: &http.Client{Timeout: 40 * time.Second}}
+	empty := map[string][]*frontend{}
+	v.sites.Store(&empty)
+	return v
+}
+
+func (v *managerView) frontends(zone string) []*frontend { return (*v.sites.Load())[zone] }
+
+func (v *managerView) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	v.cancel = cancel
+	v.wg.Add(1)
+	go v.run(ctx)
+}
+
+func (v *managerView) stop() {
+	if v.cancel != nil {
+		v.cancel()
+		v.wg.Wait()
+	}
+}
+
+// viewEntry is shifting.ViewEntry, repeated here so the plugin does not
+// depend on the manager's package.
+type viewEntry struct {
+	Node    string  `json:"node"`
+	Addr    string  `json:"addr"`
+	Region  string  `json:"region"`
+	Load    float64 `json:"load"`
+	Healthy bool    `json:"healthy"`
+	Ready   bool    `json:"ready"`
+}
+
+func (v *managerView) run(ctx context.Context) {
+	defer v.wg.Done()
+	var version uint64
+	for ctx.Err() == nil {
+		next, err := v.poll(ctx, version)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warningf("manager %s: %v", v.cfg.manager, err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			continue
+		}
+		version = next
+	}
+}
+
+func (v *managerView) poll(ctx context.Context, version uint64) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/view?wait=%d", v.cfg.manager, version), nil)
+	if err != nil {
+		return 0, err
+	}
+	if v.cfg.managerToken != "" {
+		req.Header.Set("Authorization", "Bearer "+v.cfg.managerToken)
+	}
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("view: %s", resp.Status)
+	}
+	var view struct {
+		Version uint64                 `json:"version"`
+		Sites   map[string][]viewEntry `json:"sites"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&view); err != nil {
+		return 0, err
+	}
+	sites := map[string][]*frontend{}
+	for site, entries := range view.Sites {
+		zone := dns.Fqdn(strings.ToLower(site))
+		for _, e := range entries {
+			host := e.Addr
+			if h, _, err := net.SplitHostPort(host); err == nil {
+				host = h
+			}
+			ip := net.ParseIP(host)
+			if ip == nil {
+				continue
+			}
+			f := &frontend{name: e.Node, region: e.Region, weight: 1}
+			if ip.To4() != nil {
+				f.v4 = []net.IP{ip.To4()}
+			} else {
+				f.v6 = []net.IP{ip}
+			}
+			// A front-end counts once the manager sees it healthy and it
+			// reports the site's current bundle installed.
+			f.healthy.Store(e.Healthy && e.Ready)
+			f.loadBits.Store(math.Float64bits(e.Load))
+			sites[zone] = append(sites[zone], f)
+		}
+	}
+	v.sites.Store(&sites)
+	return view.Version, nil
+}
