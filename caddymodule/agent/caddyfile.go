@@ -87,6 +87,7 @@ func parseAgent(d *caddyfile.Dispenser, _ any) (any, error) {
 //	    signing_key <hex Ed25519 public key>
 //	    state_dir   <dir>
 //	    target_rps  <requests/s per front-end>
+//	    max_load    <load at which a front-end counts as overloaded>
 //	    hysteresis  <duration>
 //	    settle      <duration>
 //	    interval    <duration>
@@ -124,6 +125,12 @@ func parseManager(d *caddyfile.Dispenser, _ any) (any, error) {
 				return nil, d.Errf("conductor_manager: target_rps %q: want a positive number", v)
 			}
 			m.TargetRPS = f
+		case "max_load":
+			f, perr := strconv.ParseFloat(v, 64)
+			if perr != nil || f <= 0 {
+				return nil, d.Errf("conductor_manager: max_load %q: want a positive number", v)
+			}
+			m.MaxLoad = f
 		case "hysteresis":
 			err = dur(&m.Hysteresis)
 		case "settle":

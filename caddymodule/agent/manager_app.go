@@ -29,6 +29,7 @@ type ManagerApp struct {
 	SigningKey string         `json:"signing_key,omitempty"`
 	StateDir   string         `json:"state_dir,omitempty"`
 	TargetRPS  float64        `json:"target_rps,omitempty"`
+	MaxLoad    float64        `json:"max_load,omitempty"`
 	Hysteresis caddy.Duration `json:"hysteresis,omitempty"`
 	Settle     caddy.Duration `json:"settle,omitempty"`
 	Interval   caddy.Duration `json:"interval,omitempty"`
@@ -67,7 +68,7 @@ func (a *ManagerApp) Provision(ctx caddy.Context) error {
 	}
 	m, err := shifting.New(shifting.Config{
 		Token: a.Token, SigningKey: key, Store: shifting.FileStore{Dir: a.StateDir}, Logger: a.logger,
-		Policy: shifting.Policy{TargetRPS: a.TargetRPS, Hysteresis: time.Duration(a.Hysteresis),
+		Policy: shifting.Policy{TargetRPS: a.TargetRPS, MaxLoad: a.MaxLoad, Hysteresis: time.Duration(a.Hysteresis),
 			Settle: time.Duration(a.Settle), Interval: time.Duration(a.Interval)},
 	})
 	if err != nil {

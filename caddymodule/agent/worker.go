@@ -273,7 +273,8 @@ func (w *worker) install(ctx context.Context, site, digest string) error {
 	route := map[string]any{
 		"@id":      routeID(site),
 		"match":    []map[string]any{{"vars": map[string][]string{"{http.request.host}": {siteOf(site)}}}},
-		"handle":   []map[string]any{{"handler": "subroute", "routes": routes}},
+		// The meter first: the site's demand here is what placement uses.
+		"handle":   []map[string]any{{"handler": "conductor_meter"}, {"handler": "subroute", "routes": routes}},
 		"terminal": true,
 	}
 	body, _ := json.Marshal(route)
