@@ -271,8 +271,8 @@ func (w *worker) install(ctx context.Context, site, digest string) error {
 	// for the site and turn this listener into TLS, which is the site
 	// operator's decision, not the bundle's.
 	route := map[string]any{
-		"@id":      routeID(site),
-		"match":    []map[string]any{{"vars": map[string][]string{"{http.request.host}": {siteOf(site)}}}},
+		"@id":   routeID(site),
+		"match": []map[string]any{{"vars": map[string][]string{"{http.request.host}": {siteOf(site)}}}},
 		// The meter first: the site's demand here is what placement uses.
 		"handle":   []map[string]any{{"handler": "conductor_meter"}, {"handler": "subroute", "routes": routes}},
 		"terminal": true,
