@@ -2,42 +2,19 @@ package pages
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"image"
 	"image/png"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/conductor-edge/conductor/internal/chromium"
 )
-
-func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("no headless Chromium (.ci/run installs Debian's chromium)")
-	return ""
-}
-
-func runChromium(t *testing.T, bin string, args ...string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir=" + t.TempDir()}
-	out, err := exec.CommandContext(ctx, bin, append(base, args...)...).Output()
-	if err != nil {
-		t.Fatalf("chromium %v: %v", args, err)
-	}
-	return out
-}
 
 // pageServer answers "/" with the page the first time and with the real
 // content afterwards, as the origin would once it is back; it counts the
@@ -65,7 +42,7 @@ func pageServer(t *testing.T, name string, d Data) (*httptest.Server, *atomic.In
 // that a browser renders (a screenshot with content, not a blank) and that
 // reaches the real page on its own.
 func TestPagesRenderInChromiumAndRefreshThemselves(t *testing.T) {
-	bin := chromium(t)
+	bin := chromium.Find(t)
 	shots := os.Getenv("CONDUCTOR_SCREENSHOTS") // keep them, to look at
 	for _, name := range []string{Wait, Apology, Slow, Queue} {
 		t.Run(name, func(t *testing.T) {
@@ -75,7 +52,7 @@ func TestPagesRenderInChromiumAndRefreshThemselves(t *testing.T) {
 			if shots != "" {
 				shot = filepath.Join(shots, name+".png")
 			}
-			runChromium(t, bin, "--window-size=1024,768", "--screenshot="+shot, srv.URL+"/")
+			chromium.Run(t, bin, "--window-size=1024,768", "--screenshot="+shot, srv.URL+"/")
 			b, err := os.ReadFile(shot)
 			if err != nil {
 				t.Fatal(err)
@@ -84,29 +61,17 @@ func TestPagesRenderInChromiumAndRefreshThemselves(t *testing.T) {
 			if err != nil {
 				t.Fatalf("screenshot is not a PNG: %v", err)
 			}
-			if colors := distinctColors(img); colors < 50 {
+			if colors := chromium.DistinctColors(img); colors < 50 {
 				t.Fatalf("screenshot has %d colors: the page did not render", colors)
 			}
 
 			srv2, n := pageServer(t, name, d)
-			dom := runChromium(t, bin, "--virtual-time-budget=15000", "--dump-dom", srv2.URL+"/")
+			dom := chromium.Run(t, bin, "--virtual-time-budget=15000", "--dump-dom", srv2.URL+"/")
 			if !strings.Contains(string(dom), "The real page arrived") || n.Load() < 2 {
 				t.Fatalf("the page did not refresh itself: %d requests, DOM %.300s", n.Load(), dom)
 			}
 		})
 	}
-}
-
-func distinctColors(img image.Image) int {
-	seen := map[uint32]bool{}
-	b := img.Bounds()
-	for y := b.Min.Y; y < b.Max.Y; y += 3 {
-		for x := b.Min.X; x < b.Max.X; x += 3 {
-			r, g, bl, _ := img.At(x, y).RGBA()
-			seen[(r>>8)<<16|(g>>8)<<8|bl>>8] = true
-		}
-	}
-	return len(seen)
 }
 
 func TestWriteSetsRetryAfterAndMarksTheSubstitute(t *testing.T) {
