@@ -28,6 +28,19 @@ type Config struct {
 	Store      Store
 	Policy     Policy
 	Logger     *zap.Logger
+	// Election, when set (several managers on one etcd), lets only the
+	// leader run placement and answer the API; the others answer 503
+	// naming the leader, and take over when its lease expires.
+	Election Election
+}
+
+// Election elects one manager among several.
+type Election interface {
+	// Campaign blocks until this manager leads; the channel closes when
+	// it no longer does.
+	Campaign(ctx context.Context) (<-chan struct{}, error)
+	Leader() bool
+	LeaderID(ctx context.Context) string
 }
 
 // Manager is the management component.
@@ -56,13 +69,53 @@ func New(cfg Config) (*Manager, error) {
 	return &Manager{cfg: cfg, logger: cfg.Logger, state: st, changed: make(chan struct{})}, nil
 }
 
-// Run runs placement every Policy.Interval until ctx ends.
+// Run runs placement every Policy.Interval until ctx ends; with an
+// Election, only while this manager leads, from the state as the previous
+// leader left it in the store.
 func (m *Manager) Run(ctx context.Context) {
+	if m.cfg.Election == nil {
+		m.place(ctx, nil)
+		return
+	}
+	for ctx.Err() == nil {
+		lost, err := m.cfg.Election.Campaign(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.logger.Warn("election", zap.Error(err))
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			continue
+		}
+		st, err := m.cfg.Store.Load()
+		if err != nil {
+			m.logger.Error("leader: loading state", zap.Error(err))
+			continue
+		}
+		m.mu.Lock()
+		// Version numbers keep growing across leaders, so long-polls that
+		// followed the old leader see the change.
+		st.Version = max(st.Version, m.state.Version) + 1
+		m.state = st
+		close(m.changed)
+		m.changed = make(chan struct{})
+		m.mu.Unlock()
+		m.logger.Info("leading", zap.Int("sites", len(st.Sites)), zap.Int("nodes", len(st.Nodes)))
+		m.place(ctx, lost)
+		m.logger.Warn("no longer leading")
+	}
+}
+
+func (m *Manager) place(ctx context.Context, lost <-chan struct{}) {
 	t := time.NewTicker(m.cfg.Policy.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-lost:
 			return
 		case now := <-t.C:
 			m.mu.Lock()
@@ -116,6 +169,12 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !m.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="conductor"`)
 		http.Error(w, "missing or wrong token", http.StatusUnauthorized)
+		return
+	}
+	if e := m.cfg.Election; e != nil && !e.Leader() {
+		leader := e.LeaderID(r.Context())
+		w.Header().Set("X-Conductor-Leader", leader)
+		http.Error(w, "not the leading manager; the leader is "+leader, http.StatusServiceUnavailable)
 		return
 	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")

@@ -91,12 +91,21 @@ func parseAgent(d *caddyfile.Dispenser, _ any) (any, error) {
 //	    hysteresis  <duration>
 //	    settle      <duration>
 //	    interval    <duration>
+//	    etcd        <endpoint...>
+//	    etcd_prefix <prefix>
 //	}
 func parseManager(d *caddyfile.Dispenser, _ any) (any, error) {
 	m := new(ManagerApp)
 	d.Next()
 	for d.NextBlock(0) {
 		sub := d.Val()
+		if sub == "etcd" {
+			m.Etcd = d.RemainingArgs()
+			if len(m.Etcd) == 0 {
+				return nil, d.ArgErr()
+			}
+			continue
+		}
 		var v string
 		if !d.Args(&v) {
 			return nil, d.ArgErr()
@@ -119,6 +128,8 @@ func parseManager(d *caddyfile.Dispenser, _ any) (any, error) {
 			m.SigningKey = v
 		case "state_dir":
 			m.StateDir = v
+		case "etcd_prefix":
+			m.EtcdPrefix = v
 		case "target_rps":
 			f, perr := strconv.ParseFloat(v, 64)
 			if perr != nil || f <= 0 {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/conductor-edge/conductor/shifting"
@@ -33,7 +34,13 @@ type ManagerApp struct {
 	Hysteresis caddy.Duration `json:"hysteresis,omitempty"`
 	Settle     caddy.Duration `json:"settle,omitempty"`
 	Interval   caddy.Duration `json:"interval,omitempty"`
+	// Etcd lists etcd endpoints: state and bundles live there, under
+	// EtcdPrefix (default /conductor/), and the managers sharing it elect
+	// one leader.
+	Etcd       []string `json:"etcd,omitempty"`
+	EtcdPrefix string   `json:"etcd_prefix,omitempty"`
 
+	etcd   *clientv3.Client
 	m      *shifting.Manager
 	ln     net.Listener
 	srv    *http.Server
@@ -66,8 +73,22 @@ func (a *ManagerApp) Provision(ctx caddy.Context) error {
 		}
 		key = k
 	}
+	var store shifting.Store = shifting.FileStore{Dir: a.StateDir}
+	var election shifting.Election
+	if len(a.Etcd) > 0 {
+		if a.EtcdPrefix == "" {
+			a.EtcdPrefix = "/conductor/"
+		}
+		cli, err := clientv3.New(clientv3.Config{Endpoints: a.Etcd, DialTimeout: 3 * time.Second, Logger: a.logger.Named("etcd")})
+		if err != nil {
+			return fmt.Errorf("conductor_manager: etcd: %v", err)
+		}
+		a.etcd = cli
+		store = shifting.EtcdStore{Client: cli, Prefix: a.EtcdPrefix}
+		election = &shifting.EtcdElection{Client: cli, Prefix: a.EtcdPrefix, ID: a.Listen}
+	}
 	m, err := shifting.New(shifting.Config{
-		Token: a.Token, SigningKey: key, Store: shifting.FileStore{Dir: a.StateDir}, Logger: a.logger,
+		Token: a.Token, SigningKey: key, Store: store, Election: election, Logger: a.logger,
 		Policy: shifting.Policy{TargetRPS: a.TargetRPS, MaxLoad: a.MaxLoad, Hysteresis: time.Duration(a.Hysteresis),
 			Settle: time.Duration(a.Settle), Interval: time.Duration(a.Interval)},
 	})
@@ -114,6 +135,9 @@ func (a *ManagerApp) Stop() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		a.srv.Shutdown(ctx)
+	}
+	if a.etcd != nil {
+		a.etcd.Close()
 	}
 	return nil
 }
