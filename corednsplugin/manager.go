@@ -2,6 +2,7 @@ package corednsplugin
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,7 +34,11 @@ type managerView struct {
 }
 
 func newManagerView(cfg *config) *managerView {
-	v := &managerView{cfg: cfg, client: &http.Client{Timeout: 40 * time.Second}}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if cfg.managerCA != nil {
+		tr.TLSClientConfig = &tls.Config{RootCAs: cfg.managerCA, MinVersion: tls.VersionTLS12}
+	}
+	v := &managerView{cfg: cfg, client: &http.Client{Timeout: 40 * time.Second, Transport: tr}}
 	empty := map[string][]*frontend{}
 	v.sites.Store(&empty)
 	return v

@@ -5,9 +5,11 @@
 package corednsplugin
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +69,7 @@ type config struct {
 	// load and region); managerToken authenticates to it.
 	manager      string
 	managerToken string
+	managerCA    *x509.CertPool // trusted for the manager's HTTPS, besides the system roots
 }
 
 // parse reads:
@@ -81,6 +84,7 @@ type config struct {
 //		health_check INTERVAL [timeout DURATION] [up N] [down N]
 //		max_load LOAD
 //		manager URL [TOKEN]
+//		manager_ca FILE
 //	}
 func parse(c *caddy.Controller) (*config, error) {
 	cfg := &config{ttl: 30, answers: 1, interval: 5 * time.Second, timeout: 2 * time.Second, up: 2, down: 3, maxLoad: 0.9, startHealthy: true}
@@ -135,6 +139,22 @@ func parseOption(c *caddy.Controller, cfg *config) error {
 		if len(args) == 2 {
 			cfg.managerToken = args[1]
 		}
+	case "manager_ca":
+		if len(args) != 1 {
+			return c.ArgErr()
+		}
+		pem, err := os.ReadFile(args[0])
+		if err != nil {
+			return c.Errf("manager_ca: %v", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return c.Errf("manager_ca: %s holds no PEM certificate", args[0])
+		}
+		cfg.managerCA = pool
 	case "fallback":
 		if len(args) == 0 {
 			return c.ArgErr()

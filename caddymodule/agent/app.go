@@ -6,8 +6,10 @@ package agent
 
 import (
 	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -43,10 +45,14 @@ type App struct {
 	// directory, conductor/bundles.
 	BundleDir string `json:"bundle_dir,omitempty"`
 	// SigningKey (hex Ed25519 public key) must have signed every bundle.
-	SigningKey string         `json:"signing_key,omitempty"`
-	Interval   caddy.Duration `json:"interval,omitempty"`
+	SigningKey string `json:"signing_key,omitempty"`
+	// CAFile (PEM) is trusted for the manager's HTTPS certificate, besides
+	// the system roots.
+	CAFile   string         `json:"ca_file,omitempty"`
+	Interval caddy.Duration `json:"interval,omitempty"`
 
 	w      *worker
+	roots  *x509.CertPool
 	logger *zap.Logger
 }
 
@@ -92,6 +98,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("conductor_agent: signing_key must be a hex Ed25519 public key")
 		}
 	}
+	if a.CAFile != "" {
+		pem, err := os.ReadFile(a.CAFile)
+		if err != nil {
+			return fmt.Errorf("conductor_agent: ca_file: %v", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("conductor_agent: ca_file %s holds no PEM certificate", a.CAFile)
+		}
+		a.roots = pool
+	}
 	return nil
 }
 
@@ -132,7 +152,7 @@ func (a *App) config() workerConfig {
 	c := workerConfig{
 		report:  shifting.NodeReport{ID: a.Node, Role: a.Role, Region: a.Region, Addr: a.Addr},
 		manager: a.Manager, token: a.Token, admin: a.Admin, server: a.Server, probe: a.Probe,
-		bundleDir: a.BundleDir, interval: time.Duration(a.Interval),
+		bundleDir: a.BundleDir, interval: time.Duration(a.Interval), roots: a.roots,
 	}
 	if a.SigningKey != "" {
 		k, _ := hex.DecodeString(a.SigningKey)

@@ -32,6 +32,7 @@ func init() {
 //	    probe       <this node's HTTP address>
 //	    bundle_dir  <dir>
 //	    signing_key <hex Ed25519 public key>
+//	    ca_file     <PEM: the CA that signed the manager's certificate>
 //	    interval    <duration>
 //	}
 func parseAgent(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -66,6 +67,8 @@ func parseAgent(d *caddyfile.Dispenser, _ any) (any, error) {
 			a.BundleDir = v
 		case "signing_key":
 			a.SigningKey = v
+		case "ca_file":
+			a.CAFile = v
 		case "interval":
 			dur, err := caddy.ParseDuration(v)
 			if err != nil || dur <= 0 {
@@ -91,6 +94,7 @@ func parseAgent(d *caddyfile.Dispenser, _ any) (any, error) {
 //	    hysteresis  <duration>
 //	    settle      <duration>
 //	    interval    <duration>
+//	    tls         <cert_file> <key_file>
 //	    etcd        <endpoint...>
 //	    etcd_prefix <prefix>
 //	}
@@ -130,6 +134,11 @@ func parseManager(d *caddyfile.Dispenser, _ any) (any, error) {
 			m.StateDir = v
 		case "etcd_prefix":
 			m.EtcdPrefix = v
+		case "tls":
+			m.TLSCert = v
+			if !d.Args(&m.TLSKey) {
+				return nil, d.Errf("conductor_manager: tls <cert_file> <key_file>")
+			}
 		case "target_rps":
 			f, perr := strconv.ParseFloat(v, 64)
 			if perr != nil || f <= 0 {

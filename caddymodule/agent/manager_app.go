@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -34,6 +35,10 @@ type ManagerApp struct {
 	Hysteresis caddy.Duration `json:"hysteresis,omitempty"`
 	Settle     caddy.Duration `json:"settle,omitempty"`
 	Interval   caddy.Duration `json:"interval,omitempty"`
+	// TLSCert and TLSKey (PEM files) make the API HTTPS: nodes send their
+	// token only over TLS.
+	TLSCert string `json:"tls_cert,omitempty"`
+	TLSKey  string `json:"tls_key,omitempty"`
 	// Etcd lists etcd endpoints: state and bundles live there, under
 	// EtcdPrefix (default /conductor/), and the managers sharing it elect
 	// one leader.
@@ -112,6 +117,14 @@ func (a *ManagerApp) Start() error {
 		return err
 	}
 	a.ln = lnAny.(net.Listener)
+	if a.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.TLSCert, a.TLSKey)
+		if err != nil {
+			a.ln.Close()
+			return fmt.Errorf("conductor_manager: tls: %v", err)
+		}
+		a.ln = tls.NewListener(a.ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})
+	}
 	a.srv = &http.Server{Handler: a.m, ReadHeaderTimeout: 10 * time.Second}
 	var ctx context.Context
 	ctx, a.cancel = context.WithCancel(context.Background())

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 
 	"go.uber.org/zap"
 
@@ -34,6 +36,7 @@ type workerConfig struct {
 	bundleDir string
 	key       ed25519.PublicKey
 	interval  time.Duration
+	roots     *x509.CertPool
 }
 
 // LinkSource, when set (caddymodule sets it), reports this node's TMP
@@ -56,7 +59,16 @@ type worker struct {
 }
 
 func newWorker(cfg workerConfig, logger *zap.Logger) *worker {
-	return &worker{cfg: cfg, logger: logger, installed: map[string]string{}, client: &http.Client{Timeout: 40 * time.Second}}
+	return &worker{cfg: cfg, logger: logger, installed: map[string]string{}, client: clientFor(cfg)}
+}
+
+// clientFor trusts the configured CA for the manager's HTTPS.
+func clientFor(cfg workerConfig) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if cfg.roots != nil {
+		tr.TLSClientConfig = &tls.Config{RootCAs: cfg.roots, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Timeout: 40 * time.Second, Transport: tr}
 }
 
 func (w *worker) start() {
@@ -78,6 +90,7 @@ func (w *worker) reconfigure(cfg workerConfig) {
 	w.mu.Lock()
 	w.cfg = cfg
 	w.reconcile = true
+	w.client = clientFor(cfg)
 	w.mu.Unlock()
 }
 
@@ -99,7 +112,10 @@ func (w *worker) request(ctx context.Context, method, url string, body []byte) (
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := w.client.Do(req)
+	w.mu.Lock()
+	c := w.client
+	w.mu.Unlock()
+	resp, err := c.Do(req)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -364,7 +380,10 @@ func (w *worker) probeSite(ctx context.Context, site string) (int, error) {
 		return 0, err
 	}
 	req.Host = site
-	resp, err := w.client.Do(req)
+	w.mu.Lock()
+	c := w.client
+	w.mu.Unlock()
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, err
 	}

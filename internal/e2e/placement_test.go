@@ -72,6 +72,7 @@ func TestPlacementFollowsDemandIntoDNS(t *testing.T) {
 	os.WriteFile(corefile, []byte(fmt.Sprintf(`%s.:%s {
 	conductor {
 		manager %s %s
+		manager_ca %s
 		region 10.1.0.0/16 eu
 		region 10.2.0.0/16 us
 		answers 3
@@ -79,7 +80,7 @@ func TestPlacementFollowsDemandIntoDNS(t *testing.T) {
 		ttl 1
 	}
 }
-`, site, port(dnsAddr), tp.ManagerURL(), managerToken)), 0o644)
+`, site, port(dnsAddr), tp.ManagerURL(), managerToken, tp.ManagerCA())), 0o644)
 	startDNS(t, corefile)
 	answer := func(subnet string) []string {
 		m := new(dns.Msg)

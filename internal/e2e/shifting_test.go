@@ -28,7 +28,7 @@ func managerDo(t *testing.T, tp *topology.Topology, method, path string, body []
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := client.Do(req)
+	resp, err := tp.ManagerClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestBundleShiftedToAFrontEnd(t *testing.T) {
 		_, b := managerDo(t, tp, "GET", "/v1/state", nil)
 		var st shifting.Snapshot
 		json.Unmarshal(b, &st)
-		return st.Nodes["fe1"] != nil && st.Nodes["fe2"] != nil
+		return st.Nodes["fe1"] != nil && st.Nodes["fe2"] != nil && st.Nodes["be1"] != nil && st.Nodes["be1"].Report.Role == "backend"
 	})
 	decided := time.Now()
 	if r, b := managerDo(t, tp, "POST", "/v1/sites/"+site+"/assign", []byte(`{"node": "fe1"}`)); r.StatusCode != 200 {
@@ -168,9 +168,13 @@ func TestBundleShiftedToAFrontEnd(t *testing.T) {
 			t.Fatalf("after a refused bundle: %d %q", code, body)
 		}
 	}
-	// The status page is served.
-	if code, body := hostGet(t, tp.ManagerURL()+"/status", ""); code != 200 || !strings.Contains(body, "Topology") {
-		t.Fatalf("status page: %d", code)
+	// The status page is served, over HTTPS; the API wants the token.
+	if r, body := managerDo(t, tp, "GET", "/status", nil); r.StatusCode != 200 || !strings.Contains(string(body), "Topology") {
+		t.Fatalf("status page: %d", r.StatusCode)
+	}
+	req, _ := http.NewRequest("GET", tp.ManagerURL()+"/v1/state", nil)
+	if resp, err := tp.ManagerClient().Do(req); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("state without a token: %v %v", err, resp)
 	}
 }
 

@@ -6,9 +6,17 @@ package topology
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -174,8 +182,51 @@ func (t *Topology) frontendRegion(i int) string {
 	return "local"
 }
 
-// ManagerURL is the manager's base URL.
-func (t *Topology) ManagerURL() string { return "http://" + t.Opts.Manager }
+// ManagerURL is the manager's base URL: HTTPS, with a certificate from
+// ManagerCA.
+func (t *Topology) ManagerURL() string { return "https://" + t.Opts.Manager }
+
+// ManagerCA is the PEM file of the manager's (self-signed) certificate,
+// which agents and DNS trust.
+func (t *Topology) ManagerCA() string { return filepath.Join(t.Opts.Dir, "manager.crt") }
+
+// ManagerClient is an HTTP client that trusts the manager's certificate.
+func (t *Topology) ManagerClient() *http.Client {
+	pool := x509.NewCertPool()
+	if pem, err := os.ReadFile(t.ManagerCA()); err == nil {
+		pool.AppendCertsFromPEM(pem)
+	}
+	return &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+// writeManagerCert makes the manager's certificate for its IP address.
+func (t *Topology) writeManagerCert() error {
+	host, _, _ := net.SplitHostPort(t.Opts.Manager)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "conductor manager"},
+		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP(host)}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(t.ManagerCA(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(t.Opts.Dir, "manager.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+}
 
 // ManagerConfig returns the manager's Caddyfile path.
 func (t *Topology) ManagerConfig() string { return filepath.Join(t.Opts.Dir, "manager.Caddyfile") }
@@ -189,17 +240,34 @@ func (t *Topology) ManagerCaddyfile() string {
 	conductor_manager {
 		listen %s
 		token %s
+		tls %s %s
 		state_dir %s
 		%s
 	}
 }
-`, filepath.Join(t.Opts.Dir, "storage"), t.Opts.Manager, t.Opts.ManagerToken, filepath.Join(t.Opts.Dir, "manager-state"), t.Opts.ManagerExtra)
+`, filepath.Join(t.Opts.Dir, "storage"), t.Opts.Manager, t.Opts.ManagerToken, t.ManagerCA(), filepath.Join(t.Opts.Dir, "manager.key"),
+		filepath.Join(t.Opts.Dir, "manager-state"), t.Opts.ManagerExtra)
 }
 
 // BackendCaddyfile is back-end i's configuration: TMP in, origin out.
 func (t *Topology) BackendCaddyfile(i int) string {
 	host, port, _ := net.SplitHostPort(t.backends()[i])
 	g := t.globals(t.BackendAdminN(i), fmt.Sprintf("be%d", i+1), "backend")
+	if t.Opts.Manager != "" {
+		// Back-ends report too: load, requests and inventory.
+		g = t.globalsIn(t.BackendAdminN(i), fmt.Sprintf("be%d", i+1), "backend", "local", fmt.Sprintf(`	conductor_agent {
+		manager %s
+		token %s
+		node be%d
+		role backend
+		region local
+		addr %s
+		admin http://%s
+		ca_file %s
+		interval 500ms
+	}
+`, t.ManagerURL(), t.Opts.ManagerToken, i+1, host, t.BackendAdminN(i), t.ManagerCA()))
+	}
 	switch t.Opts.Transport {
 	case "http1", "h2c":
 		if t.Opts.Transport == "h2c" {
@@ -247,10 +315,11 @@ func (t *Topology) FrontendCaddyfile(i int, extra string) string {
 		admin http://%s
 		probe %s
 		bundle_dir %s
+		ca_file %s
 		interval 500ms
 	}
 `, t.ManagerURL(), t.Opts.ManagerToken, i+1, t.frontendRegion(i), host, t.FrontendAdmin(i), t.Opts.Frontends[i],
-			filepath.Join(t.Opts.Dir, fmt.Sprintf("bundles-fe%d", i+1)))
+			filepath.Join(t.Opts.Dir, fmt.Sprintf("bundles-fe%d", i+1)), t.ManagerCA())
 	}
 	return t.globalsIn(t.FrontendAdmin(i), fmt.Sprintf("fe%d", i+1), "frontend", t.frontendRegion(i), agentCfg) + fmt.Sprintf(`
 http://:%s {
@@ -313,6 +382,9 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 		ready      func() error
 	}
 	if opts.Manager != "" {
+		if err := t.writeManagerCert(); err != nil {
+			return nil, err
+		}
 		if err := os.WriteFile(t.ManagerConfig(), []byte(t.ManagerCaddyfile()), 0o644); err != nil {
 			return nil, err
 		}
@@ -323,7 +395,14 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 	}
 	steps := []step{{"origin", originWhat, func() error { return httpOK("http://" + opts.OriginAddr + "/") }}}
 	if opts.Manager != "" {
-		steps = append(steps, step{"manager", "shifting manager on " + t.ManagerURL(), func() error { return httpOK(t.ManagerURL() + "/status") }})
+		steps = append(steps, step{"manager", "shifting manager on " + t.ManagerURL(), func() error {
+			resp, err := t.ManagerClient().Get(t.ManagerURL() + "/status")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			return nil
+		}})
 	}
 	for i, b := range t.backends() {
 		admin := t.BackendAdminN(i)
