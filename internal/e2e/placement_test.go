@@ -57,7 +57,13 @@ func TestPlacementFollowsDemandIntoDNS(t *testing.T) {
 		_, b := managerDo(t, tp, "GET", "/v1/state", nil)
 		var st shifting.Snapshot
 		json.Unmarshal(b, &st)
-		return len(st.Nodes) == 3
+		n := 0
+		for _, node := range st.Nodes {
+			if node.Report.Role == "frontend" {
+				n++
+			}
+		}
+		return n == 3
 	})
 	// The operator places the site in each region.
 	for _, n := range []string{"fe1", "fe3"} {
