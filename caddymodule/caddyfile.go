@@ -200,9 +200,9 @@ func init() {
 	// (load_gate), and given a substitute if the origin fails (fallback),
 	// around edge_cache (before rewrite), so a stale copy comes first.
 	// conductor_meter, first of all, counts requests per site for the
-	// manager. Caddy only anchors on standard directives, and each one
+	// manager; conductor_pull then asks it for sites this node lacks. Caddy only anchors on standard directives, and each one
 	// placed after vars goes right after it: hence the reverse order.
-	for _, d := range []string{"fallback", "load_gate", "waiting_room", "priority", "conductor_meter"} {
+	for _, d := range []string{"fallback", "load_gate", "waiting_room", "priority", "conductor_pull", "conductor_meter"} {
 		httpcaddyfile.RegisterDirectiveOrder(d, httpcaddyfile.After, "vars")
 	}
 }

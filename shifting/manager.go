@@ -156,6 +156,7 @@ func (m *Manager) bumpLocked() {
 //	POST   /v1/bundles                    bundle bytes; X-Bundle-Digest, X-Bundle-Signature (hex)
 //	GET    /v1/bundles/{digest}
 //	POST   /v1/sites/{site}/assign        {"node": id} (operator placement, pinned)
+//	POST   /v1/sites/{site}/pull          {"node": id}: a front-end asks for a site on a first request
 //	DELETE /v1/sites/{site}/assign/{node}
 //	GET    /v1/view                       ?site=S&wait=VERSION: the front-ends per site, for DNS
 //	GET    /v1/events                     server-sent events: the view, on every change
@@ -189,6 +190,8 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.handleDownload(w, r, parts[2])
 	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "sites" && parts[3] == "assign" && r.Method == http.MethodPost:
 		m.handleAssign(w, r, parts[2])
+	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "sites" && parts[3] == "pull" && r.Method == http.MethodPost:
+		m.handlePull(w, r, parts[2])
 	case len(parts) == 5 && parts[0] == "v1" && parts[1] == "sites" && parts[3] == "assign" && r.Method == http.MethodDelete:
 		m.handleRelease(w, r, parts[2], parts[4])
 	case len(parts) == 2 && parts[0] == "v1" && parts[1] == "view" && r.Method == http.MethodGet:
@@ -282,15 +285,21 @@ func (m *Manager) waitChange(r *http.Request) {
 type Assignments struct {
 	Version uint64            `json:"version"`
 	Sites   map[string]string `json:"sites"`
+	// Peers lists, per site, the front-ends that hold its current bundle:
+	// the node fetches it from them first, sparing the manager.
+	Peers map[string][]string `json:"peers,omitempty"`
 }
 
 func (m *Manager) handleAssignments(w http.ResponseWriter, r *http.Request, node string) {
 	m.waitChange(r)
 	m.mu.Lock()
-	out := Assignments{Version: m.state.Version, Sites: map[string]string{}}
+	out := Assignments{Version: m.state.Version, Sites: map[string]string{}, Peers: map[string][]string{}}
 	for name, s := range m.state.Sites {
 		if _, ok := s.Assigned[node]; ok && s.Bundle != "" {
 			out.Sites[name] = s.Bundle
+			if peers := m.peersLocked(name, node); len(peers) > 0 {
+				out.Peers[name] = peers
+			}
 		}
 	}
 	m.mu.Unlock()
@@ -389,6 +398,61 @@ func (m *Manager) handleAssign(w http.ResponseWriter, r *http.Request, site stri
 	m.recordLocked(Decision{Time: now, Site: site, Node: req.Node, Action: "assign", Reason: "operator request", By: "operator"})
 	m.bumpLocked()
 	writeJSON(w, Decision{Time: now, Site: site, Node: req.Node, Action: "assign", Reason: "operator request", By: "operator"})
+}
+
+// PullAnswer tells a front-end that asked for a site which bundle to
+// install, and which peers already hold it.
+type PullAnswer struct {
+	Digest string   `json:"digest"`
+	Peers  []string `json:"peers"` // front-end addresses (host:port of their HTTP server) holding the bundle
+}
+
+// handlePull assigns the site to the asking front-end, on demand: the
+// first request for a site the front-end lacks. Placement may release it
+// later, like any assignment it did not get from the operator.
+func (m *Manager) handlePull(w http.ResponseWriter, r *http.Request, site string) {
+	var req struct {
+		Node string `json:"node"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.Node == "" {
+		http.Error(w, `want {"node": "<id>"}`, http.StatusBadRequest)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.state.Sites[site]
+	if s == nil || s.Bundle == "" {
+		http.Error(w, "no bundle for site "+site, http.StatusNotFound)
+		return
+	}
+	if n := m.state.Nodes[req.Node]; n == nil || n.Report.Role != "frontend" {
+		http.Error(w, "no front-end "+req.Node, http.StatusNotFound)
+		return
+	}
+	ans := PullAnswer{Digest: s.Bundle, Peers: m.peersLocked(site, req.Node)}
+	now := time.Now()
+	if s.Assigned[req.Node] == nil {
+		s.Assigned[req.Node] = &Assignment{Node: req.Node, Since: now, Reason: "pulled on demand: first request for the site"}
+		s.LastChange, s.LowSince = now, time.Time{}
+		m.recordLocked(Decision{Time: now, Site: site, Node: req.Node, Action: "assign", Reason: "pulled on demand: first request for the site", By: "node"})
+		m.bumpLocked()
+	}
+	writeJSON(w, ans)
+}
+
+// peersLocked lists the healthy front-ends other than node that hold
+// site's current bundle.
+func (m *Manager) peersLocked(site, node string) []string {
+	s := m.state.Sites[site]
+	now := time.Now()
+	peers := []string{}
+	for id, n := range m.state.Nodes {
+		if id != node && n.Healthy(now) && n.Report.Bundles[site] == s.Bundle && n.Report.Probe != "" {
+			peers = append(peers, n.Report.Probe)
+		}
+	}
+	slices.Sort(peers)
+	return peers
 }
 
 func (m *Manager) handleRelease(w http.ResponseWriter, r *http.Request, site, node string) {

@@ -14,6 +14,9 @@ type NodeReport struct {
 	Region string `json:"region"`
 	// Addr is where clients reach the node (an IP for DNS answers).
 	Addr string `json:"addr"`
+	// Probe is the node's HTTP address (host:port): peers fetch bundles
+	// from it.
+	Probe string `json:"probe,omitempty"`
 	// Load is the node's CPU load (load average ÷ cores).
 	Load     float64 `json:"load"`
 	MemBytes uint64  `json:"mem_bytes"`

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,7 +151,7 @@ func (a *App) Stop() error {
 
 func (a *App) config() workerConfig {
 	c := workerConfig{
-		report:  shifting.NodeReport{ID: a.Node, Role: a.Role, Region: a.Region, Addr: a.Addr},
+		report:  shifting.NodeReport{ID: a.Node, Role: a.Role, Region: a.Region, Addr: a.Addr, Probe: strings.TrimPrefix(a.Probe, "http://")},
 		manager: a.Manager, token: a.Token, admin: a.Admin, server: a.Server, probe: a.Probe,
 		bundleDir: a.BundleDir, interval: time.Duration(a.Interval), roots: a.roots,
 	}

@@ -16,6 +16,9 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("conductor_meter", func(httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 		return Meter{}, nil
 	})
+	httpcaddyfile.RegisterHandlerDirective("conductor_pull", func(httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+		return Pull{}, nil
+	})
 }
 
 // parseAgent:

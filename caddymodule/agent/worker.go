@@ -53,13 +53,18 @@ type worker struct {
 	installed map[string]string // site → digest
 	failed    string
 	reconcile bool
+	pulling   map[string]bool      // sites being pulled on demand
+	noSite    map[string]time.Time // sites the manager does not know, until
+	peers     map[string][]string  // digest → peers holding it
 
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
 func newWorker(cfg workerConfig, logger *zap.Logger) *worker {
-	return &worker{cfg: cfg, logger: logger, installed: map[string]string{}, client: clientFor(cfg)}
+	return &worker{cfg: cfg, logger: logger, installed: map[string]string{}, client: clientFor(cfg),
+		pulling: map[string]bool{}, noSite: map[string]time.Time{}, peers: map[string][]string{}}
 }
 
 // clientFor trusts the configured CA for the manager's HTTPS.
@@ -73,7 +78,7 @@ func clientFor(cfg workerConfig) *http.Client {
 
 func (w *worker) start() {
 	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
+	w.ctx, w.cancel = ctx, cancel
 	w.wg.Add(2)
 	go w.reportLoop(ctx)
 	go w.assignLoop(ctx)
@@ -106,7 +111,8 @@ func (w *worker) request(ctx context.Context, method, url string, body []byte) (
 	if err != nil {
 		return nil, nil, err
 	}
-	if strings.HasPrefix(url, cfg.manager) && cfg.token != "" {
+	// The token goes to the manager, and to peers for their bundles.
+	if (strings.HasPrefix(url, cfg.manager) || strings.Contains(url, peerPath)) && cfg.token != "" {
 		req.Header.Set("Authorization", "Bearer "+cfg.token)
 	}
 	if body != nil {
@@ -195,6 +201,13 @@ func (w *worker) assignLoop(ctx context.Context) {
 			continue
 		}
 		version = as.Version
+		w.mu.Lock()
+		for site, peers := range as.Peers {
+			if d, ok := as.Sites[site]; ok {
+				w.peers[d] = peers
+			}
+		}
+		w.mu.Unlock()
 		w.apply(ctx, as.Sites)
 	}
 }
@@ -262,17 +275,19 @@ func (w *worker) routeExists(ctx context.Context, site string) bool {
 // site's "/" with a 5xx is rolled back to the previous one.
 func (w *worker) install(ctx context.Context, site, digest string) error {
 	cfg := w.conf()
-	resp, data, err := w.request(ctx, http.MethodGet, cfg.manager+"/v1/bundles/"+digest, nil)
+	data, sig, from, err := w.fetch(ctx, digest)
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("manager: %s", resp.Status)
-	}
-	sig, _ := hex.DecodeString(resp.Header.Get("X-Bundle-Signature"))
 	v, err := shifting.Verify(data, digest, sig, cfg.key)
 	if err != nil {
-		return err
+		return fmt.Errorf("bundle from %s: %v", from, err)
+	}
+	w.logger.Info("bundle fetched", zap.String("site", site), zap.String("from", from))
+	// Keep the bytes, so peers can fetch them from here.
+	if err := os.MkdirAll(filepath.Dir(w.rawPath(digest)), 0o755); err == nil {
+		os.WriteFile(w.rawPath(digest), data, 0o644)
+		os.WriteFile(w.rawPath(digest)+".sig", []byte(hex.EncodeToString(sig)), 0o644)
 	}
 	if v.Manifest.Site != site {
 		return fmt.Errorf("bundle is for %s, not %s", v.Manifest.Site, site)

@@ -126,9 +126,25 @@ func TestBundleShiftedToAFrontEnd(t *testing.T) {
 	if took > time.Second {
 		t.Errorf("served %v after the decision; the goal is 1 s", took)
 	}
-	// fe2 was not assigned the site: it proxies to the origin as before.
-	if _, body := hostGet(t, tp.FrontendURL(1)+"/", site); body == "bundle v1" {
-		t.Fatal("fe2 serves a bundle it was not given")
+
+	// fe2 was not given the site; its first request for it pulls the
+	// bundle on demand (from fe1, a peer that holds it) while that request
+	// goes to the origin; then fe2 serves the bundle too.
+	waitUntil(t, 10*time.Second, "fe1 to report the bundle installed", func() bool {
+		_, b := managerDo(t, tp, "GET", "/v1/state", nil)
+		var st shifting.Snapshot
+		json.Unmarshal(b, &st)
+		return st.Nodes["fe1"].Report.Bundles[site] == digest
+	})
+	if code, body := hostGet(t, tp.FrontendURL(1)+"/", site); code != 200 || body == "bundle v1" {
+		t.Fatalf("fe2's first request: %d %q", code, body)
+	}
+	waitUntil(t, 10*time.Second, "fe2 to serve the pulled bundle", func() bool {
+		_, body := hostGet(t, tp.FrontendURL(1)+"/", site)
+		return body == "bundle v1"
+	})
+	if log, _ := os.ReadFile(filepath.Join(dir, "frontend2.log")); !strings.Contains(string(log), `"from":"peer `+strings.TrimPrefix(fe1, "http://")) {
+		t.Errorf("fe2 did not fetch the bundle from its peer fe1")
 	}
 
 	// The origin stops; the bundle's pages are still served, every time.

@@ -305,7 +305,7 @@ func (t *Topology) FrontendCaddyfile(i int, extra string) string {
 	}
 	agentCfg, meter := "", ""
 	if t.Opts.Manager != "" {
-		meter = "conductor_meter\n\t"
+		meter = "conductor_meter\n\tconductor_pull\n\t"
 		agentCfg = fmt.Sprintf(`	conductor_agent {
 		manager %s
 		token %s
