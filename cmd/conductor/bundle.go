@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -18,7 +20,7 @@ import (
 func runBundle(args []string) int {
 	usage := func() int {
 		fmt.Fprintln(os.Stderr, `usage: conductor bundle build DIR [-o FILE] [-key KEYFILE]
-       conductor bundle push FILE -manager URL [-token TOKEN]
+       conductor bundle push FILE -manager URL [-token TOKEN] [-ca PEMFILE]
        conductor bundle keygen -o KEYFILE     (prints the public key for signing_key)`)
 		return 2
 	}
@@ -69,6 +71,7 @@ func runBundle(args []string) int {
 		fs := flag.NewFlagSet("conductor bundle push", flag.ContinueOnError)
 		manager := fs.String("manager", "", "manager URL")
 		token := fs.String("token", "", "manager token")
+		caFile := fs.String("ca", "", "trust this CA (PEM) for the manager's HTTPS certificate")
 		if len(args) < 2 {
 			return usage()
 		}
@@ -88,7 +91,17 @@ func runBundle(args []string) int {
 		if *token != "" {
 			req.Header.Set("Authorization", "Bearer "+*token)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		client := http.DefaultClient
+		if *caFile != "" {
+			pem, err := os.ReadFile(*caFile)
+			pool := x509.NewCertPool()
+			if err != nil || !pool.AppendCertsFromPEM(pem) {
+				fmt.Fprintln(os.Stderr, "bundle: -ca: no PEM certificate in", *caFile)
+				return 1
+			}
+			client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

@@ -22,6 +22,7 @@ func runDemo(args []string) int {
 	backend := fs.String("backend", "127.0.0.1:4433", "back-end TMP address (UDP)")
 	admin := fs.Int("admin-port", 2019, "back-end admin port; front-ends use the next ones")
 	dnsAddr := fs.String("dns", "127.0.0.1:5300", "where CoreDNS with the conductor plugin answers for shop.example (empty: no DNS)")
+	manager := fs.String("manager", "127.0.0.1:7070", "where the shifting manager listens (HTTPS; empty: no manager)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -56,6 +57,8 @@ func runDemo(args []string) int {
 		Progress:      say,
 		FrontendExtra: fmt.Sprintf(demoFrontend, pagesDir),
 		BackendExtra:  demoBackend,
+		Manager:       *manager,
+		ManagerToken:  demoToken,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -74,12 +77,12 @@ The shop is up. Try:
                                declare the origin overloaded: browsing gets the wait page,
                                carts (priority 0-1) still go through
   curl -X PURGE -H 'Surrogate-Key: x' %[1]s/    purge (from loopback)
-Metrics: curl http://%[3]s/metrics | grep conductor_
+Metrics: curl http://%[3]s/metrics | grep conductor_%[9]s
 Origin directly: http://%[4]s/
 DNS steering:  dig @%[5]s -p %[6]s shop.example   (or: conductor dns's Corefile in %[7]s)
 
 Press Ctrl-C to stop.
-`, t.FrontendURL(0), t.FrontendURL(1), t.FrontendAdmin(0), *origin, dnsHost, dnsPort, t.DNSConfig(), t.BackendAdmin())
+`, t.FrontendURL(0), t.FrontendURL(1), t.FrontendAdmin(0), *origin, dnsHost, dnsPort, t.DNSConfig(), t.BackendAdmin(), managerHelp(t, *manager))
 	<-ctx.Done()
 	say("stopping …")
 	t.Stop()
@@ -129,3 +132,19 @@ a{color:#2f6fed}</style></head>
 <body><main><h1>That page is not on our shelves</h1>
 <p>It may have sold out or moved. The <a href="/">catalogue</a> has everything we have today.</p></main></body></html>
 `
+
+// demoToken authenticates the demo's nodes to its manager.
+const demoToken = "conductor-demo"
+
+func managerHelp(t *topology.Topology, manager string) string {
+	if manager == "" {
+		return ""
+	}
+	return fmt.Sprintf(`
+Shifting manager (status page): %[1]s/status#token=%[2]s
+  (its certificate is self-signed: %[3]s)
+  conductor bundle build ./mysite -o site.bundle
+  conductor bundle push site.bundle -manager %[1]s -token %[2]s -ca %[3]s
+  curl --cacert %[3]s -H 'Authorization: Bearer %[2]s' -d '{"node":"fe1"}' %[1]s/v1/sites/<site>/assign`,
+		t.ManagerURL(), demoToken, t.ManagerCA())
+}
