@@ -30,7 +30,7 @@ func (f *fakeManager) set(sites map[string][]viewEntry) {
 
 func (f *fakeManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Authorization") != "Bearer tok" {
-		http.Error(w, "no", 401)
+		http.Error(w, "no", http.StatusUnauthorized)
 		return
 	}
 	wait, _ := strconv.ParseUint(r.URL.Query().Get("wait"), 10, 64)

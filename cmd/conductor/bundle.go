@@ -59,9 +59,11 @@ func runBundle(args []string) int {
 		if *out == "" {
 			*out = v.Manifest.Site + "-" + v.Manifest.Version + ".bundle"
 		}
-		if err := os.WriteFile(*out, data, 0o644); err == nil && sig != nil {
+		err = os.WriteFile(*out, data, 0o644)
+		if err == nil && sig != nil {
 			err = os.WriteFile(*out+".sig", []byte(hex.EncodeToString(sig)+"\n"), 0o644)
-		} else if err != nil {
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
