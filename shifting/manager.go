@@ -373,31 +373,42 @@ func (m *Manager) handleDownload(w http.ResponseWriter, r *http.Request, digest 
 	w.Write(data)
 }
 
-func (m *Manager) handleAssign(w http.ResponseWriter, r *http.Request, site string) {
+// siteForNodeLocked reads {"node": id} and checks that site has a bundle
+// and id is a known front-end; it answers the error itself.
+func (m *Manager) siteForNodeLocked(w http.ResponseWriter, r *http.Request, site string) (*Site, string, bool) {
 	var req struct {
 		Node string `json:"node"`
 	}
 	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.Node == "" {
 		http.Error(w, `want {"node": "<id>"}`, http.StatusBadRequest)
-		return
+		return nil, "", false
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	s := m.state.Sites[site]
 	if s == nil || s.Bundle == "" {
 		http.Error(w, "no bundle for site "+site, http.StatusNotFound)
-		return
+		return nil, "", false
 	}
 	if n := m.state.Nodes[req.Node]; n == nil || n.Report.Role != "frontend" {
 		http.Error(w, "no front-end "+req.Node, http.StatusNotFound)
+		return nil, "", false
+	}
+	return s, req.Node, true
+}
+
+func (m *Manager) handleAssign(w http.ResponseWriter, r *http.Request, site string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, node, ok := m.siteForNodeLocked(w, r, site)
+	if !ok {
 		return
 	}
 	now := time.Now()
-	s.Assigned[req.Node] = &Assignment{Node: req.Node, Since: now, Pinned: true, Reason: "operator"}
+	s.Assigned[node] = &Assignment{Node: node, Since: now, Pinned: true, Reason: "operator"}
 	s.LastChange = now
-	m.recordLocked(Decision{Time: now, Site: site, Node: req.Node, Action: "assign", Reason: "operator request", By: "operator"})
+	d := Decision{Time: now, Site: site, Node: node, Action: "assign", Reason: "operator request", By: "operator"}
+	m.recordLocked(d)
 	m.bumpLocked()
-	writeJSON(w, Decision{Time: now, Site: site, Node: req.Node, Action: "assign", Reason: "operator request", By: "operator"})
+	writeJSON(w, d)
 }
 
 // PullAnswer tells a front-end that asked for a site which bundle to
@@ -411,30 +422,18 @@ type PullAnswer struct {
 // first request for a site the front-end lacks. Placement may release it
 // later, like any assignment it did not get from the operator.
 func (m *Manager) handlePull(w http.ResponseWriter, r *http.Request, site string) {
-	var req struct {
-		Node string `json:"node"`
-	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.Node == "" {
-		http.Error(w, `want {"node": "<id>"}`, http.StatusBadRequest)
-		return
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := m.state.Sites[site]
-	if s == nil || s.Bundle == "" {
-		http.Error(w, "no bundle for site "+site, http.StatusNotFound)
+	s, node, ok := m.siteForNodeLocked(w, r, site)
+	if !ok {
 		return
 	}
-	if n := m.state.Nodes[req.Node]; n == nil || n.Report.Role != "frontend" {
-		http.Error(w, "no front-end "+req.Node, http.StatusNotFound)
-		return
-	}
-	ans := PullAnswer{Digest: s.Bundle, Peers: m.peersLocked(site, req.Node)}
+	ans := PullAnswer{Digest: s.Bundle, Peers: m.peersLocked(site, node)}
 	now := time.Now()
-	if s.Assigned[req.Node] == nil {
-		s.Assigned[req.Node] = &Assignment{Node: req.Node, Since: now, Reason: "pulled on demand: first request for the site"}
+	if s.Assigned[node] == nil {
+		s.Assigned[node] = &Assignment{Node: node, Since: now, Reason: "pulled on demand: first request for the site"}
 		s.LastChange, s.LowSince = now, time.Time{}
-		m.recordLocked(Decision{Time: now, Site: site, Node: req.Node, Action: "assign", Reason: "pulled on demand: first request for the site", By: "node"})
+		m.recordLocked(Decision{Time: now, Site: site, Node: node, Action: "assign", Reason: "pulled on demand: first request for the site", By: "node"})
 		m.bumpLocked()
 	}
 	writeJSON(w, ans)

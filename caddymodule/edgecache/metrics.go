@@ -1,7 +1,7 @@
 package edgecache
 
 import (
-	"errors"
+	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,16 +48,7 @@ func (storeCollector) Collect(ch chan<- prometheus.Metric) {
 // registerMetrics registers the collectors once per registry; Caddy keeps
 // one registry across reloads, so a second registration finds the first.
 func registerMetrics(ctx caddy.Context) error {
-	reg := ctx.GetMetricsRegistry()
-	for _, c := range []prometheus.Collector{requestsTotal, servedBytes, originFetches, evictionsTotal, storeCollector{}} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return err
-			}
-		}
-	}
-	return nil
+	return promreg.Register(ctx, requestsTotal, servedBytes, originFetches, evictionsTotal, storeCollector{})
 }
 
 // siteMetrics holds one handler's counters, resolved once: a label lookup

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 	"html/template"
 	"io"
 	"net/http"
@@ -112,10 +113,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
-	if err := ctx.GetMetricsRegistry().Register(substitutes); err != nil {
-		if _, ok := err.(prometheus.AlreadyRegisteredError); !ok {
-			return err
-		}
+	if err := promreg.Register(ctx, substitutes); err != nil {
+		return err
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package loadindex
 import (
 	"context"
 	"fmt"
+	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 	"html/template"
 	"io"
 	"math"
@@ -13,11 +14,11 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/conductor-edge/conductor/caddymodule/pages"
 	"github.com/conductor-edge/conductor/caddymodule/selfrequest"
+	"github.com/conductor-edge/conductor/internal/window"
 )
 
 func init() {
@@ -113,10 +114,8 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 		}
 		g.pollHost, g.pollURI = host, uri
 	}
-	if err := ctx.GetMetricsRegistry().Register(gateShed); err != nil {
-		if _, ok := err.(prometheus.AlreadyRegisteredError); !ok {
-			return err
-		}
+	if err := promreg.Register(ctx, gateShed); err != nil {
+		return err
 	}
 	g.obs = ObservedFor(g.Name)
 	g.bucket = newPacer()
@@ -255,22 +254,8 @@ type pacer struct {
 	rate     float64 // tokens per second; +Inf: no limit
 	tokens   float64
 	last     time.Time
-	admitted [10]int64 // per 100 ms, for the admitted rate
-	urgent   [10]int64 // urgent requests passed, per 100 ms
-	slot     int64
-}
-
-// roll moves the rings to now's 100 ms slot.
-func (p *pacer) roll(now time.Time) int64 {
-	slot := now.UnixNano() / int64(100*time.Millisecond)
-	for s := p.slot + 1; s <= slot && s-p.slot <= 10; s++ {
-		p.admitted[s%10] = 0
-		p.urgent[s%10] = 0
-	}
-	if slot > p.slot {
-		p.slot = slot
-	}
-	return slot
+	admitted window.Second // paced requests let through
+	urgent   window.Second // urgent requests passed
 }
 
 // urgentPassed counts an urgent request: the capacity it takes is not
@@ -278,7 +263,7 @@ func (p *pacer) roll(now time.Time) int64 {
 func (p *pacer) urgentPassed(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.urgent[p.roll(now)%10]++
+	p.urgent.Add(now, 1)
 }
 
 func newPacer() *pacer { return &pacer{rate: math.Inf(1)} }
@@ -286,9 +271,8 @@ func newPacer() *pacer { return &pacer{rate: math.Inf(1)} }
 func (p *pacer) take(now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	slot := p.roll(now)
 	if math.IsInf(p.rate, 1) {
-		p.admitted[slot%10]++
+		p.admitted.Add(now, 1)
 		return true
 	}
 	burst := max(1, p.rate/10)
@@ -302,19 +286,14 @@ func (p *pacer) take(now time.Time) bool {
 		return false
 	}
 	p.tokens--
-	p.admitted[slot%10]++
+	p.admitted.Add(now, 1)
 	return true
 }
 
 func (p *pacer) adjust(now time.Time, fresh bool, idx, threshold, capacity float64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.roll(now)
-	var admitted, urgent float64
-	for i := range p.admitted {
-		admitted += float64(p.admitted[i])
-		urgent += float64(p.urgent[i])
-	}
+	admitted, urgent := float64(p.admitted.Sum(now)), float64(p.urgent.Sum(now))
 	switch {
 	case !fresh:
 		// No news: keep the rate, so a silent origin is not flooded.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/conductor-edge/conductor/internal/window"
 )
 
 func init() {
@@ -51,8 +53,7 @@ func (Publisher) CaddyModule() caddy.ModuleInfo {
 // index does not reset when the config changes.
 type meter struct {
 	mu       sync.Mutex
-	buckets  [10]int64 // requests per 100 ms, a ring over the last second
-	bucketAt int64     // index of the bucket now being filled (unix time / 100 ms)
+	requests window.Second
 	inflight atomic.Int64
 	latBits  atomic.Uint64 // EWMA latency, seconds
 	origin   atomic.Uint64 // origin's index
@@ -75,37 +76,15 @@ func (p *Publisher) Provision(caddy.Context) error {
 }
 
 func (m *meter) count(now time.Time) {
-	slot := now.UnixNano() / int64(100*time.Millisecond)
 	m.mu.Lock()
-	m.advance(slot)
-	m.buckets[slot%10]++
+	m.requests.Add(now, 1)
 	m.mu.Unlock()
 }
 
-// advance clears the buckets between the last one filled and slot.
-func (m *meter) advance(slot int64) {
-	if slot-m.bucketAt >= 10 {
-		m.buckets = [10]int64{}
-	} else {
-		for s := m.bucketAt + 1; s <= slot; s++ {
-			m.buckets[s%10] = 0
-		}
-	}
-	if slot > m.bucketAt {
-		m.bucketAt = slot
-	}
-}
-
 func (m *meter) rps(now time.Time) float64 {
-	slot := now.UnixNano() / int64(100*time.Millisecond)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.advance(slot)
-	var n int64
-	for _, b := range m.buckets {
-		n += b
-	}
-	return float64(n)
+	return float64(m.requests.Sum(now))
 }
 
 // Snapshot is the published state.

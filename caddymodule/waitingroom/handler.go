@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 	"html/template"
 	"net"
 	"net/http"
@@ -131,12 +132,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.key = key
-	for _, c := range []prometheus.Collector{decisions, rejectedCookies} {
-		if err := ctx.GetMetricsRegistry().Register(c); err != nil {
-			if _, ok := err.(prometheus.AlreadyRegisteredError); !ok {
-				return err
-			}
-		}
+	if err := promreg.Register(ctx, decisions, rejectedCookies); err != nil {
+		return err
 	}
 	loadName, threshold := h.LoadIndex, h.LoadThreshold
 	cfg := Config{

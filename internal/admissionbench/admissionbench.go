@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -104,13 +103,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	ports := make([]int, 4)
 	for i := range ports {
-		p, err := freePort()
+		p, err := topology.FreePort("127.0.0.1")
 		if err != nil {
 			return nil, err
 		}
 		ports[i] = p
 	}
-	adminBase, err := freeRun(2)
+	adminBase, err := topology.FreePortRun(2)
 	if err != nil {
 		return nil, err
 	}
@@ -351,43 +350,4 @@ func (r *Report) WriteJSON(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
-}
-
-func freePort() (int, error) {
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
-			u.Close()
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("no free port")
-}
-
-// freeRun finds n consecutive free ports (the topology's admin endpoints).
-func freeRun(n int) (int, error) {
-	for try := 0; try < 100; try++ {
-		base, err := freePort()
-		if err != nil {
-			return 0, err
-		}
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				continue
-			}
-			l.Close()
-		}
-		if ok {
-			return base, nil
-		}
-	}
-	return 0, fmt.Errorf("no run of %d free ports", n)
 }

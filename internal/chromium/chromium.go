@@ -22,17 +22,25 @@ func Find(t testing.TB) string {
 	return ""
 }
 
-// Run runs it headless with args and returns its standard output.
+// Run runs it headless with args and returns its standard output. A
+// browser that crashes (Chromium sometimes does on a machine starved of
+// CPU) is given a second and third try with a fresh profile.
 func Run(t testing.TB, bin string, args ...string) []byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir=" + t.TempDir()}
-	out, err := exec.CommandContext(ctx, bin, append(base, args...)...).Output()
-	if err != nil {
-		t.Fatalf("chromium %v: %v", args, err)
+	var err error
+	for try := 0; try < 3; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir=" + t.TempDir()}
+		var out []byte
+		out, err = exec.CommandContext(ctx, bin, append(base, args...)...).Output()
+		cancel()
+		if err == nil {
+			return out
+		}
+		t.Logf("chromium %v: %v (try %d)", args, err, try+1)
 	}
-	return out
+	t.Fatalf("chromium %v: %v", args, err)
+	return nil
 }
 
 // DistinctColors counts the colors of a sample of an image's pixels: a

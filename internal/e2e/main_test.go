@@ -6,7 +6,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,44 +53,21 @@ func TestMain(m *testing.M) {
 // freePort returns a port free for TCP and UDP on ip.
 func freePort(t testing.TB, ip string) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", ip+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		u, err := net.ListenPacket("udp", fmt.Sprintf("%s:%d", ip, port))
-		if err == nil {
-			u.Close()
-			return port
-		}
+	p, err := topology.FreePort(ip)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port")
-	return 0
+	return p
 }
 
-// freeAdminBase returns a port p such that p … p+n-1 are all free on
-// 127.0.0.1: a topology's admin endpoints take consecutive ports.
+// freeAdminBase returns the first of n consecutive free ports on 127.0.0.1.
 func freeAdminBase(t testing.TB, n int) int {
 	t.Helper()
-	for try := 0; try < 100; try++ {
-		base := freePort(t, "127.0.0.1")
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				continue
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
+	p, err := topology.FreePortRun(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no run of free ports")
-	return 0
+	return p
 }
 
 // shared returns the topology shared by the tests of this package: origin,

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/conductor-edge/conductor/internal/window"
 )
 
 // Limited caps an origin at rps requests per second, as a real origin
@@ -17,8 +19,7 @@ type Limited struct {
 	rps  int
 
 	mu       sync.Mutex
-	buckets  [10]int
-	slot     int64
+	arrivals window.Second
 	maxRate  int
 	served   int64
 	rejected int64
@@ -36,24 +37,11 @@ type Stats struct {
 	CurrentRPS int   `json:"current_rps"`
 }
 
-func (l *Limited) arrive(now time.Time) (rate int) {
-	slot := now.UnixNano() / int64(100*time.Millisecond)
+func (l *Limited) arrive(now time.Time) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if slot-l.slot >= 10 {
-		l.buckets = [10]int{}
-	} else {
-		for s := l.slot + 1; s <= slot; s++ {
-			l.buckets[s%10] = 0
-		}
-	}
-	if slot > l.slot {
-		l.slot = slot
-	}
-	l.buckets[slot%10]++
-	for _, b := range l.buckets {
-		rate += b
-	}
+	l.arrivals.Add(now, 1)
+	rate := int(l.arrivals.Sum(now))
 	l.maxRate = max(l.maxRate, rate)
 	return rate
 }
@@ -61,10 +49,7 @@ func (l *Limited) arrive(now time.Time) (rate int) {
 func (l *Limited) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/__origin/stats" {
 		l.mu.Lock()
-		st := Stats{CapRPS: l.rps, MaxRPS: l.maxRate, Served: l.served, Rejected: l.rejected}
-		for _, b := range l.buckets {
-			st.CurrentRPS += b
-		}
+		st := Stats{CapRPS: l.rps, MaxRPS: l.maxRate, Served: l.served, Rejected: l.rejected, CurrentRPS: int(l.arrivals.Sum(time.Now()))}
 		l.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(st)
