@@ -20,5 +20,5 @@ go mod edit -require "github.com/conductor-edge/conductor@v0.0.0"
 GOFLAGS=-mod=mod go generate coredns.go
 GOFLAGS=-mod=mod go build -o "$here/bin/coredns" .
 plugins=$("$here/bin/coredns" -plugins) # read whole: grep -q on a pipe can SIGPIPE it
-grep -qx '  *conductor\|conductor\|dns.conductor' <<<"$plugins'
+grep -qx '  *conductor\|conductor\|dns.conductor' <<<"$plugins"
 echo "built bin/coredns with the conductor plugin"
