@@ -121,16 +121,23 @@ func runCacheBench(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := cachebench.Run(ctx, cachebench.Options{Binary: self, Duration: *duration, Connections: *conns, Progress: os.Stderr})
+	return report(rep, err, *jsonOut)
+}
+
+// report prints a benchmark's table and writes its JSON.
+func report(rep interface {
+	Table() string
+	WriteJSON(string) error
+}, err error, jsonOut string) int {
+	if err == nil {
+		fmt.Print(rep.Table())
+		if jsonOut != "" {
+			err = rep.WriteJSON(jsonOut)
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
-	}
-	fmt.Print(rep.Table())
-	if *jsonOut != "" {
-		if err := rep.WriteJSON(*jsonOut); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			return 1
-		}
 	}
 	return 0
 }
@@ -167,16 +174,5 @@ func runAdmissionBench(args []string) int {
 		Progress: func(f string, a ...any) {
 			fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(f, a...))
 		}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		return 1
-	}
-	fmt.Print(rep.Table())
-	if *jsonOut != "" {
-		if err := rep.WriteJSON(*jsonOut); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			return 1
-		}
-	}
-	return 0
+	return report(rep, err, *jsonOut)
 }
