@@ -111,6 +111,7 @@ func (m *Manager) Run(ctx context.Context) {
 func (m *Manager) place(ctx context.Context, lost <-chan struct{}) {
 	t := time.NewTicker(m.cfg.Policy.Interval)
 	defer t.Stop()
+	healthy := map[string]bool{} // as last published
 	for {
 		select {
 		case <-ctx.Done():
@@ -123,8 +124,20 @@ func (m *Manager) place(ctx context.Context, lost <-chan struct{}) {
 			for _, d := range decisions {
 				m.logger.Info("placement", zap.String("site", d.Site), zap.String("node", d.Node), zap.String("action", d.Action), zap.String("reason", d.Reason))
 			}
+			// A node that stops reporting changes no state by itself; the
+			// view it is in must still change, or DNS long-polls would go on
+			// answering with it.
+			healthChanged := false
+			for id, n := range m.state.Nodes {
+				if h := n.Healthy(now); h != healthy[id] {
+					healthy[id] = h
+					healthChanged = true
+				}
+			}
 			if len(decisions) > 0 {
 				m.recordLocked(decisions...)
+			}
+			if len(decisions) > 0 || healthChanged {
 				m.bumpLocked()
 			}
 			m.mu.Unlock()

@@ -100,3 +100,36 @@ func TestManagerAPI(t *testing.T) {
 }
 
 func itoa(v uint64) string { b, _ := json.Marshal(v); return string(b) }
+
+// A front-end that stops reporting leaves the DNS view without anything
+// else changing: the view's long-poll must still wake.
+func TestViewLongPollWakesWhenANodeGoesSilent(t *testing.T) {
+	m, err := New(Config{Store: FileStore{Dir: t.TempDir()}, Policy: Policy{Interval: 50 * time.Millisecond, Settle: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.state.Nodes["fe1"] = &Node{LastSeen: time.Now().Add(-9900 * time.Millisecond), Report: NodeReport{ID: "fe1", Role: "frontend", Addr: "127.0.0.2"}}
+	m.state.Sites["s"] = &Site{Name: "s", Bundle: "sha256:x", Demand: map[string]float64{}, Assigned: map[string]*Assignment{"fe1": {Node: "fe1", Pinned: true}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Run(ctx)
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	c := client{t, srv.URL, ""}
+	_, b := c.do("GET", "/v1/view?site=s", nil)
+	var v View
+	json.Unmarshal(b, &v)
+	start := time.Now()
+	for len(v.Sites["s"]) == 0 || v.Sites["s"][0].Healthy {
+		_, b = c.do("GET", "/v1/view?site=s&wait="+itoa(v.Version), nil)
+		v = View{}
+		json.Unmarshal(b, &v)
+		// Without a wake-up the long-poll would return at its 25 s timeout.
+		if time.Since(start) > 15*time.Second {
+			t.Fatal("the view's long-poll did not wake when fe1 went silent")
+		}
+	}
+	if len(v.Sites["s"]) != 1 || v.Sites["s"][0].Healthy {
+		t.Fatalf("view after fe1 went silent: %s", b)
+	}
+}
