@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -51,6 +52,10 @@ type Manager struct {
 	mu      sync.Mutex
 	state   *Snapshot
 	changed chan struct{} // closed and replaced on every change (long-poll wake-up)
+	// leading: this manager won the election and has loaded the state the
+	// previous leader left. Until then it must not answer: winning comes
+	// before loading, and an answer in between would show an empty state.
+	leading atomic.Bool
 }
 
 // New loads the state and returns a manager; Run drives its placement.
@@ -102,8 +107,10 @@ func (m *Manager) Run(ctx context.Context) {
 		close(m.changed)
 		m.changed = make(chan struct{})
 		m.mu.Unlock()
+		m.leading.Store(true)
 		m.logger.Info("leading", zap.Int("sites", len(st.Sites)), zap.Int("nodes", len(st.Nodes)))
 		m.place(ctx, lost)
+		m.leading.Store(false)
 		m.logger.Warn("no longer leading")
 	}
 }
@@ -185,7 +192,7 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "missing or wrong token", http.StatusUnauthorized)
 		return
 	}
-	if e := m.cfg.Election; e != nil && !e.Leader() {
+	if e := m.cfg.Election; e != nil && !(e.Leader() && m.leading.Load()) {
 		leader := e.LeaderID(r.Context())
 		w.Header().Set("X-Conductor-Leader", leader)
 		http.Error(w, "not the leading manager; the leader is "+leader, http.StatusServiceUnavailable)
