@@ -45,7 +45,7 @@ func newHandler(cfg *config) *Handler {
 	}
 	h.health = &healthChecker{cfg: cfg, onFlip: h.onFlip}
 	h.pool.New = func() any { s := make([]*frontend, 0, len(cfg.frontends)); return &s }
-	if cfg.manager != "" {
+	if len(cfg.managers) > 0 {
 		h.view = newManagerView(cfg)
 	}
 	return h

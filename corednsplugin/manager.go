@@ -31,6 +31,7 @@ type managerView struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	cur    int // the manager followed, an index into cfg.managers (run's goroutine only)
 }
 
 func newManagerView(cfg *config) *managerView {
@@ -78,7 +79,9 @@ func (v *managerView) run(ctx context.Context) {
 		next, err := v.poll(ctx, version)
 		if err != nil {
 			if ctx.Err() == nil {
-				log.Warningf("manager %s: %v", v.cfg.manager, err)
+				log.Warningf("manager %s: %v", v.cfg.managers[v.cur], err)
+				// Another manager may lead now (they share etcd).
+				v.cur = (v.cur + 1) % len(v.cfg.managers)
 				select {
 				case <-ctx.Done():
 				case <-time.After(time.Second):
@@ -91,7 +94,7 @@ func (v *managerView) run(ctx context.Context) {
 }
 
 func (v *managerView) poll(ctx context.Context, version uint64) (uint64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/view?wait=%d", v.cfg.manager, version), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/view?wait=%d", v.cfg.managers[v.cur], version), nil)
 	if err != nil {
 		return 0, err
 	}

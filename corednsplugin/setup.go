@@ -67,7 +67,7 @@ type config struct {
 	// manager, when set, is the shifting manager whose view lists the
 	// front-ends of each site (those holding its bundle, with their health,
 	// load and region); managerToken authenticates to it.
-	manager      string
+	managers     []string
 	managerToken string
 	managerCA    *x509.CertPool // trusted for the manager's HTTPS, besides the system roots
 }
@@ -83,7 +83,7 @@ type config struct {
 //		sticky
 //		health_check INTERVAL [timeout DURATION] [up N] [down N]
 //		max_load LOAD
-//		manager URL [TOKEN]
+//		manager URL... [TOKEN]
 //		manager_ca FILE
 //	}
 func parse(c *caddy.Controller) (*config, error) {
@@ -101,7 +101,7 @@ func parse(c *caddy.Controller) (*config, error) {
 			}
 		}
 	}
-	if len(cfg.frontends) == 0 && len(cfg.fallback) == 0 && cfg.manager == "" {
+	if len(cfg.frontends) == 0 && len(cfg.fallback) == 0 && len(cfg.managers) == 0 {
 		return nil, c.Err("no frontend, no manager and no fallback: nothing to answer with")
 	}
 	return cfg, nil
@@ -132,12 +132,21 @@ func parseOption(c *caddy.Controller, cfg *config) error {
 		}
 		cfg.regions = append(cfg.regions, regionPrefix{p.Masked(), args[1]})
 	case "manager":
-		if len(args) == 0 || len(args) > 2 || !strings.HasPrefix(args[0], "http") {
-			return c.Errf("manager: want URL [TOKEN]")
+		// manager URL... [TOKEN]: several URLs for managers sharing etcd;
+		// the plugin follows whichever leads.
+		cfg.managers, cfg.managerToken = nil, ""
+		for i, a := range args {
+			switch {
+			case strings.HasPrefix(a, "http://") || strings.HasPrefix(a, "https://"):
+				cfg.managers = append(cfg.managers, strings.TrimSuffix(a, "/"))
+			case i == len(args)-1 && len(cfg.managers) > 0:
+				cfg.managerToken = a
+			default:
+				return c.Errf("manager: %q is not a URL; want URL... [TOKEN]", a)
+			}
 		}
-		cfg.manager = strings.TrimSuffix(args[0], "/")
-		if len(args) == 2 {
-			cfg.managerToken = args[1]
+		if len(cfg.managers) == 0 {
+			return c.Errf("manager: want URL... [TOKEN]")
 		}
 	case "manager_ca":
 		if len(args) != 1 {

@@ -27,11 +27,14 @@ func init() {
 
 // App is `conductor_agent`.
 type App struct {
-	Manager string `json:"manager"`
-	Token   string `json:"token,omitempty"`
-	Node    string `json:"node"`
-	Role    string `json:"role,omitempty"` // frontend (default) or backend
-	Region  string `json:"region,omitempty"`
+	// Manager is the manager's URL; Managers lists more, for several
+	// managers sharing etcd: the agent uses whichever leads.
+	Manager  string   `json:"manager"`
+	Managers []string `json:"managers,omitempty"`
+	Token    string   `json:"token,omitempty"`
+	Node     string   `json:"node"`
+	Role     string   `json:"role,omitempty"` // frontend (default) or backend
+	Region   string   `json:"region,omitempty"`
 	// Addr is where clients reach this node (DNS answers it).
 	Addr string `json:"addr,omitempty"`
 	// Admin is this Caddy's admin endpoint. Default http://localhost:2019.
@@ -151,8 +154,8 @@ func (a *App) Stop() error {
 
 func (a *App) config() workerConfig {
 	c := workerConfig{
-		report:  shifting.NodeReport{ID: a.Node, Role: a.Role, Region: a.Region, Addr: a.Addr, Probe: strings.TrimPrefix(a.Probe, "http://")},
-		manager: a.Manager, token: a.Token, admin: a.Admin, server: a.Server, probe: a.Probe,
+		report:   shifting.NodeReport{ID: a.Node, Role: a.Role, Region: a.Region, Addr: a.Addr, Probe: strings.TrimPrefix(a.Probe, "http://")},
+		managers: append([]string{a.Manager}, a.Managers...), token: a.Token, admin: a.Admin, server: a.Server, probe: a.Probe,
 		bundleDir: a.BundleDir, interval: time.Duration(a.Interval), roots: a.roots,
 	}
 	if a.SigningKey != "" {

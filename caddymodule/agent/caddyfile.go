@@ -24,7 +24,7 @@ func init() {
 // parseAgent:
 //
 //	conductor_agent {
-//	    manager     <url>
+//	    manager     <url...>         several: the managers sharing etcd
 //	    token       <token>
 //	    node        <id>
 //	    role        frontend|backend
@@ -43,13 +43,19 @@ func parseAgent(d *caddyfile.Dispenser, _ any) (any, error) {
 	d.Next()
 	for d.NextBlock(0) {
 		sub := d.Val()
+		if sub == "manager" {
+			urls := d.RemainingArgs()
+			if len(urls) == 0 {
+				return nil, d.ArgErr()
+			}
+			a.Manager, a.Managers = urls[0], urls[1:]
+			continue
+		}
 		var v string
 		if !d.Args(&v) {
 			return nil, d.ArgErr()
 		}
 		switch sub {
-		case "manager":
-			a.Manager = v
 		case "token":
 			a.Token = v
 		case "node":

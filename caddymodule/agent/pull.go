@@ -111,7 +111,7 @@ func (w *worker) maybePull(site string) {
 		defer cancel()
 		cfg := w.conf()
 		body, _ := json.Marshal(map[string]string{"node": cfg.report.ID})
-		resp, out, err := w.request(ctx, http.MethodPost, cfg.manager+"/v1/sites/"+site+"/pull", body)
+		resp, out, err := w.managerDo(ctx, http.MethodPost, "/v1/sites/"+site+"/pull", body)
 		if err != nil || resp.StatusCode != http.StatusOK {
 			w.mu.Lock()
 			w.noSite[site] = time.Now().Add(time.Minute)
@@ -133,7 +133,6 @@ func (w *worker) maybePull(site string) {
 // fetch gets a bundle's bytes and signature: from a peer that holds it
 // when one is known, else from the manager.
 func (w *worker) fetch(ctx context.Context, digest string) ([]byte, []byte, string, error) {
-	cfg := w.conf()
 	w.mu.Lock()
 	peers := w.peers[digest]
 	w.mu.Unlock()
@@ -149,7 +148,7 @@ func (w *worker) fetch(ctx context.Context, digest string) ([]byte, []byte, stri
 		}
 		w.logger.Warn("peer did not give the bundle; trying the next source", zap.String("peer", p), zap.Int("status", status), zap.Error(err))
 	}
-	resp, data, err := w.request(ctx, http.MethodGet, cfg.manager+"/v1/bundles/"+digest, nil)
+	resp, data, err := w.managerDo(ctx, http.MethodGet, "/v1/bundles/"+digest, nil)
 	if err != nil {
 		return nil, nil, "", err
 	}

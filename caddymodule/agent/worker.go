@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"crypto/ed25519"
@@ -28,7 +29,7 @@ import (
 
 type workerConfig struct {
 	report    shifting.NodeReport
-	manager   string
+	managers  []string
 	token     string
 	admin     string
 	server    string
@@ -60,6 +61,7 @@ type worker struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	cur    atomic.Int32 // the manager in use, an index into managers
 }
 
 func newWorker(cfg workerConfig, logger *zap.Logger) *worker {
@@ -112,7 +114,7 @@ func (w *worker) request(ctx context.Context, method, url string, body []byte) (
 		return nil, nil, err
 	}
 	// The token goes to the manager, and to peers for their bundles.
-	if (strings.HasPrefix(url, cfg.manager) || strings.Contains(url, peerPath)) && cfg.token != "" {
+	if (strings.Contains(url, "/v1/") || strings.Contains(url, peerPath)) && cfg.token != "" {
 		req.Header.Set("Authorization", "Bearer "+cfg.token)
 	}
 	if body != nil {
@@ -128,6 +130,28 @@ func (w *worker) request(ctx context.Context, method, url string, body []byte) (
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 300<<20))
 	return resp, b, err
+}
+
+// managerDo sends a request to the manager in use; on a connection error
+// or a 503 (a follower: the leader is elsewhere) it tries the next one,
+// and keeps the one that answered.
+func (w *worker) managerDo(ctx context.Context, method, path string, body []byte) (*http.Response, []byte, error) {
+	ms := w.conf().managers
+	var resp *http.Response
+	var out []byte
+	var err error
+	for i := 0; i < len(ms); i++ {
+		n := (int(w.cur.Load()) + i) % len(ms)
+		resp, out, err = w.request(ctx, method, ms[n]+path, body)
+		if err == nil && resp.StatusCode != http.StatusServiceUnavailable {
+			w.cur.Store(int32(n))
+			return resp, out, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return resp, out, err
 }
 
 func (w *worker) reportLoop(ctx context.Context) {
@@ -156,7 +180,7 @@ func (w *worker) reportLoop(ctx context.Context) {
 		rep.Failed = w.failed
 		w.mu.Unlock()
 		b, _ := json.Marshal(rep)
-		resp, body, err := w.request(ctx, http.MethodPost, cfg.manager+"/v1/nodes/"+rep.ID+"/report", b)
+		resp, body, err := w.managerDo(ctx, http.MethodPost, "/v1/nodes/"+rep.ID+"/report", b)
 		if err != nil {
 			w.logger.Debug("report to the manager", zap.Error(err))
 		} else if resp.StatusCode >= 300 {
@@ -184,8 +208,7 @@ func (w *worker) assignLoop(ctx context.Context) {
 	var version uint64
 	for ctx.Err() == nil {
 		cfg := w.conf()
-		url := fmt.Sprintf("%s/v1/nodes/%s/assignments?wait=%d", cfg.manager, cfg.report.ID, version)
-		resp, body, err := w.request(ctx, http.MethodGet, url, nil)
+		resp, body, err := w.managerDo(ctx, http.MethodGet, fmt.Sprintf("/v1/nodes/%s/assignments?wait=%d", cfg.report.ID, version), nil)
 		if err != nil || resp.StatusCode != 200 {
 			if ctx.Err() == nil {
 				w.logger.Debug("assignments", zap.Error(err))

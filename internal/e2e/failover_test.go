@@ -122,6 +122,12 @@ func TestManagerFailoverWithEtcd(t *testing.T) {
 	if code, _ := follower.do("POST", "/v1/sites/x/assign", []byte(`{"node":"fe1"}`)); code != 503 {
 		t.Fatalf("the follower took a write: %d", code)
 	}
+	startAgentNode(t, dir, a, b)
+	waitUntil(t, 15*time.Second, "fe2's agent to report to the leader", func() bool {
+		code, body := leader.do("GET", "/v1/state", nil)
+		var st shifting.Snapshot
+		return code == 200 && json.Unmarshal(body, &st) == nil && st.Nodes["fe2"] != nil
+	})
 	// State through the leader: a front-end, a bundle, an assignment.
 	rep, _ := json.Marshal(shifting.NodeReport{ID: "fe1", Role: "frontend", Region: "eu", Addr: "127.0.0.2"})
 	if code, body := leader.do("POST", "/v1/nodes/fe1/report", rep); code != 204 {
@@ -158,4 +164,56 @@ func TestManagerFailoverWithEtcd(t *testing.T) {
 	if code, got := follower.do("GET", "/v1/bundles/"+digest, nil); code != 200 || !bytes.Equal(got, data) {
 		t.Fatalf("bundle after takeover: %d, %d bytes", code, len(got))
 	}
+	// The node's agent, given both managers, reports to the new leader.
+	waitUntil(t, 15*time.Second, "fe2's agent to report to the new leader", func() bool {
+		code, body := follower.do("GET", "/v1/state", nil)
+		var now shifting.Snapshot
+		if code != 200 || json.Unmarshal(body, &now) != nil || now.Nodes["fe2"] == nil {
+			return false
+		}
+		return now.Nodes["fe2"].LastSeen.After(killed)
+	})
+}
+
+// startAgentNode runs a Caddy whose conductor_agent knows both managers.
+func startAgentNode(t *testing.T, dir string, managers ...*managerProc) {
+	t.Helper()
+	admin := freePort(t, "127.0.0.1")
+	site := freePort(t, "127.0.0.1")
+	urls := ""
+	for _, m := range managers {
+		urls += " http://" + m.addr
+	}
+	cf := filepath.Join(dir, "agent.Caddyfile")
+	os.WriteFile(cf, []byte(fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	storage file_system %s
+	conductor_agent {
+		manager%s
+		token %s
+		node fe2
+		region eu
+		addr 127.0.0.2
+		admin http://127.0.0.1:%d
+		bundle_dir %s
+		interval 200ms
+	}
+}
+http://127.0.0.1:%d {
+	respond "fe2"
+}
+`, admin, filepath.Join(dir, "agent-storage"), urls, managerToken, admin, filepath.Join(dir, "agent-bundles"), site)), 0o644)
+	cmd := exec.Command(binary, "caddy", "run", "--config", cf, "--adapter", "caddyfile")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		logf.Close()
+	})
 }
