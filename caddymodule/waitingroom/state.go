@@ -68,6 +68,9 @@ type memState struct {
 	admitSeq   uint64
 	line       []*waiter // by ticket
 	byTicket   map[uint64]*waiter
+	waiting    int // waiters in line not yet admitted
+	reserved   int // waiters admitted but not back yet: they hold a place in the room
+	lastSweep  time.Time
 	active     map[userID]time.Time // session end
 	tokens     float64
 	lastRefill time.Time
@@ -106,6 +109,7 @@ func (s *memState) Arrive(now time.Time, user userID) Decision {
 	w := &waiter{ticket: s.nextTicket, nonce: s.rng.Uint64(), user: user, lastSeen: now}
 	s.line = append(s.line, w)
 	s.byTicket[w.ticket] = w
+	s.waiting++
 	return s.queued(now, w)
 }
 
@@ -149,28 +153,14 @@ func (s *memState) overloaded() bool { return s.cfg.Overloaded != nil && s.cfg.O
 
 // free is the room's space: the active visitors and those admitted but not
 // yet back count against it.
-func (s *memState) free() int {
-	reserved := 0
-	for _, w := range s.line {
-		if w.admitted {
-			reserved++
-		}
-	}
-	return s.cfg.TotalActiveUsers - len(s.active) - reserved
-}
+func (s *memState) free() int { return s.cfg.TotalActiveUsers - len(s.active) - s.reserved }
 
-func (s *memState) waitingCount() int {
-	n := 0
-	for _, w := range s.line {
-		if !w.admitted {
-			n++
-		}
-	}
-	return n
-}
+func (s *memState) waitingCount() int { return s.waiting }
 
+// remove takes an admitted waiter out of the line as it comes back.
 func (s *memState) remove(w *waiter) {
 	delete(s.byTicket, w.ticket)
+	s.reserved--
 	i := sort.Search(len(s.line), func(i int) bool { return s.line[i].ticket >= w.ticket })
 	if i < len(s.line) && s.line[i] == w {
 		s.line = append(s.line[:i], s.line[i+1:]...)
@@ -180,24 +170,12 @@ func (s *memState) remove(w *waiter) {
 // tick ends sessions, drops visitors who left the line, refills the
 // new-user budget and admits from the line.
 func (s *memState) tick(now time.Time) {
-	for u, end := range s.active {
-		if now.After(end) {
-			delete(s.active, u)
-		}
+	// Ending sessions and dropping visitors who left the line walk every
+	// entry; at most ten times a second, not on every request.
+	if now.Sub(s.lastSweep) >= 100*time.Millisecond {
+		s.lastSweep = now
+		s.sweep(now)
 	}
-	kept := s.line[:0]
-	for _, w := range s.line {
-		if now.Sub(w.lastSeen) > s.cfg.AbandonAfter {
-			delete(s.byTicket, w.ticket)
-			continue
-		}
-		kept = append(kept, w)
-	}
-	for i := len(kept); i < len(s.line); i++ {
-		s.line[i] = nil
-	}
-	s.line = kept
-
 	perSec := float64(s.cfg.NewUsersPerMinute) / 60
 	if s.lastRefill.IsZero() {
 		s.tokens = max(1, perSec) // a new room starts with a full second's budget
@@ -216,12 +194,40 @@ func (s *memState) tick(now time.Time) {
 			break
 		}
 		w.admitted = true
+		s.waiting--
+		s.reserved++
 		s.admitSeq++
 		w.admitSeq = s.admitSeq
 		s.noteAdmission(now)
 		free--
 		s.tokens--
 	}
+}
+
+// sweep ends sessions and drops visitors who stopped checking in.
+func (s *memState) sweep(now time.Time) {
+	for u, end := range s.active {
+		if now.After(end) {
+			delete(s.active, u)
+		}
+	}
+	kept := s.line[:0]
+	for _, w := range s.line {
+		if now.Sub(w.lastSeen) > s.cfg.AbandonAfter {
+			delete(s.byTicket, w.ticket)
+			if w.admitted {
+				s.reserved--
+			} else {
+				s.waiting--
+			}
+			continue
+		}
+		kept = append(kept, w)
+	}
+	for i := len(kept); i < len(s.line); i++ {
+		s.line[i] = nil
+	}
+	s.line = kept
 }
 
 func (s *memState) nextToAdmit() *waiter {
