@@ -64,7 +64,7 @@ func (h *harness) seal(payload []byte) []byte {
 func (h *harness) feed(pkt []byte) {
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
-	h.s.handleDatagram(datagram{b: pkt}, time.Now())
+	h.s.handleDatagram(datagram{b: pkt, at: time.Now()})
 }
 
 func (h *harness) err() error {
@@ -186,9 +186,9 @@ func FuzzHandshakeInput(f *testing.F) {
 		defer s.hs.close()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.handleDatagram(datagram{b: append([]byte(nil), in...)}, time.Now())
+		s.handleDatagram(datagram{b: append([]byte(nil), in...), at: time.Now()})
 		if s.hs != nil {
-			s.handleDatagram(datagram{b: append([]byte(nil), in...)}, time.Now())
+			s.handleDatagram(datagram{b: append([]byte(nil), in...), at: time.Now()})
 		}
 	})
 }

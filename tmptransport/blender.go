@@ -9,8 +9,15 @@ package tmptransport
 //     ring with the greatest nReady, so a round is sized to the data waiting;
 //  4. sub-packets are taken from the top ring, then the top two, then the top
 //     three, and so on, so urgent rings go first in every round;
-//  5. within a ring, streams take turns, and the ring rotates after each pick;
+//  5. within a ring, streams take turns;
 //  6. a sub-packet is at most SubPacketSize bytes (512 in the seed).
+//
+// A stream's turn lasts one packet: the ring rotates when the packet is
+// closed (endPacket), not after each sub-packet. Budgets and passes still
+// count sub-packets, so urgent rings interleave with bulk inside a packet
+// exactly as before; but the sub-packets one stream gets in a packet are
+// contiguous and share one STREAM frame header, and a lost packet stalls
+// one bulk stream instead of three.
 //
 // Two refinements keep the shares exact and bounded. Budgets are deficit
 // counters (Shreedhar & Varghese, "Efficient Fair Queueing using Deficit
@@ -95,9 +102,10 @@ type blender struct {
 	rings     [NumPriorities]ring
 	budget    [NumPriorities]int
 	inRound   [NumPriorities]bool
-	scale     int // S of the current round, in bytes per weight unit
-	pass      int // current pass visits rings 0..pass-1 (seed step 4)
-	pos       int // next ring within the pass
+	scale     int                        // S of the current round, in bytes per weight unit
+	pass      int                        // current pass visits rings 0..pass-1 (seed step 4)
+	pos       int                        // next ring within the pass
+	picked    [NumPriorities]*blendEntry // each ring's stream in the packet being built
 }
 
 func newBlender(weights [NumPriorities]int, subPacket int) *blender {
@@ -250,16 +258,25 @@ func (b *blender) next(limit int) (*blendEntry, int) {
 	return nil, 0
 }
 
-// charge accounts n bytes sent from e and rotates its ring (seed step 5).
+// charge accounts n bytes sent from e. The ring rotates at endPacket.
 func (b *blender) charge(e *blendEntry, n int) {
 	b.budget[e.prio] -= n
-	if e.ready {
-		r := &b.rings[e.prio]
-		if r.cur == e {
+	b.picked[e.prio] = e
+	b.update(e)
+}
+
+// endPacket closes the packet being built: each ring that gave it a
+// sub-packet moves on to its next stream (seed step 5).
+func (b *blender) endPacket() {
+	for p, e := range b.picked {
+		if e == nil {
+			continue
+		}
+		b.picked[p] = nil
+		if r := &b.rings[p]; e.ready && r.cur == e {
 			r.cur = e.next
 		}
 	}
-	b.update(e)
 }
 
 func (b *blender) roundHasBudget() bool {

@@ -40,9 +40,17 @@ func (h *blendHarness) addSource(prio int, src *fakeSource) *blendEntry {
 	return e
 }
 
-// pick takes one sub-packet, as the packet builder does, and returns the
-// entry it came from.
+// pick takes one sub-packet and closes the packet, and returns the entry it
+// came from.
 func (h *blendHarness) pick(limit int) *blendEntry {
+	e := h.pickInPacket(limit)
+	h.b.endPacket()
+	return e
+}
+
+// pickInPacket takes one sub-packet, as the packet builder does, and returns
+// the entry it came from.
+func (h *blendHarness) pickInPacket(limit int) *blendEntry {
 	e, n := h.b.next(limit)
 	if e == nil {
 		return nil
@@ -109,13 +117,21 @@ func TestBlenderRoundRobinWithinRing(t *testing.T) {
 			t.Errorf("stream %d got %d bytes, mean %.0f (%.1f%% off, want ≤5%%)", i, s.sent, mean, 100*d)
 		}
 	}
-	// Rotation: consecutive picks come from different streams.
+	// Rotation: a stream's turn is one packet. Its sub-packets in a packet
+	// come back to back (they share a frame header), and the next packet
+	// starts with another stream.
 	last := h.pick(1400)
 	for i := 0; i < 50; i++ {
-		e := h.pick(1400)
+		e := h.pickInPacket(1400)
 		if e == last {
-			t.Fatal("ring did not rotate after a pick")
+			t.Fatal("ring did not rotate after a packet")
 		}
+		for j := 0; j < 2; j++ {
+			if again := h.pickInPacket(1400); again != e {
+				t.Fatal("a stream's turn ended inside a packet")
+			}
+		}
+		h.b.endPacket()
 		last = e
 	}
 }

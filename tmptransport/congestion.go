@@ -60,6 +60,10 @@ type MulTCP struct {
 	randomLosses              uint64
 	epochEnd                  uint64
 	epochLosses               int
+
+	// lossSeen: the session has left its initial slow start.
+	lossSeen bool
+	hystart  hystart
 }
 
 // NewMulTCP returns a MulTCP controller with the given initial window in
@@ -74,17 +78,28 @@ func NewMulTCP(initialWindow, maxFlows, maxWindow int) *MulTCP {
 	}
 }
 
+// SetFlows sets N. Until the first loss, the window is at least N times a
+// TCP initial window: N TCP connections opened side by side would each start
+// with one (RFC 6928's 10 packets), and a link that hosts them must not start
+// slower than they would (seed: "the TMP connection becomes more aggressive"
+// as connections are added).
 func (m *MulTCP) SetFlows(n int) {
 	m.flows = min(max(n, 1), m.maxFlows)
-	if m.cwnd < float64(m.flows) {
-		m.cwnd = float64(m.flows)
+	floor := float64(m.flows)
+	if !m.lossSeen {
+		floor = float64(m.flows * tcpInitialWindow)
 	}
+	m.cwnd = min(max(m.cwnd, floor), m.maxWindow)
 }
+
+// tcpInitialWindow is TCP's initial window in segments (RFC 6928).
+const tcpInitialWindow = 10
 
 func (m *MulTCP) OnPacketSent(_ time.Time, pn uint64, _ int) { m.largestSent = pn }
 
-func (m *MulTCP) OnPacketAcked(_ time.Time, pn uint64, _ int, _ *RTTSnapshot) {
-	if pn >= m.epochEnd {
+func (m *MulTCP) OnPacketAcked(_ time.Time, pn uint64, _ int, rtt *RTTSnapshot) {
+	newRound := pn >= m.epochEnd
+	if newRound {
 		// A round trip has passed: start counting losses afresh.
 		m.epochEnd = m.largestSent + 1
 		m.epochLosses = 0
@@ -96,7 +111,14 @@ func (m *MulTCP) OnPacketAcked(_ time.Time, pn uint64, _ int, _ *RTTSnapshot) {
 		return
 	}
 	if m.cwnd < m.ssthresh {
-		m.cwnd++ // slow start: double per RTT
+		switch m.hystart.onAck(newRound, rtt) {
+		case hystartSlowStart:
+			m.cwnd++ // double per RTT
+		case hystartConservative:
+			m.cwnd += 1.0 / cssGrowthDivisor
+		case hystartDone:
+			m.ssthresh = m.cwnd
+		}
 	} else {
 		m.cwnd += float64(m.flows) / m.cwnd // N packets per RTT
 	}
@@ -124,6 +146,7 @@ func (m *MulTCP) OnPacketLost(_ time.Time, pn uint64, _ int, rtt *RTTSnapshot) {
 		m.backoffs = 0
 	}
 	m.backoffs++
+	m.lossSeen = true
 	n := float64(m.flows)
 	m.cwnd = max(m.cwnd*(1-1/(2*n)), n, 2)
 	m.ssthresh = m.cwnd
@@ -166,6 +189,7 @@ const maxRandomLoss = 0.02
 func (m *MulTCP) RandomLosses() uint64 { return m.randomLosses }
 
 func (m *MulTCP) OnRetransmissionTimeout(time.Time) {
+	m.lossSeen = true
 	// Persistent loss: fall back to the floor, but never below N.
 	m.ssthresh = max(m.cwnd/2, float64(m.flows), 2)
 	m.cwnd = max(float64(m.flows), 2)

@@ -75,3 +75,92 @@ func TestMulTCPHeavyLossIsCongestion(t *testing.T) {
 		t.Fatal("a third loss in the same round trip was not taken for congestion")
 	}
 }
+
+// N TCP connections would start with N initial windows, so a session that
+// hosts N streams starts with N × 10 packets, until its first loss.
+func TestMulTCPInitialWindowGrowsWithFlows(t *testing.T) {
+	m := NewMulTCP(32, 64, 1<<16)
+	m.SetFlows(32)
+	if m.Window() != 320 {
+		t.Fatalf("32 flows before any loss: window %d, want 32 × 10", m.Window())
+	}
+	m.SetFlows(100)
+	if m.Window() != 640 {
+		t.Fatalf("flows beyond MaxEmulatedFlows: window %d, want 64 × 10", m.Window())
+	}
+	m.largestSent = 10
+	m.OnPacketLost(time.Time{}, 1, 1200, nil)
+	w := m.Window()
+	m.SetFlows(1)
+	m.SetFlows(64)
+	if m.Window() != w {
+		t.Fatalf("after a loss, new flows moved the window %d → %d; only the initial slow start gets initial windows", w, m.Window())
+	}
+}
+
+// ackRound acknowledges one round of n packets, every one with the given
+// RTT, and opens the next round.
+func ackRound(m *MulTCP, next *uint64, n int, rtt time.Duration) {
+	snap := &RTTSnapshot{Smoothed: rtt, Min: 40 * time.Millisecond, Latest: rtt}
+	first := *next
+	for i := 0; i < n; i++ {
+		m.OnPacketSent(time.Time{}, *next, 1200)
+		*next++
+	}
+	for pn := first; pn < *next; pn++ {
+		m.OnPacketAcked(time.Time{}, pn, 1200, snap)
+	}
+}
+
+// HyStart++ (RFC 9406): slow start doubles while the round trip holds; when
+// a round's minimum RTT rises by eta = clamp(RTT/8, 4 ms, 16 ms), growth
+// drops to a quarter (Conservative Slow Start), and after five such rounds
+// congestion avoidance takes over, without a single loss.
+func TestHyStartLeavesSlowStartOnDelay(t *testing.T) {
+	m := NewMulTCP(10, 64, 1<<16)
+	var pn uint64
+	for i := 0; i < 3; i++ {
+		w := m.cwnd
+		ackRound(m, &pn, int(w), 40*time.Millisecond)
+		if m.cwnd < 2*w-1 {
+			t.Fatalf("round %d at a steady RTT: window %.0f → %.0f, want it doubled", i, w, m.cwnd)
+		}
+	}
+	// The queue builds: +6 ms is beyond eta = 40/8 = 5 ms.
+	w := m.cwnd
+	ackRound(m, &pn, int(w), 46*time.Millisecond)
+	grew := m.cwnd - w
+	if !m.InSlowStart() || grew > w/2 {
+		t.Fatalf("RTT up 6 ms: window grew by %.0f of %.0f (slow start %v); want Conservative Slow Start's quarter", grew, w, m.InSlowStart())
+	}
+	for i := 0; i < cssRounds; i++ {
+		ackRound(m, &pn, int(m.cwnd), 46*time.Millisecond)
+	}
+	if m.InSlowStart() {
+		t.Fatalf("still in slow start after %d rounds of Conservative Slow Start", cssRounds)
+	}
+	if m.lossSeen {
+		t.Fatal("HyStart++ exit counted as a loss")
+	}
+}
+
+// A rise that does not last (the next round's minimum is back below the
+// baseline) was noise: slow start resumes (RFC 9406 §4.2).
+func TestHyStartResumesAfterSpuriousRise(t *testing.T) {
+	m := NewMulTCP(10, 64, 1<<16)
+	var pn uint64
+	ackRound(m, &pn, int(m.cwnd), 40*time.Millisecond)
+	ackRound(m, &pn, int(m.cwnd), 60*time.Millisecond)
+	if !m.hystart.css {
+		t.Fatal("a 20 ms rise did not enter Conservative Slow Start")
+	}
+	ackRound(m, &pn, int(m.cwnd), 40*time.Millisecond)
+	if m.hystart.css {
+		t.Fatal("RTT back at its minimum, still in Conservative Slow Start")
+	}
+	w := m.cwnd
+	ackRound(m, &pn, int(w), 40*time.Millisecond)
+	if m.cwnd < 2*w-1 {
+		t.Fatalf("after a spurious rise: window %.0f → %.0f, want slow start's doubling", w, m.cwnd)
+	}
+}

@@ -105,7 +105,7 @@ func dialConn(ctx context.Context, conn net.PacketConn, remote net.Addr, cfg *Co
 func (s *Session) readLoop(done chan struct{}) {
 	defer close(done)
 	r := newPacketReader(s.conn, s.cfg.MaxPacketSize+1)
-	deliver := func(b []byte, addr net.Addr) {
+	deliver := func(b []byte, addr net.Addr, at time.Time) {
 		if len(b) > s.cfg.MaxPacketSize {
 			return
 		}
@@ -116,7 +116,7 @@ func (s *Session) readLoop(done chan struct{}) {
 		// the kernel's socket buffer is the queue.
 		buf := append(getBuf(len(b)), b...)
 		select {
-		case s.recvCh <- datagram{buf, nil}:
+		case s.recvCh <- datagram{buf, nil, at}:
 		case <-s.closed:
 			putBuf(buf)
 		}

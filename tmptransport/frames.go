@@ -158,15 +158,20 @@ type streamFrame struct {
 }
 
 func (f *streamFrame) appendTo(b []byte) []byte {
+	return append(appendStreamFrameHeader(b, f.StreamID, f.Offset, uint64(len(f.Data)), f.Fin), f.Data...)
+}
+
+// appendStreamFrameHeader writes a STREAM frame's header; n bytes of data
+// must follow.
+func appendStreamFrameHeader(b []byte, id, off, n uint64, fin bool) []byte {
 	t := byte(frameStream)
-	if f.Fin {
+	if fin {
 		t = frameStreamFin
 	}
 	b = append(b, t)
-	b = quicvarint.Append(b, f.StreamID)
-	b = quicvarint.Append(b, f.Offset)
-	b = quicvarint.Append(b, uint64(len(f.Data)))
-	return append(b, f.Data...)
+	b = quicvarint.Append(b, id)
+	b = quicvarint.Append(b, off)
+	return quicvarint.Append(b, n)
 }
 func (*streamFrame) ackEliciting() bool { return true }
 

@@ -132,7 +132,7 @@ func (l *Listener) readLoop() {
 	}
 }
 
-func (l *Listener) dispatch(b []byte, addr net.Addr) {
+func (l *Listener) dispatch(b []byte, addr net.Addr, at time.Time) {
 	id, long, ok := peekSessionID(b)
 	if !ok || len(b) > l.cfg.MaxPacketSize {
 		return // not TMP, or larger than we allow (truncated by the read)
@@ -165,7 +165,7 @@ func (l *Listener) dispatch(b []byte, addr net.Addr) {
 	l.mu.Unlock()
 	buf := append(getBuf(len(b)), b...)
 	select {
-	case s.recvCh <- datagram{buf, addr}:
+	case s.recvCh <- datagram{buf, addr, at}:
 	default:
 		putBuf(buf) // the session is overloaded: drop, as a router would
 		s.overloadDrops.Add(1)

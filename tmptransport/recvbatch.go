@@ -2,6 +2,7 @@ package tmptransport
 
 import (
 	"net"
+	"time"
 
 	"golang.org/x/net/ipv4"
 )
@@ -33,24 +34,27 @@ func newPacketReader(c net.PacketConn, bufSize int) *packetReader {
 	return r
 }
 
-// read blocks for at least one datagram and calls fn for each; fn must not
-// keep b.
-func (r *packetReader) read(fn func(b []byte, addr net.Addr)) error {
+// read blocks for at least one datagram and calls fn for each, with the time
+// it was read; fn must not keep b. The time is taken when the read returns,
+// so that an ACK waiting for its session to be free does not count that wait
+// as network round-trip time.
+func (r *packetReader) read(fn func(b []byte, addr net.Addr, at time.Time)) error {
 	if r.batch == nil {
 		n, addr, err := r.conn.ReadFrom(r.one)
 		if err != nil {
 			return err
 		}
-		fn(r.one[:n], addr)
+		fn(r.one[:n], addr, time.Now())
 		return nil
 	}
 	n, err := r.batch.ReadBatch(r.msgs, 0)
 	if err != nil {
 		return err
 	}
+	at := time.Now()
 	for i := 0; i < n; i++ {
 		m := &r.msgs[i]
-		fn(m.Buffers[0][:m.N], m.Addr)
+		fn(m.Buffers[0][:m.N], m.Addr, at)
 	}
 	return nil
 }

@@ -87,6 +87,7 @@ type Session struct {
 
 	// Streams.
 	blend          *blender
+	runs           []packetRun // scratch for appendStreamData
 	streams        map[uint64]*Stream
 	nextLocalID    uint64
 	openedLocal    uint64
@@ -187,6 +188,7 @@ func (s *Session) ownParams() *transportParams {
 type datagram struct {
 	b    []byte
 	addr net.Addr
+	at   time.Time // when it was read from the socket
 }
 
 func newSessionID() sessionID {
@@ -417,23 +419,20 @@ func (s *Session) run(ctx context.Context) {
 			return
 		}
 		if len(out) >= maxPacketsPerRound {
-			continue // more may be ready; let the receive path in first
+			// More may be ready, but let waiting ACKs in first: a sender
+			// that kept the window full without reading them would see its
+			// own backlog as round-trip time and loss.
+			select {
+			case d := <-s.recvCh:
+				s.handleBacklog(d)
+			default:
+			}
+			continue
 		}
 		timer.Reset(max(time.Until(next), 0))
 		select {
 		case d := <-s.recvCh:
-			s.mu.Lock()
-			s.handleDatagram(d, time.Now())
-			for i := 0; i < 64; i++ {
-				select {
-				case d = <-s.recvCh:
-					s.handleDatagram(d, time.Now())
-					continue
-				default:
-				}
-				break
-			}
-			s.mu.Unlock()
+			s.handleBacklog(d)
 		case <-s.wake:
 		case <-timer.C:
 		case <-ctx.Done():
@@ -609,6 +608,21 @@ func (s *Session) nextTimerLocked(now time.Time) time.Time {
 		set(s.lastAESent.Add(s.cfg.KeepAlivePeriod))
 	}
 	return next
+}
+
+// handleBacklog handles d and up to 64 more datagrams already waiting.
+func (s *Session) handleBacklog(d datagram) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.handleDatagram(d)
+	for i := 0; i < 64; i++ {
+		select {
+		case d = <-s.recvCh:
+			s.handleDatagram(d)
+		default:
+			return
+		}
+	}
 }
 
 // updateFlowsLocked tells the controller how many streams are active: the

@@ -10,7 +10,11 @@ import (
 // handleDatagram processes one received UDP payload. Any error in it is
 // the peer's: it is counted, and closes the session only when the packet was
 // authentic (an attacker cannot kill a session with forged packets).
-func (s *Session) handleDatagram(d datagram, now time.Time) {
+func (s *Session) handleDatagram(d datagram) {
+	now := d.at
+	if now.IsZero() {
+		now = time.Now()
+	}
 	b := d.b
 	defer putBuf(b)
 	if s.dead || s.closeErr != nil {

@@ -1,6 +1,10 @@
 package tmptransport
 
-import "time"
+import (
+	"time"
+
+	"github.com/quic-go/quic-go/quicvarint"
+)
 
 // sendLocked builds the packets that may leave now and returns them; run
 // writes them after releasing the lock.
@@ -271,32 +275,86 @@ func (s *Session) appendControl(pkt []byte, limit int, frames *[]sentFrame) []by
 	return pkt
 }
 
-// maxStreamFrameOverhead bounds a STREAM frame header: type, and three
-// varints of at most 8 bytes.
-const maxStreamFrameOverhead = 1 + 8 + 8 + 4
+// minStreamFrameData is the least stream data worth a fresh frame header; a
+// smaller remainder of the packet is left to padding.
+const minStreamFrameData = 32
+
+// packetRun is the stream data one packet carries for one stream: the
+// sub-packets the blender gave that stream, back to back, under one STREAM
+// frame header. With 512-byte sub-packets a packet holds nearly three; one
+// header instead of three saves 18 bytes a packet, over 1 % of goodput.
+type packetRun struct {
+	st       *Stream
+	off, n   uint64
+	fin      bool
+	frameLen int // encoded header length so far
+}
+
+func streamFrameHeaderLen(id, off, n uint64) int {
+	return 1 + quicvarint.Len(id) + quicvarint.Len(off) + quicvarint.Len(n)
+}
 
 // appendStreamData fills the rest of the packet with sub-packets chosen by
 // the blender (seed step 6: the packet is sent when full or when no more data
-// is ready).
+// is ready). It reports whether the packet is full.
 func (s *Session) appendStreamData(pkt []byte, limit int, frames *[]sentFrame) ([]byte, bool) {
+	runs := s.runs[:0]
+	used := len(pkt)
+	full := false
 	for {
-		room := limit - len(pkt) - maxStreamFrameOverhead
-		if room < 32 {
-			return pkt, true
+		room := limit - used - 4 // the smallest frame header
+		if room <= 0 {
+			full = true
+			break
 		}
 		e, n := s.blend.next(room)
 		if e == nil {
-			return pkt, false
+			break
 		}
 		st := e.src.(*Stream)
-		f, retrans := s.popStreamFrame(st, uint64(n))
+		// The bytes this pick would cost: a fresh header, or none when it
+		// continues the stream's run in this packet.
+		off := st.sb.next
+		if !st.sb.retransmit.empty() {
+			off = st.sb.retransmit.first().start
+		}
+		var run *packetRun
+		if k := len(runs) - 1; k >= 0 && runs[k].st == st && runs[k].off+runs[k].n == off && !runs[k].fin {
+			run = &runs[k]
+		}
+		var avail int
+		if run != nil {
+			avail = limit - used - (streamFrameHeaderLen(st.id, run.off, run.n+uint64(n)) - run.frameLen)
+		} else {
+			avail = limit - used - streamFrameHeaderLen(st.id, off, uint64(n))
+			if avail < min(n, minStreamFrameData) {
+				full = true
+				break
+			}
+		}
+		if avail <= 0 {
+			full = true
+			break
+		}
+		f, retrans := s.popStreamFrame(st, uint64(min(n, avail)))
 		if f == nil {
 			s.blend.unready(e)
 			s.noteBlocked(st)
 			continue
 		}
-		pkt = f.appendTo(pkt)
-		*frames = append(*frames, sentFrame{kind: sfStreamData, stream: st, offset: f.Offset, length: uint64(len(f.Data)), fin: f.Fin})
+		// popStreamFrame takes lost bytes first, then new ones, exactly as
+		// off predicted, so a predicted run always continues here.
+		if run == nil {
+			runs = append(runs, packetRun{st: st, off: f.Offset})
+			run = &runs[len(runs)-1]
+			used += streamFrameHeaderLen(st.id, f.Offset, 0)
+			run.frameLen = streamFrameHeaderLen(st.id, f.Offset, 0)
+		}
+		run.n += uint64(len(f.Data))
+		run.fin = f.Fin
+		hl := streamFrameHeaderLen(st.id, run.off, run.n)
+		used += hl - run.frameLen + len(f.Data)
+		run.frameLen = hl
 		if !retrans {
 			s.counters.streamBytesSent += uint64(len(f.Data))
 			s.counters.sentByPriority[st.prio] += uint64(len(f.Data))
@@ -304,6 +362,15 @@ func (s *Session) appendStreamData(pkt []byte, limit int, frames *[]sentFrame) (
 		s.blend.charge(e, max(len(f.Data), 1))
 		s.noteBlocked(st)
 	}
+	s.blend.endPacket()
+	for _, r := range runs {
+		pkt = appendStreamFrameHeader(pkt, r.st.id, r.off, r.n, r.fin)
+		pkt = r.st.sb.appendRange(pkt, r.off, r.n)
+		*frames = append(*frames, sentFrame{kind: sfStreamData, stream: r.st, offset: r.off, length: r.n, fin: r.fin})
+	}
+	clear(runs)
+	s.runs = runs[:0]
+	return pkt, full
 }
 
 // updateReady puts a stream into or out of its blender ring after its
@@ -377,24 +444,17 @@ func (s *Session) urgentCopy(now time.Time, frames []sentFrame) []byte {
 			continue
 		}
 		st := f.stream
-		var data []byte
-		if f.length > 0 {
-			if f.offset < st.sb.base {
-				continue
-			}
-			data = st.sb.slice(f.offset, f.length)
-			if uint64(len(data)) != f.length {
-				continue
-			}
+		if f.length > 0 && (f.offset < st.sb.base || f.offset+f.length > st.sb.end()) {
+			continue
 		}
 		if pkt == nil {
 			pkt, hdrLen = s.startShort(now)
 		}
-		sf := &streamFrame{StreamID: st.id, Offset: f.offset, Data: data, Fin: f.fin}
-		if len(pkt)+maxStreamFrameOverhead+len(data) > hdrLen+s.maxPayload() {
+		if len(pkt)+streamFrameHeaderLen(st.id, f.offset, f.length)+int(f.length) > hdrLen+s.maxPayload() {
 			break
 		}
-		pkt = sf.appendTo(pkt)
+		pkt = appendStreamFrameHeader(pkt, st.id, f.offset, f.length, f.fin)
+		pkt = st.sb.appendRange(pkt, f.offset, f.length)
 		copied = append(copied, f)
 	}
 	if len(copied) == 0 {

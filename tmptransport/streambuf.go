@@ -58,6 +58,17 @@ func (b *sendBuffer) slice(off, n uint64) []byte {
 	return blk[i:min(i+n, uint64(len(blk)))]
 }
 
+// appendRange appends the n buffered bytes at off to dst, across blocks.
+func (b *sendBuffer) appendRange(dst []byte, off, n uint64) []byte {
+	for n > 0 {
+		d := b.slice(off, n)
+		dst = append(dst, d...)
+		off += uint64(len(d))
+		n -= uint64(len(d))
+	}
+	return dst
+}
+
 // finPending reports whether a FIN must still go out (first time or again).
 func (b *sendBuffer) finPending() bool {
 	return b.finQueued && !b.finAcked && (!b.finSent || b.finLost) && b.next == b.end()

@@ -67,6 +67,10 @@ type Result struct {
 	Share           *float64 `json:"share"`
 	CompetitorRatio *float64 `json:"competitor_ratio"`
 	RetransmitRatio *float64 `json:"retransmit_ratio"`
+	// LinkUtilization is the bottleneck's busy share during the bulk
+	// workload: IP bytes delivered downstream over what the rate allows.
+	// Against goodput it shows what each protocol's headers cost.
+	LinkUtilization float64  `json:"link_utilization"`
 	CPUSeconds      float64  `json:"cpu_seconds"`
 	Errors          []string `json:"errors,omitempty"`
 }
@@ -118,8 +122,8 @@ func Run(ctx context.Context, o Options) (Report, error) {
 				return rep, fmt.Errorf("%s/%s: %w", prof.Name, peer.Name(), err)
 			}
 			rep[prof.Name][peer.Name()] = r
-			fmt.Fprintf(o.Progress, "[%s] %s: goodput %.1f Mbit/s, urgent p99 %.0f ms, warm %.1f ms, cold %.1f ms, share %.2f, competitor ratio %.2f, %d errors\n",
-				prof.Name, peer.Name(), r.GoodputMbps, r.P99UrgentMs, r.WarmRequestMs, r.ColdRequestMs, deref(r.Share), deref(r.CompetitorRatio), len(r.Errors))
+			fmt.Fprintf(o.Progress, "[%s] %s: goodput %.1f Mbit/s (link %.1f %% busy), urgent p99 %.0f ms, warm %.1f ms, cold %.1f ms, share %.2f, competitor ratio %.2f, %d errors\n",
+				prof.Name, peer.Name(), r.GoodputMbps, 100*r.LinkUtilization, r.P99UrgentMs, r.WarmRequestMs, r.ColdRequestMs, deref(r.Share), deref(r.CompetitorRatio), len(r.Errors))
 		}
 	}
 	return rep, nil
@@ -188,7 +192,10 @@ func runOne(ctx context.Context, prof ProfileSpec, peer Peer, o Options, baselin
 	if hasRC {
 		re0, sent0, hasRC = rc.counters(l)
 	}
+	_, down0 := l.Stats()
 	bytes := bulk(ctx, c, o.Duration, report, nil)
+	_, down1 := l.Stats()
+	r.LinkUtilization = float64(down1.DeliveredBytes-down0.DeliveredBytes) * 8 / o.Duration.Seconds() / prof.RateBps
 	r.GoodputMbps = float64(bytes) * 8 / o.Duration.Seconds() / 1e6
 	if hasRC {
 		if re1, sent1, ok := rc.counters(l); ok && sent1 > sent0 {
