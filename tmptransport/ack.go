@@ -125,6 +125,14 @@ type receivedTracker struct {
 	sinceLastSent bool
 }
 
+// largest returns the largest packet number received, if any.
+func (t *receivedTracker) largest() (uint64, bool) {
+	if t.ranges.empty() {
+		return 0, false
+	}
+	return t.ranges.last().end - 1, true
+}
+
 // isDuplicate reports whether pn was seen before (or is too old to tell).
 func (t *receivedTracker) isDuplicate(pn uint64) bool {
 	return pn < t.floor || t.ranges.contains(pn)

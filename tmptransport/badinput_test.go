@@ -53,7 +53,7 @@ func newHarness2(t testing.TB) *harness {
 }
 
 func (h *harness) seal(payload []byte) []byte {
-	pkt := appendShortHeader(make([]byte, 0, 2048), false, h.s.id, h.pn, 0)
+	pkt := appendShortHeader(make([]byte, 0, 2048), false, h.s.id, h.pn, true, 0)
 	hl := len(pkt)
 	pkt = append(pkt, payload...)
 	pkt = h.write.sealInPlace(pkt, hl, h.pn)

@@ -113,9 +113,9 @@ func TestPacketHeaders(t *testing.T) {
 	if err != nil || !h.long || h.typ != packetHandshake || h.id != id || h.pn != 77 || h.version != Version || len(h.payload) != 3 {
 		t.Fatalf("long header: %+v, %v", h, err)
 	}
-	short := appendShortHeader(nil, true, id, 1<<40, 123456)
+	short := appendShortHeader(nil, true, id, 1<<40+3, true, 123456)
 	h, err = parseHeader(short)
-	if err != nil || h.long || !h.keyPhase || h.pn != 1<<40 || h.sendTime != 123456 || len(h.payload) != 0 {
+	if err != nil || h.long || !h.keyPhase || h.pn != 3 || !h.hasTime || h.sendTime != 123456 || len(h.payload) != 0 {
 		t.Fatalf("short header: %+v, %v", h, err)
 	}
 	for _, bad := range [][]byte{nil, {0x00}, {0xc0, 1, 2}, short[:10], {0xc3, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0, 0, 1}} {
@@ -128,7 +128,8 @@ func TestPacketHeaders(t *testing.T) {
 func FuzzParsePacket(f *testing.F) {
 	id := sessionID{9, 9, 9, 9, 9, 9, 9, 9}
 	f.Add(appendLongHeader(nil, packetInitial, id, 0))
-	f.Add(append(appendShortHeader(nil, false, id, 5, 7), bytes.Repeat([]byte{1}, 40)...))
+	f.Add(append(appendShortHeader(nil, false, id, 5, true, 7), bytes.Repeat([]byte{1}, 40)...))
+	f.Add(append(appendShortHeader(nil, false, id, 5, false, 0), bytes.Repeat([]byte{1}, 40)...))
 	f.Add([]byte{0x40})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		h, err := parseHeader(in)

@@ -10,19 +10,29 @@ import (
 //	bit 7 (0x80)  long header (handshake) when set
 //	bit 6 (0x40)  fixed bit, always set; packets without it are dropped
 //	long:  bits 0-1 packet type (0 Initial, 1 Handshake)
-//	short: bit 0 key phase (RFC 9001 §6)
+//	short: bit 0 key phase (RFC 9001 §6), bit 1 send time present
 //
 // Long header:  flags(1) version(4) session id(8) packet number(8)
-// Short header: flags(1) session id(8) packet number(8) send time µs(4)
+// Short header: flags(1) session id(8) packet number(4) [send time µs(4)]
+//
+// The short header carries the low 32 bits of the packet number; the
+// receiver restores the rest from the largest it has received (RFC 9000
+// §17.1 and A.3). That is exact while fewer than 2³¹ packets are in flight,
+// and the congestion window is capped far below. The send time, which only
+// feeds the delay-variation estimate, rides on about one packet a
+// millisecond. Every byte of header is a byte less of goodput in each of
+// thousands of packets a second.
 const (
-	flagLong      = 0x80
-	flagFixed     = 0x40
-	flagKeyPhase  = 0x01
-	longTypeMask  = 0x03
-	sessionIDLen  = 8
-	longHeaderLen = 1 + 4 + sessionIDLen + 8
-	shortHdrLen   = 1 + sessionIDLen + 8 + 4
-	aeadOverhead  = 16
+	flagLong       = 0x80
+	flagFixed      = 0x40
+	flagKeyPhase   = 0x01
+	flagSendTime   = 0x02
+	longTypeMask   = 0x03
+	sessionIDLen   = 8
+	longHeaderLen  = 1 + 4 + sessionIDLen + 8
+	minShortHdrLen = 1 + sessionIDLen + 4
+	shortHdrLen    = minShortHdrLen + 4 // with the send time: the largest
+	aeadOverhead   = 16
 
 	// Version is the only TMP wire version: "TMP1".
 	Version uint32 = 0x544d5031
@@ -47,6 +57,7 @@ type header struct {
 	id       sessionID
 	pn       uint64
 	keyPhase bool   // short header only
+	hasTime  bool   // short header only: sendTime is set
 	sendTime uint32 // short header only: sender clock, µs, wrapping
 	raw      []byte
 	payload  []byte
@@ -76,14 +87,21 @@ func parseHeader(b []byte) (*header, error) {
 		h.raw, h.payload = b[:longHeaderLen], b[longHeaderLen:]
 		return h, nil
 	}
-	if len(b) < shortHdrLen {
+	n := minShortHdrLen
+	h.hasTime = b[0]&flagSendTime != 0
+	if h.hasTime {
+		n = shortHdrLen
+	}
+	if len(b) < n {
 		return nil, errorf(ProtocolViolation, "truncated short header: %d bytes", len(b))
 	}
 	h.keyPhase = b[0]&flagKeyPhase != 0
 	copy(h.id[:], b[1:9])
-	h.pn = binary.BigEndian.Uint64(b[9:17])
-	h.sendTime = binary.BigEndian.Uint32(b[17:21])
-	h.raw, h.payload = b[:shortHdrLen], b[shortHdrLen:]
+	h.pn = uint64(binary.BigEndian.Uint32(b[9:13])) // truncated: see decodePacketNumber
+	if h.hasTime {
+		h.sendTime = binary.BigEndian.Uint32(b[13:17])
+	}
+	h.raw, h.payload = b[:n], b[n:]
 	return h, nil
 }
 
@@ -100,7 +118,7 @@ func peekSessionID(b []byte) (sessionID, bool, bool) {
 		copy(id[:], b[5:13])
 		return id, true, true
 	}
-	if len(b) < shortHdrLen {
+	if len(b) < minShortHdrLen {
 		return id, false, false
 	}
 	copy(id[:], b[1:9])
@@ -114,15 +132,42 @@ func appendLongHeader(b []byte, typ uint8, id sessionID, pn uint64) []byte {
 	return binary.BigEndian.AppendUint64(b, pn)
 }
 
-func appendShortHeader(b []byte, keyPhase bool, id sessionID, pn uint64, sendTime uint32) []byte {
+// appendShortHeader writes a short header; stamp adds the send time.
+func appendShortHeader(b []byte, keyPhase bool, id sessionID, pn uint64, stamp bool, sendTime uint32) []byte {
 	f := byte(flagFixed)
 	if keyPhase {
 		f |= flagKeyPhase
 	}
+	if stamp {
+		f |= flagSendTime
+	}
 	b = append(b, f)
 	b = append(b, id[:]...)
-	b = binary.BigEndian.AppendUint64(b, pn)
-	return binary.BigEndian.AppendUint32(b, sendTime)
+	b = binary.BigEndian.AppendUint32(b, uint32(pn))
+	if stamp {
+		b = binary.BigEndian.AppendUint32(b, sendTime)
+	}
+	return b
+}
+
+// decodePacketNumber restores a packet number from its low 32 bits and the
+// largest packet number received so far (RFC 9000 A.3): the candidate
+// closest to the next expected one.
+func decodePacketNumber(largest uint64, haveLargest bool, truncated uint64) uint64 {
+	const win = uint64(1) << 32
+	const hwin, mask = win / 2, win - 1
+	expected := uint64(0)
+	if haveLargest {
+		expected = largest + 1
+	}
+	candidate := (expected &^ mask) | truncated
+	switch {
+	case candidate+hwin <= expected && candidate < (1<<62)-win:
+		return candidate + win
+	case candidate > expected+hwin && candidate >= win:
+		return candidate - win
+	}
+	return candidate
 }
 
 func (h *header) String() string {

@@ -88,6 +88,7 @@ type Session struct {
 	// Streams.
 	blend          *blender
 	runs           []packetRun // scratch for appendStreamData
+	lastStamp      time.Time   // last packet that carried the send time
 	streams        map[uint64]*Stream
 	nextLocalID    uint64
 	openedLocal    uint64

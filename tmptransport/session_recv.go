@@ -191,6 +191,8 @@ func (s *Session) handleShort(h *header, raw []byte, now time.Time) bool {
 	if len(raw) >= statelessResetTokenLen {
 		copy(tail[:], raw[len(raw)-statelessResetTokenLen:])
 	}
+	largest, ok := s.recv.largest()
+	h.pn = decodePacketNumber(largest, ok, h.pn)
 	payload, err := s.keys.open(h.payload[:0], h)
 	if err != nil {
 		if s.isStatelessReset(len(raw), tail[:]) {
@@ -218,7 +220,7 @@ func (s *Session) handleShort(h *header, raw []byte, now time.Time) bool {
 	s.lastRecv = now
 	s.counters.packetsReceived++
 	s.counters.bytesReceived += uint64(len(raw))
-	s.quality.onPacket(now, h.pn, len(raw), h.sendTime, true)
+	s.quality.onPacket(now, h.pn, len(raw), h.sendTime, h.hasTime)
 	ackEliciting := false
 	fp := frameParser{b: payload}
 	for {

@@ -99,11 +99,19 @@ func (s *Session) sendHandshakeLocked(now time.Time, out [][]byte) [][]byte {
 	return out
 }
 
-func (s *Session) maxPayload() int { return s.maxPacket - shortHdrLen - aeadOverhead }
+// payloadEnd is where a short packet's frames must end: the tag follows.
+func (s *Session) payloadEnd() int { return s.maxPacket - aeadOverhead }
 
+// startShort begins a 1-RTT packet. It carries the send time if none went
+// out in the last millisecond: enough samples for the peer's delay-variation
+// estimate (§8), at 4 bytes on one packet in many.
 func (s *Session) startShort(now time.Time) ([]byte, int) {
 	pkt := getBuf(s.maxPacket + aeadOverhead)
-	pkt = appendShortHeader(pkt, s.keys.writePhase, s.id, s.pn, uint32(now.UnixMicro()))
+	stamp := now.Sub(s.lastStamp) >= time.Millisecond
+	if stamp {
+		s.lastStamp = now
+	}
+	pkt = appendShortHeader(pkt, s.keys.writePhase, s.id, s.pn, stamp, uint32(now.UnixMicro()))
 	return pkt, len(pkt)
 }
 
@@ -150,7 +158,7 @@ func (s *Session) sendAppLocked(now time.Time, out [][]byte) [][]byte {
 			break
 		}
 		pkt, hdrLen := s.startShort(now)
-		limit := hdrLen + s.maxPayload()
+		limit := s.payloadEnd()
 		if s.recv.ackPending > 0 || ackNow {
 			if f := s.recv.buildAck(now); f != nil {
 				pkt = f.appendTo(pkt)
@@ -450,7 +458,7 @@ func (s *Session) urgentCopy(now time.Time, frames []sentFrame) []byte {
 		if pkt == nil {
 			pkt, hdrLen = s.startShort(now)
 		}
-		if len(pkt)+streamFrameHeaderLen(st.id, f.offset, f.length)+int(f.length) > hdrLen+s.maxPayload() {
+		if len(pkt)+streamFrameHeaderLen(st.id, f.offset, f.length)+int(f.length) > s.payloadEnd() {
 			break
 		}
 		pkt = appendStreamFrameHeader(pkt, st.id, f.offset, f.length, f.fin)

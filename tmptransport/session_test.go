@@ -36,10 +36,11 @@ func TestEchoOneStream(t *testing.T) {
 
 // A bulk stream fills packets: its sub-packets in one packet share a single
 // STREAM frame header, and the packet is filled to the byte, so stream data
-// is over 96 % of the UDP payload the sender writes (a 21-byte header, a
-// 16-byte tag and one 9-byte frame header in 1452 bytes leave 96.8 %; the
-// rest of the margin is for ACKs and the odd retransmission). With a frame
-// header per 512-byte sub-packet and padding it was 94.8 %.
+// is over 96.5 % of the UDP payload the sender writes (a 13-byte header, a
+// 16-byte tag and one 9-byte frame header in 1452 bytes leave 97.4 %, a bit
+// less on packets that carry the send time; the rest of the margin is for
+// ACKs and the odd retransmission). With a 21-byte header, a frame header
+// per 512-byte sub-packet and padding it was 94.8 %.
 func TestBulkStreamFillsPackets(t *testing.T) {
 	pki := getPKI(t)
 	_, c, s := pair(t, pki.serverConfig(), pki.clientConfig())
@@ -67,7 +68,7 @@ func TestBulkStreamFillsPackets(t *testing.T) {
 	data := stats.StreamBytesSent[3]
 	eff := float64(data) / float64(stats.BytesSent)
 	t.Logf("stream data: %.2f %% of %d bytes in %d packets", 100*eff, stats.BytesSent, stats.PacketsSent)
-	if eff < 0.96 {
-		t.Fatalf("stream data is %.2f %% of the %d bytes sent in %d packets; want ≥ 96 %%", 100*eff, stats.BytesSent, stats.PacketsSent)
+	if eff < 0.965 {
+		t.Fatalf("stream data is %.2f %% of the %d bytes sent in %d packets; want ≥ 96.5 %%", 100*eff, stats.BytesSent, stats.PacketsSent)
 	}
 }
