@@ -32,7 +32,7 @@ func runBench(args []string) int {
 		return runAdmissionBench(args[1:])
 	}
 	if len(args) == 0 || args[0] != "transport" {
-		fmt.Fprintln(os.Stderr, "usage: conductor bench transport [--profile lan|continental|lossy|mobile]... [--peer KEY]... [--duration 15s] [--json FILE] [--png FILE] [--from FILE]")
+		fmt.Fprintln(os.Stderr, "usage: conductor bench transport [--profile lan|continental|lossy|mobile]... [--peer KEY]... [--duration 15s] [--json FILE] [--png FILE] [--from FILE] [--markdown]")
 		fmt.Fprintln(os.Stderr, "       conductor bench cache [--duration 10s] [--connections 64] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench admission [--duration 30s] [--rps 500] [--json FILE]")
 		return 2
@@ -45,6 +45,7 @@ func runBench(args []string) int {
 	jsonOut := fs.String("json", "", "write results as JSON to this file")
 	pngOut := fs.String("png", "", "draw a chart of the results to this PNG (default: the JSON file's name with .png)")
 	from := fs.String("from", "", "do not run: print the table and draw the chart of a JSON file from an earlier run")
+	markdown := fs.Bool("markdown", false, "print the table as Markdown (as in bench/RESULTS.md)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -86,7 +87,11 @@ func runBench(args []string) int {
 			return 1
 		}
 	}
-	fmt.Print(rep.Table(sel))
+	if *markdown {
+		fmt.Print(rep.Markdown(sel))
+	} else {
+		fmt.Print(rep.Table(sel))
+	}
 	if *jsonOut != "" {
 		if err := rep.WriteJSON(*jsonOut); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)

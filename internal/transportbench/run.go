@@ -2,12 +2,9 @@ package transportbench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -300,36 +297,3 @@ func percentile(v []float64, q float64) float64 {
 	return s[min(int(q*float64(len(s))), len(s)-1)]
 }
 
-// Table renders the report.
-func (rep Report) Table(profiles []ProfileSpec) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%-12s %-12s %10s %10s %10s %9s %9s %6s %6s %8s %6s\n", "profile", "peer", "goodput", "urgent50", "urgent99", "warm", "cold", "share", "compet", "cpu s", "errors")
-	for _, p := range profiles {
-		keys := make([]string, 0, len(rep[p.Name]))
-		for k := range rep[p.Name] {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			r := rep[p.Name][k]
-			fmt.Fprintf(&b, "%-12s %-12s %7.1f Mb %7.0f ms %7.0f ms %6.1f ms %6.1f ms %6.2f %6.2f %8.1f %6d\n", p.Name, k, r.GoodputMbps, r.P50UrgentMs, r.P99UrgentMs, r.WarmRequestMs, r.ColdRequestMs, deref(r.Share), deref(r.CompetitorRatio), r.CPUSeconds, len(r.Errors))
-		}
-	}
-	return b.String()
-}
-
-func deref(p *float64) float64 {
-	if p == nil {
-		return 0
-	}
-	return *p
-}
-
-// WriteJSON writes the report to path.
-func (rep Report) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
-}
