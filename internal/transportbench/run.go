@@ -296,4 +296,3 @@ func percentile(v []float64, q float64) float64 {
 	sort.Float64s(s)
 	return s[min(int(q*float64(len(s))), len(s)-1)]
 }
-
