@@ -59,7 +59,9 @@ type MulTCP struct {
 	DisableLossDiscrimination bool
 	randomLosses              uint64
 	epochEnd                  uint64
-	epochLosses               int
+	epochLosses               int // loss events in the current round trip
+	lastLost                  uint64
+	lostAny                   bool
 
 	// lossSeen: the session has left its initial slow start.
 	lossSeen bool
@@ -132,7 +134,7 @@ func (m *MulTCP) OnPacketAcked(_ time.Time, pn uint64, _ int, rtt *RTTSnapshot) 
 // than N flows (it settles at a window of about 2N² packets whatever the loss
 // rate).
 func (m *MulTCP) OnPacketLost(_ time.Time, pn uint64, _ int, rtt *RTTSnapshot) {
-	if m.randomLoss(rtt) {
+	if m.randomLoss(pn, rtt) {
 		m.randomLosses++
 		return
 	}
@@ -160,8 +162,13 @@ func (m *MulTCP) OnPacketLost(_ time.Time, pn uint64, _ int, rtt *RTTSnapshot) {
 // not come from congestion: it is not answered with a back-off. When the
 // link is shared, competing flows fill the queue, the backlog grows, and
 // losses count as congestion again, so TMP stays fair to TCP.
-func (m *MulTCP) randomLoss(rtt *RTTSnapshot) bool {
-	m.epochLosses++
+func (m *MulTCP) randomLoss(pn uint64, rtt *RTTSnapshot) bool {
+	// A run of consecutive packets lost together is one event: a fade on
+	// a radio link takes several packets at once.
+	if !m.lostAny || pn != m.lastLost+1 {
+		m.epochLosses++
+	}
+	m.lostAny, m.lastLost = true, pn
 	if m.DisableLossDiscrimination || rtt == nil || rtt.Min <= 0 || rtt.Smoothed <= 0 {
 		return false
 	}
@@ -181,8 +188,9 @@ func (m *MulTCP) randomLoss(rtt *RTTSnapshot) bool {
 // vegasBeta is Veno's threshold of queued packets per flow.
 const vegasBeta = 3
 
-// maxRandomLoss is the loss rate per round trip up to which losses with an
-// empty queue are taken for link errors.
+// maxRandomLoss is the rate of loss events per round trip (a run of
+// consecutive packets is one event) up to which losses with an empty queue
+// are taken for link errors.
 const maxRandomLoss = 0.02
 
 // RandomLosses counts losses taken for link errors rather than congestion.

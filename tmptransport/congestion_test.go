@@ -65,12 +65,12 @@ func TestMulTCPHeavyLossIsCongestion(t *testing.T) {
 	m.largestSent = 1000
 	empty := &RTTSnapshot{Smoothed: 80 * time.Millisecond, Min: 80 * time.Millisecond, Latest: 80 * time.Millisecond}
 	for i := 0; i < 2; i++ {
-		m.OnPacketLost(time.Time{}, uint64(i+1), 1200, empty)
+		m.OnPacketLost(time.Time{}, uint64(10*i+1), 1200, empty)
 	}
 	if m.cwnd != 100 {
 		t.Fatalf("2 losses in a window of 100 backed off (cwnd %.1f)", m.cwnd)
 	}
-	m.OnPacketLost(time.Time{}, 3, 1200, empty)
+	m.OnPacketLost(time.Time{}, 30, 1200, empty)
 	if m.cwnd >= 100 {
 		t.Fatal("a third loss in the same round trip was not taken for congestion")
 	}
@@ -162,5 +162,25 @@ func TestHyStartResumesAfterSpuriousRise(t *testing.T) {
 	ackRound(m, &pn, int(w), 40*time.Millisecond)
 	if m.cwnd < 2*w-1 {
 		t.Fatalf("after a spurious rise: window %.0f → %.0f, want slow start's doubling", w, m.cwnd)
+	}
+}
+
+// A run of consecutive packets lost together (a fade on a radio link) is one
+// loss event against the 2 % cap, not one per packet.
+func TestMulTCPBurstIsOneLossEvent(t *testing.T) {
+	m := NewMulTCP(100, 64, 1<<16)
+	m.SetFlows(4)
+	m.largestSent = 1000
+	empty := &RTTSnapshot{Smoothed: 80 * time.Millisecond, Min: 80 * time.Millisecond, Latest: 80 * time.Millisecond}
+	for pn := uint64(1); pn <= 5; pn++ {
+		m.OnPacketLost(time.Time{}, pn, 1200, empty)
+	}
+	m.OnPacketLost(time.Time{}, 10, 1200, empty)
+	if m.cwnd != 100 || m.RandomLosses() != 6 {
+		t.Fatalf("a 5-packet burst and one more loss (2 events): cwnd %.1f, random losses %d; want 100 and 6", m.cwnd, m.RandomLosses())
+	}
+	m.OnPacketLost(time.Time{}, 20, 1200, empty)
+	if m.cwnd >= 100 {
+		t.Fatal("a third loss event in one round trip was not taken for congestion")
 	}
 }
