@@ -3,6 +3,7 @@ package transportbench
 import (
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 
 	"gonum.org/v1/plot"
@@ -45,7 +46,7 @@ func (rep Report) WriteChart(path string, profiles []ProfileSpec) error {
 		p.Title.Text = title
 		p.Y.Label.Text = ylabel
 		p.Legend.Top = true
-		w := vg.Points(14)
+		w := vg.Points(24)
 		for i, peer := range peers {
 			vals := make(plotter.Values, len(profiles))
 			for j, prof := range profiles {
@@ -73,10 +74,19 @@ func (rep Report) WriteChart(path string, profiles []ProfileSpec) error {
 	if err != nil {
 		return err
 	}
-	urgent, err := panel("Urgent 10 kB requests under bulk load: p99, lower is better", "ms", func(_ ProfileSpec, r *Result) float64 { return r.P99UrgentMs })
+	// Headroom above 100 % keeps the legend clear of the bars.
+	goodput.Y.Min, goodput.Y.Max = 0, 135
+	goodput.Y.Tick.Marker = plot.ConstantTicks(ticks([]float64{0, 20, 40, 60, 80, 100}, func(v float64) float64 { return v }))
+	// Urgent latency spans 5 ms to 10 s, so it is drawn on a log scale: the
+	// bars are log10(ms), from 1 ms. (gonum's LogScale cannot draw bars,
+	// which start at zero.)
+	urgent, err := panel("Urgent 10 kB requests under bulk load: p99, lower is better", "ms (log scale)",
+		func(_ ProfileSpec, r *Result) float64 { return math.Log10(max(r.P99UrgentMs, 1)) })
 	if err != nil {
 		return err
 	}
+	urgent.Y.Min, urgent.Y.Max = 0, 5.2
+	urgent.Y.Tick.Marker = plot.ConstantTicks(ticks([]float64{1, 10, 100, 1000, 10000}, math.Log10))
 	img := vgimg.New(vg.Points(900), vg.Points(760))
 	dc := draw.New(img)
 	tiles := draw.Tiles{Rows: 2, Cols: 1, PadX: vg.Points(10), PadY: vg.Points(16), PadTop: vg.Points(8), PadBottom: vg.Points(8), PadLeft: vg.Points(8), PadRight: vg.Points(8)}
@@ -92,4 +102,13 @@ func (rep Report) WriteChart(path string, profiles []ProfileSpec) error {
 		return err
 	}
 	return f.Close()
+}
+
+// ticks labels each value at the position pos gives it.
+func ticks(values []float64, pos func(float64) float64) []plot.Tick {
+	var t []plot.Tick
+	for _, v := range values {
+		t = append(t, plot.Tick{Value: pos(v), Label: fmt.Sprintf("%g", v)})
+	}
+	return t
 }
