@@ -68,8 +68,9 @@ type memState struct {
 	admitSeq   uint64
 	line       []*waiter // by ticket
 	byTicket   map[uint64]*waiter
-	waiting    int // waiters in line not yet admitted
-	reserved   int // waiters admitted but not back yet: they hold a place in the room
+	index      ticketIndex // the tickets of the waiters not yet admitted
+	waiting    int         // waiters in line not yet admitted
+	reserved   int         // waiters admitted but not back yet: they hold a place in the room
 	lastSweep  time.Time
 	active     map[userID]time.Time // session end
 	tokens     float64
@@ -107,9 +108,13 @@ func (s *memState) Arrive(now time.Time, user userID) Decision {
 	}
 	s.nextTicket++
 	w := &waiter{ticket: s.nextTicket, nonce: s.rng.Uint64(), user: user, lastSeen: now}
+	if !s.index.fits(w.ticket) {
+		s.rebuildIndex(w.ticket)
+	}
 	s.line = append(s.line, w)
 	s.byTicket[w.ticket] = w
 	s.waiting++
+	s.index.add(w.ticket, 1)
 	return s.queued(now, w)
 }
 
@@ -195,6 +200,7 @@ func (s *memState) tick(now time.Time) {
 		}
 		w.admitted = true
 		s.waiting--
+		s.index.add(w.ticket, -1)
 		s.reserved++
 		s.admitSeq++
 		w.admitSeq = s.admitSeq
@@ -219,6 +225,7 @@ func (s *memState) sweep(now time.Time) {
 				s.reserved--
 			} else {
 				s.waiting--
+				s.index.add(w.ticket, -1)
 			}
 			continue
 		}
@@ -230,25 +237,34 @@ func (s *memState) sweep(now time.Time) {
 	s.line = kept
 }
 
+// nextToAdmit is the head of the line, or a waiter drawn at random.
 func (s *memState) nextToAdmit() *waiter {
-	if !s.cfg.Random {
-		for _, w := range s.line {
-			if !w.admitted {
-				return w
-			}
-		}
+	if s.waiting == 0 {
 		return nil
 	}
-	var cands []*waiter
+	k := 1
+	if s.cfg.Random {
+		k = 1 + s.rng.IntN(s.waiting)
+	}
+	return s.byTicket[s.index.kth(k)]
+}
+
+// rebuildIndex moves the index's window so that it starts at the first
+// ticket still waiting and has room for ticket and as many again.
+func (s *memState) rebuildIndex(ticket uint64) {
+	base := ticket
 	for _, w := range s.line {
 		if !w.admitted {
-			cands = append(cands, w)
+			base = w.ticket
+			break
 		}
 	}
-	if len(cands) == 0 {
-		return nil
+	s.index.reset(base, max(1024, 2*int(ticket-base+1)))
+	for _, w := range s.line {
+		if !w.admitted {
+			s.index.add(w.ticket, 1)
+		}
 	}
-	return cands[s.rng.IntN(len(cands))]
 }
 
 func (s *memState) noteAdmission(now time.Time) {
@@ -268,15 +284,7 @@ func (s *memState) noteAdmission(now time.Time) {
 }
 
 func (s *memState) queued(now time.Time, w *waiter) Decision {
-	pos := 1
-	for _, o := range s.line {
-		if o.ticket >= w.ticket {
-			break
-		}
-		if !o.admitted {
-			pos++
-		}
-	}
+	pos := s.index.before(w.ticket) + 1
 	d := Decision{User: w.user, Ticket: w.ticket, Nonce: w.nonce, Position: pos}
 	rate := s.admitRate
 	if rate == 0 {
