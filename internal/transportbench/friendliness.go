@@ -42,20 +42,46 @@ func tcpBulkServer(l *wan.Link) (stop func(), err error) {
 	}); err != nil {
 		return nil, err
 	}
+	// stop closes the listener and every connection, and waits for the
+	// writers: a writer whose peer vanished with the link would otherwise
+	// block in Write for ever.
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
 			go func() {
-				defer c.Close()
+				defer wg.Done()
+				defer func() {
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+					c.Close()
+				}()
 				for writePattern(c, 1<<30) == nil {
 				}
 			}()
 		}
 	}()
-	return func() { ln.Close() }, nil
+	return func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}, nil
 }
 
 // tcpFlows runs n TCP downloads from namespace A for d and returns the
