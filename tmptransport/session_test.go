@@ -39,8 +39,8 @@ func TestEchoOneStream(t *testing.T) {
 // is over 96.5 % of the UDP payload the sender writes (a 13-byte header, a
 // 16-byte tag and one 9-byte frame header in 1452 bytes leave 97.4 %, a bit
 // less on packets that carry the send time; the rest of the margin is for
-// ACKs and the odd retransmission). With a 21-byte header, a frame header
-// per 512-byte sub-packet and padding it was 94.8 %.
+// ACKs and for packets that carry only a retransmitted tail). With a 21-byte
+// header, a frame header per 512-byte sub-packet and padding it was 94.8 %.
 func TestBulkStreamFillsPackets(t *testing.T) {
 	pki := getPKI(t)
 	_, c, s := pair(t, pki.serverConfig(), pki.clientConfig())
@@ -65,7 +65,9 @@ func TestBulkStreamFillsPackets(t *testing.T) {
 		t.Fatalf("read %d bytes, %v", n, err)
 	}
 	stats := s.Stats()
-	data := stats.StreamBytesSent[3]
+	// Resent bytes count as data: this is about packing, and loopback
+	// under -race can overflow a socket buffer now and then.
+	data := stats.StreamBytesSent[3] + stats.RetransmittedBytes
 	eff := float64(data) / float64(stats.BytesSent)
 	t.Logf("stream data: %.2f %% of %d bytes in %d packets", 100*eff, stats.BytesSent, stats.PacketsSent)
 	if eff < 0.965 {
