@@ -53,7 +53,9 @@ func newHarness2(t testing.TB) *harness {
 }
 
 func (h *harness) seal(payload []byte) []byte {
-	pkt := appendShortHeader(make([]byte, 0, 2048), false, h.s.id, h.pn, true, 0)
+	// Room for the tag after any payload: sealInPlace seals within the
+	// slice's capacity, as the session's pooled buffers are sized for.
+	pkt := appendShortHeader(make([]byte, 0, shortHdrLen+len(payload)+aeadOverhead), false, h.s.id, h.pn, true, 0)
 	hl := len(pkt)
 	pkt = append(pkt, payload...)
 	pkt = h.write.sealInPlace(pkt, hl, h.pn)
