@@ -63,7 +63,8 @@ type MulTCP struct {
 	lastLost                  uint64
 	lostAny                   bool
 
-	// lossSeen: the session has left its initial slow start.
+	// lossSeen: a congestion loss or a timeout has happened. Until then,
+	// flows that join bring their initial windows (SetFlows).
 	lossSeen bool
 	hystart  hystart
 }
