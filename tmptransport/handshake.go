@@ -16,7 +16,16 @@ import (
 // whole unconfirmed flight on a backed-off timer, or at once when the peer
 // resends (SPEC.md §5).
 
-const maxCryptoBuffer = 64 << 10
+// Bounds on the CRYPTO reassembly of one level. Both are reached only by a
+// peer that is not running a TLS stack: a ClientHello or a certificate flight
+// arrives in a handful of packets, so a few gaps cover any reordering. They
+// keep the work a half-open session costs O(1) per packet: every insert walks
+// at most maxCryptoRanges ranges, and the buffer never passes
+// maxCryptoBuffer. Past either, the half-open session is dropped.
+const (
+	maxCryptoBuffer = 64 << 10
+	maxCryptoRanges = 16
+)
 
 // levelIndex maps the two handshake encryption levels to array indices.
 func levelIndex(l tls.QUICEncryptionLevel) (int, bool) {
@@ -32,24 +41,35 @@ func levelIndex(l tls.QUICEncryptionLevel) (int, bool) {
 // cryptoStream reassembles the CRYPTO bytes of one level.
 type cryptoStream struct {
 	buf       []byte
-	have      rangeSet
+	have      rangeSet // at most maxCryptoRanges ranges
 	delivered uint64
 }
 
-func (c *cryptoStream) insert(off uint64, data []byte) error {
+// insert stores CRYPTO data at off and reports whether any of it was new.
+func (c *cryptoStream) insert(off uint64, data []byte) (bool, error) {
 	end := off + uint64(len(data))
 	if end > maxCryptoBuffer {
-		return errorf(HandshakeFailure, "handshake data beyond %d bytes", maxCryptoBuffer)
+		return false, errorf(HandshakeFailure, "handshake data beyond %d bytes", maxCryptoBuffer)
 	}
-	if end <= c.delivered {
-		return nil
+	if end <= c.delivered || len(data) == 0 {
+		return false, nil
+	}
+	if off < c.delivered {
+		data = data[c.delivered-off:]
+		off = c.delivered
+	}
+	if c.have.covers(off, end) {
+		return false, nil // a resent flight: nothing to copy
+	}
+	c.have.add(off, end)
+	if len(c.have.r) > maxCryptoRanges {
+		return false, errorf(HandshakeFailure, "handshake data in more than %d pieces", maxCryptoRanges)
 	}
 	if uint64(len(c.buf)) < end {
 		c.buf = append(c.buf, make([]byte, int(end)-len(c.buf))...)
 	}
 	copy(c.buf[off:end], data)
-	c.have.add(off, end)
-	return nil
+	return true, nil
 }
 
 // contiguous returns undelivered bytes that are ready and marks them delivered.
@@ -102,16 +122,18 @@ func (h *handshake) start(ctx context.Context) error {
 	return h.processEvents()
 }
 
-// handleCrypto takes CRYPTO frame data received at a level.
-func (h *handshake) handleCrypto(level tls.QUICEncryptionLevel, off uint64, data []byte) error {
+// handleCrypto takes CRYPTO frame data received at a level and reports
+// whether any of it was new.
+func (h *handshake) handleCrypto(level tls.QUICEncryptionLevel, off uint64, data []byte) (bool, error) {
 	i, ok := levelIndex(level)
 	if !ok {
-		return errorf(ProtocolViolation, "crypto data at level %v", level)
+		return false, errorf(ProtocolViolation, "crypto data at level %v", level)
 	}
-	if err := h.recv[i].insert(off, data); err != nil {
-		return err
+	added, err := h.recv[i].insert(off, data)
+	if err != nil || !added {
+		return false, err
 	}
-	return h.feed()
+	return true, h.feed()
 }
 
 // feed passes contiguous data of the current read level to TLS, and keeps

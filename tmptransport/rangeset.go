@@ -100,6 +100,12 @@ func (s *rangeSet) contains(v uint64) bool {
 	return i < len(s.r) && s.r[i].start <= v && v < s.r[i].end
 }
 
+// covers reports whether all of [start, end) is in the set.
+func (s *rangeSet) covers(start, end uint64) bool {
+	i := s.search(start + 1)
+	return i < len(s.r) && s.r[i].start <= start && end <= s.r[i].end
+}
+
 func (s *rangeSet) empty() bool { return len(s.r) == 0 }
 
 // total returns the number of values in the set.

@@ -544,7 +544,7 @@ func (s *Session) onTimersLocked(now time.Time) {
 	if t := s.ptoTime(); !t.IsZero() && !now.Before(t) {
 		s.onPTOLocked(now)
 	}
-	if s.cfg.KeepAlivePeriod > 0 && now.Sub(s.lastAESent) >= s.cfg.KeepAlivePeriod && now.Sub(s.lastRecv) >= s.cfg.KeepAlivePeriod/2 {
+	if t := s.keepAliveAt(); !t.IsZero() && !now.Before(t) {
 		s.pingQueued = true
 	}
 	if !now.Before(s.nextQuality) && s.confirmed {
@@ -603,12 +603,32 @@ func (s *Session) nextTimerLocked(now time.Time) time.Time {
 	set(s.sent.lossTime)
 	set(s.ptoTime())
 	set(s.recv.ackDeadline)
-	set(s.pacedUntil)
-	set(s.nextQuality)
-	if s.cfg.KeepAlivePeriod > 0 {
-		set(s.lastAESent.Add(s.cfg.KeepAlivePeriod))
+	if s.pacedUntil.After(now) {
+		// A past pacing deadline (the window closed after it was set)
+		// must not wake run in a loop.
+		set(s.pacedUntil)
 	}
+	set(s.nextQuality)
+	set(s.keepAliveAt())
 	return next
+}
+
+// keepAliveAt is when a PING is due: a keep-alive period after the last
+// ack-eliciting packet we sent, and not before the peer has been silent for
+// half a period. Both conditions make the deadline, not just the first:
+// the peer's LINK_QUALITY reports (once a second, not ack-eliciting) keep
+// lastRecv fresh, and a deadline taken from lastAESent alone stayed in the
+// past and made run spin on a whole core (TestIdleSessionSleeps).
+func (s *Session) keepAliveAt() time.Time {
+	ka := s.cfg.KeepAlivePeriod
+	if ka <= 0 || s.pingQueued {
+		return time.Time{}
+	}
+	t := s.lastAESent.Add(ka)
+	if r := s.lastRecv.Add(ka / 2); r.After(t) {
+		t = r
+	}
+	return t
 }
 
 // handleBacklog handles d and up to 64 more datagrams already waiting.

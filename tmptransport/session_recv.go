@@ -93,15 +93,12 @@ func (s *Session) handleLong(h *header, raw []byte, now time.Time) {
 		}
 		switch f := f.(type) {
 		case *cryptoFrame:
-			i, _ := levelIndex(level)
-			before := s.hs.recv[i].have.total()
-			if err := s.hs.handleCrypto(level, f.Offset, f.Data); err != nil {
+			added, err := s.hs.handleCrypto(level, f.Offset, f.Data)
+			if err != nil {
 				s.closeLocked(err, true)
 				return
 			}
-			if s.hs.recv[i].have.total() > before {
-				progressed = true
-			}
+			progressed = progressed || added
 		case *closeFrame:
 			s.closeLocked(&SessionError{Code: f.Code, Reason: f.Reason, Remote: true}, false)
 			return

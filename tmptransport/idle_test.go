@@ -1,0 +1,59 @@
+package tmptransport
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// cpuTime is the CPU time (user + system) this process has used so far.
+func cpuTime(t testing.TB) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// An idle link wakes only for its keep-alive and its link-quality report:
+// two sessions (the two ends of one link) idle for 30 s use under 0.1
+// CPU-seconds together. Before the fix the keep-alive timer stayed in the
+// past once the peer's quality reports kept the receive clock fresh, and
+// each end's run loop spun on a whole core.
+func TestIdleSessionSleeps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("30 s of idling")
+	}
+	p := getPKI(t)
+	_, c, s := pair(t, p.serverConfig(), p.clientConfig())
+	// One request first, so that the link is warm as a front-end's is.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go echoServer(ctx, s)
+	st, err := c.OpenStream(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	st.CloseWrite()
+	buf := make([]byte, 16)
+	if _, err := st.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	// The keep-alive of a 30 s idle timeout is 10 s; give it time to start.
+	time.Sleep(500 * time.Millisecond)
+	before := cpuTime(t)
+	time.Sleep(30 * time.Second)
+	used := cpuTime(t) - before
+	t.Logf("two idle sessions used %v of CPU in 30 s", used)
+	if used >= 100*time.Millisecond {
+		t.Fatalf("idle sessions used %v of CPU in 30 s, want < 100ms", used)
+	}
+	if c.Err() != nil || s.Err() != nil {
+		t.Fatalf("idle link died: client %v, server %v", c.Err(), s.Err())
+	}
+}
