@@ -51,7 +51,7 @@ func listenTMP(ctx context.Context, _, host, portRange string, portOffset uint, 
 		if err != nil {
 			return nil, err
 		}
-		cfg.StatelessResetKey = rk
+		cfg.NodeSecret = rk
 		l, err := tmptransport.Listen(addr, cfg)
 		if err != nil {
 			return nil, err

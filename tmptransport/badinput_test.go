@@ -238,7 +238,7 @@ func TestConfigErrorsAreClear(t *testing.T) {
 		"MaxPacketSize 900 out of range":   func(c *Config) { c.MaxPacketSize = 900 },
 		"weight of priority 3 is -1":       func(c *Config) { c.Weights = [NumPriorities]int{1, 1, 1, -1, 1} },
 		"SubPacketSize 10 out of range":    func(c *Config) { c.SubPacketSize = 10 },
-		"must require client certificates": func(c *Config) { c.TLSConfig.ClientAuth = tls.NoClientCert },
+		"needs RequireAndVerifyClientCert": func(c *Config) { c.TLSConfig.ClientAuth = tls.NoClientCert },
 	}
 	for want, mutate := range cases {
 		c := p.serverConfig()

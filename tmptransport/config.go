@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // Config configures a TMP endpoint. The zero value of every field but
@@ -77,13 +79,28 @@ type Config struct {
 	// AES-GCM confidentiality limit of 2^23 (RFC 9001 §6.6).
 	KeyUpdateInterval uint64
 
-	// StatelessResetKey derives the per-session stateless reset tokens of a
-	// listener. Keep it stable across restarts so that clients learn of a
-	// restart at once. Default: derived from the certificate's private key.
-	StatelessResetKey []byte
+	// NodeSecret is the node's long-term secret. Each listener derives its
+	// stateless-reset and address-validation token keys from it, its own
+	// address and the purpose (HKDF; listenerkeys.go). Keep it stable across
+	// restarts so that front-ends learn of a restart at once, and distinct
+	// per node. Default: random per listener.
+	NodeSecret []byte
 
 	// MaxPendingHandshakes bounds half-open sessions on a listener. Default 256.
 	MaxPendingHandshakes int
+	// RetryThreshold is how many half-open sessions from unvalidated
+	// addresses a listener keeps before it answers every Initial without a
+	// token with a stateless Retry (SPEC.md §5.1). Default
+	// MaxPendingHandshakes/4; negative: always send a Retry.
+	RetryThreshold int
+	// MaxPendingPerPrefix bounds half-open sessions per source prefix (/24
+	// for IPv4, /56 for IPv6), counted apart for unvalidated addresses
+	// (past it: Retry) and validated ones (past it: dropped). Default 32.
+	MaxPendingPerPrefix int
+
+	// Logger, if set, gets a counted, rate-limited line for each reason a
+	// handshake is refused (at most one a second per reason).
+	Logger *zap.Logger
 
 	// InsecureAllowUnauthenticatedClients lets a server accept clients that
 	// present no certificate. Only for tests and closed networks.
@@ -103,8 +120,10 @@ func (c *Config) withDefaults(server bool) (*Config, error) {
 	if len(t.NextProtos) == 0 {
 		t.NextProtos = []string{ALPN}
 	}
-	if server && t.ClientAuth < tls.RequireAnyClientCert && !c.InsecureAllowUnauthenticatedClients {
-		return nil, errors.New("tmp: server TLSConfig.ClientAuth must require client certificates (mutual authentication), or set InsecureAllowUnauthenticatedClients")
+	if server && t.ClientAuth != tls.RequireAndVerifyClientCert && !c.InsecureAllowUnauthenticatedClients {
+		// RequireAnyClientCert takes any certificate, signed by anyone: that
+		// is not mutual authentication.
+		return nil, fmt.Errorf("tmp: server TLSConfig.ClientAuth is %v; TMP needs RequireAndVerifyClientCert (mutual authentication), or InsecureAllowUnauthenticatedClients for tests", t.ClientAuth)
 	}
 	n.TLSConfig = t
 	def := func(v *int, d int) {
@@ -138,6 +157,8 @@ func (c *Config) withDefaults(server bool) (*Config, error) {
 	def(&n.InitialWindow, 32)
 	def(&n.MaxEmulatedFlows, 64)
 	def(&n.MaxPendingHandshakes, 256)
+	def(&n.RetryThreshold, max(n.MaxPendingHandshakes/4, 1))
+	def(&n.MaxPendingPerPrefix, 32)
 	if n.KeyUpdateInterval == 0 {
 		n.KeyUpdateInterval = 1 << 20
 	}

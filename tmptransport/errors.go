@@ -102,6 +102,9 @@ var (
 	ErrInvalidPriority = errors.New("tmp: invalid priority")
 )
 
+// errListenerClosing ends the sessions of a listener that closes.
+var errListenerClosing = &SessionError{Code: NoError, Reason: "endpoint closed"}
+
 // timeoutError is returned when a deadline passes; it satisfies net.Error.
 type timeoutError struct{}
 

@@ -49,7 +49,7 @@ type cryptoStream struct {
 func (c *cryptoStream) insert(off uint64, data []byte) (bool, error) {
 	end := off + uint64(len(data))
 	if end > maxCryptoBuffer {
-		return false, errorf(HandshakeFailure, "handshake data beyond %d bytes", maxCryptoBuffer)
+		return false, errCryptoBuffer
 	}
 	if end <= c.delivered || len(data) == 0 {
 		return false, nil
@@ -63,7 +63,7 @@ func (c *cryptoStream) insert(off uint64, data []byte) (bool, error) {
 	}
 	c.have.add(off, end)
 	if len(c.have.r) > maxCryptoRanges {
-		return false, errorf(HandshakeFailure, "handshake data in more than %d pieces", maxCryptoRanges)
+		return false, errCryptoRanges
 	}
 	if uint64(len(c.buf)) < end {
 		c.buf = append(c.buf, make([]byte, int(end)-len(c.buf))...)

@@ -19,7 +19,12 @@ func TestRestartedPeerIsDetectedAndSessionReestablished(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := pc.LocalAddr().String()
-	l, err := NewListener(pc, p.serverConfig())
+	// The node's secret outlives the process (Caddy keeps it in storage),
+	// so the restarted listener makes the same reset tokens.
+	secret := []byte("node secret kept across restarts")
+	scfg := p.serverConfig()
+	scfg.NodeSecret = secret
+	l, err := NewListener(pc, scfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,14 +65,15 @@ func TestRestartedPeerIsDetectedAndSessionReestablished(t *testing.T) {
 	}
 
 	// Crash: the socket goes away without a CLOSE frame, and a new process
-	// (same certificate, so same reset key) listens on the same port.
+	// (same node secret and address, so same reset key) listens on the
+	// same port.
 	pc.Close()
 	l.Close()
 	pc2, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l2, err := NewListener(pc2, p.serverConfig())
+	l2, err := NewListener(pc2, scfg)
 	if err != nil {
 		t.Fatal(err)
 	}

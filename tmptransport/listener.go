@@ -2,27 +2,35 @@ package tmptransport
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"net"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Listener accepts TMP sessions on one UDP socket and demultiplexes packets
 // to them by session ID. One read goroutine serves all sessions.
+//
+// Everything the listener does for a packet before a handshake completes is
+// O(1) and bounded (SPEC.md §5.1): the version and the token are checked
+// before any allocation, half-open sessions are budgeted globally and per
+// source prefix, and past the unvalidated budget an Initial without a token
+// gets a stateless Retry.
 type Listener struct {
 	cfg      *Config
 	conn     net.PacketConn
 	ownsConn bool
-	resetKey []byte
+	keys     *listenerKeys
+	tokens   *tokenMinter // read loop only, besides its own lock
+	counters *listenerCounters
 
 	mu       sync.Mutex
 	sessions map[sessionID]*Session
-	pending  int
+	admit    *admission
 	queue    []*Session
 	closed   bool
 	closeErr error
@@ -33,9 +41,7 @@ type Listener struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 
-	resetMu     sync.Mutex
-	resetTokens float64
-	resetLast   time.Time
+	resetLimit *rate.Limiter // stateless resets sent (read loop only)
 }
 
 // Listen listens for TMP sessions on a UDP address such as ":4433".
@@ -60,55 +66,62 @@ func NewListener(conn net.PacketConn, cfg *Config) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := resetKeyFor(c)
+	keys, err := newListenerKeys(c.NodeSecret, conn.LocalAddr().String())
 	if err != nil {
 		return nil, err
 	}
 	tuneSocket(conn)
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Listener{
-		cfg:       c,
-		conn:      conn,
-		resetKey:  key,
-		sessions:  make(map[sessionID]*Session),
-		acceptSig: make(chan struct{}, 1),
-		done:      make(chan struct{}),
-		ctx:       ctx,
-		cancel:    cancel,
+		cfg:        c,
+		conn:       conn,
+		keys:       keys,
+		tokens:     newTokenMinter(keys.token),
+		counters:   newListenerCounters(c.Logger),
+		sessions:   make(map[sessionID]*Session),
+		admit:      newAdmission(c),
+		acceptSig:  make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		ctx:        ctx,
+		cancel:     cancel,
+		resetLimit: rate.NewLimiter(100, 100),
 	}
 	go l.readLoop()
 	return l, nil
 }
 
-// resetKeyFor returns the key from which stateless reset tokens are derived:
-// the configured one, else one derived from the certificate's private key so
-// that a restarted server with the same certificate makes the same tokens.
-func resetKeyFor(c *Config) ([]byte, error) {
-	if len(c.StatelessResetKey) > 0 {
-		return c.StatelessResetKey, nil
-	}
-	if len(c.TLSConfig.Certificates) > 0 && c.TLSConfig.Certificates[0].PrivateKey != nil {
-		der, err := x509.MarshalPKCS8PrivateKey(c.TLSConfig.Certificates[0].PrivateKey)
-		if err == nil {
-			h := hmac.New(sha256.New, []byte("tmp stateless reset key"))
-			h.Write(der)
-			return h.Sum(nil), nil
-		}
-	}
-	// No stable secret: resets still work until this process restarts.
-	k := make([]byte, 32)
-	rand.Read(k)
-	return k, nil
-}
-
-func (l *Listener) resetToken(id sessionID) []byte {
-	h := hmac.New(sha256.New, l.resetKey)
-	h.Write(id[:])
-	return h.Sum(nil)[:statelessResetTokenLen]
-}
-
 // Addr returns the listening address.
 func (l *Listener) Addr() net.Addr { return l.conn.LocalAddr() }
+
+// Stats returns the listener's counters.
+func (l *Listener) Stats() ListenerStats {
+	c := l.counters
+	st := ListenerStats{
+		Refused:         make(map[Refusal]uint64, numRefusals),
+		RetriesSent:     c.retries.Load(),
+		ResetsSent:      c.resets.Load(),
+		Handshakes:      c.accepted.Load(),
+		DecryptFailures: c.decryptFailures.Load(),
+		ReplaysDropped:  c.replays.Load(),
+	}
+	for _, r := range Refusals() {
+		st.Refused[r] = c.refused[r].Load()
+	}
+	l.mu.Lock()
+	st.HalfOpen = l.admit.pending()
+	live := make([]*Session, 0, len(l.sessions))
+	for _, s := range l.sessions {
+		live = append(live, s)
+	}
+	l.mu.Unlock()
+	for _, s := range live {
+		s.mu.Lock()
+		st.DecryptFailures += s.counters.decryptFailures
+		st.ReplaysDropped += s.counters.replays
+		s.mu.Unlock()
+	}
+	return st
+}
 
 func (l *Listener) readLoop() {
 	defer close(l.done)
@@ -144,25 +157,17 @@ func (l *Listener) dispatch(b []byte, addr net.Addr, at time.Time) {
 	}
 	s := l.sessions[id]
 	if s == nil {
+		l.mu.Unlock()
 		if !long {
-			l.mu.Unlock()
 			l.sendStatelessReset(id, len(b), addr)
 			return
 		}
-		if len(b) < minPacketSize || b[0]&longTypeMask != packetInitial || l.pending >= l.cfg.MaxPendingHandshakes {
-			l.mu.Unlock()
+		if s = l.open(b, id, addr); s == nil {
 			return
 		}
-		s = newSession(l.cfg, false, l.conn, addr, id, l)
-		l.sessions[id] = s
-		l.pending++
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			s.run(l.ctx)
-		}()
+	} else {
+		l.mu.Unlock()
 	}
-	l.mu.Unlock()
 	buf := append(getBuf(len(b)), b...)
 	select {
 	case s.recvCh <- datagram{buf, addr, at}:
@@ -170,6 +175,70 @@ func (l *Listener) dispatch(b []byte, addr net.Addr, at time.Time) {
 		putBuf(buf) // the session is overloaded: drop, as a router would
 		s.overloadDrops.Add(1)
 	}
+}
+
+// open decides what a long-header packet for an unknown session gets: a new
+// half-open session, a Retry, or nothing. Only a well-formed Initial of our
+// version, padded to the minimum size, goes further than a header check.
+func (l *Listener) open(b []byte, id sessionID, addr net.Addr) *Session {
+	token, ok := peekInitial(b)
+	if !ok {
+		if len(b) >= 5 && b[0]&longTypeMask == packetInitial && binary.BigEndian.Uint32(b[1:5]) != Version {
+			l.counters.refuse(RefusedVersion, addr, nil)
+		}
+		return nil
+	}
+	if len(b) < minPacketSize {
+		return nil // RFC 9000 §14.1: an unpadded Initial is not a client's
+	}
+	validated := false
+	if len(token) > 0 {
+		if !l.tokens.valid(token, id, addr) {
+			l.counters.refuse(RefusedInvalidToken, addr, nil)
+			return nil
+		}
+		validated = true
+	}
+	prefix := sourcePrefix(addr)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.sessions[id] != nil {
+		return l.sessions[id]
+	}
+	verdict, why := l.admit.decide(prefix, validated)
+	switch verdict {
+	case admitRetry:
+		l.sendRetry(id, addr)
+		return nil
+	case admitDrop:
+		l.counters.refuse(why, addr, nil)
+		return nil
+	}
+	s := newSession(l.cfg, false, l.conn, addr, id, l)
+	s.addrValidated = validated
+	s.admittedValidated = validated
+	s.prefix = prefix
+	l.sessions[id] = s
+	l.admit.add(prefix, validated)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		s.run(l.ctx)
+	}()
+	return s
+}
+
+// sendRetry answers an Initial with a Retry carrying a token for its
+// session ID and source address (SPEC.md §5.1). The Retry is a few dozen
+// bytes against the Initial's 1200: it cannot amplify.
+func (l *Listener) sendRetry(id sessionID, addr net.Addr) {
+	tok := l.tokens.mint(id, addr)
+	if tok == nil {
+		return
+	}
+	var buf [1 + 4 + sessionIDLen + tokenLen]byte
+	l.conn.WriteTo(appendRetry(buf[:0], id, tok), addr)
+	l.counters.retries.Add(1)
 }
 
 // sendStatelessReset answers a packet for an unknown session, so that a peer
@@ -182,46 +251,43 @@ func (l *Listener) sendStatelessReset(id sessionID, size int, addr net.Addr) {
 	// token.
 	const minReset = shortHdrLen + 1 + statelessResetTokenLen
 	n := min(size-1, minReset+5)
-	if n < minReset {
-		return
-	}
-	l.resetMu.Lock()
-	now := time.Now()
-	l.resetTokens = min(100, l.resetTokens+now.Sub(l.resetLast).Seconds()*100)
-	l.resetLast = now
-	ok := l.resetTokens >= 1
-	if ok {
-		l.resetTokens--
-	}
-	l.resetMu.Unlock()
-	if !ok {
+	if n < minReset || !l.resetLimit.Allow() {
 		return
 	}
 	p := make([]byte, n)
 	rand.Read(p[:n-statelessResetTokenLen])
 	p[0] = flagFixed | (p[0] & 0x3f &^ flagLong)
 	copy(p[1:1+sessionIDLen], id[:])
-	copy(p[n-statelessResetTokenLen:], l.resetToken(id))
+	copy(p[n-statelessResetTokenLen:], l.keys.resetToken(id))
 	l.conn.WriteTo(p, addr)
+	l.counters.resets.Add(1)
 }
 
 func (l *Listener) enqueue(s *Session) {
 	l.mu.Lock()
-	l.pending--
+	l.admit.done(s.prefix, s.admittedValidated)
 	l.queue = append(l.queue, s)
 	l.mu.Unlock()
+	l.counters.accepted.Add(1)
 	signal(l.acceptSig)
 }
 
-func (l *Listener) remove(s *Session) {
+// remove forgets an ended session; one that never completed its handshake
+// is counted and logged as refused, with its reason.
+func (l *Listener) remove(s *Session, established bool, err error, decryptFailures, replays uint64) {
 	l.mu.Lock()
 	if l.sessions[s.id] == s {
 		delete(l.sessions, s.id)
-		if !s.established {
-			l.pending--
+		if !established {
+			l.admit.done(s.prefix, s.admittedValidated)
 		}
 	}
 	l.mu.Unlock()
+	l.counters.decryptFailures.Add(decryptFailures)
+	l.counters.replays.Add(replays)
+	if !established && !errors.Is(err, errListenerClosing) {
+		l.counters.refuse(refusalOf(err), s.RemoteAddr(), err)
+	}
 }
 
 // Accept waits for the next session whose handshake completed.

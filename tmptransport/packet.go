@@ -3,6 +3,8 @@ package tmptransport
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/quic-go/quic-go/quicvarint"
 )
 
 // Packet layout (SPEC.md §2). Every packet starts with a flags byte:
@@ -42,7 +44,12 @@ const (
 const (
 	packetInitial   = 0
 	packetHandshake = 1
+	packetRetry     = 2
 )
+
+// maxTokenLen bounds the token field of an Initial; a token is tokenLen
+// bytes, and anything longer is not ours.
+const maxTokenLen = 64
 
 // sessionID identifies a session on both ends, so that one UDP socket can
 // demultiplex many sessions and a session survives a NAT rebinding.
@@ -59,6 +66,7 @@ type header struct {
 	keyPhase bool   // short header only
 	hasTime  bool   // short header only: sendTime is set
 	sendTime uint32 // short header only: sender clock, µs, wrapping
+	token    []byte // Initial and Retry only: the address-validation token
 	raw      []byte
 	payload  []byte
 }
@@ -78,13 +86,28 @@ func parseHeader(b []byte) (*header, error) {
 			return nil, errorf(ProtocolViolation, "truncated long header: %d bytes", len(b))
 		}
 		h.typ = b[0] & longTypeMask
-		if h.typ > packetHandshake {
+		if h.typ > packetRetry {
 			return nil, errorf(ProtocolViolation, "unknown long packet type %d", h.typ)
 		}
 		h.version = binary.BigEndian.Uint32(b[1:5])
 		copy(h.id[:], b[5:13])
+		if h.typ == packetRetry {
+			// flags(1) version(4) session_id(8) token: no packet number.
+			h.token = b[1+4+sessionIDLen:]
+			h.raw = b
+			return h, nil
+		}
 		h.pn = binary.BigEndian.Uint64(b[13:21])
-		h.raw, h.payload = b[:longHeaderLen], b[longHeaderLen:]
+		n := longHeaderLen
+		if h.typ == packetInitial {
+			tl, l, err := quicvarint.Parse(b[n:])
+			if err != nil || tl > maxTokenLen || uint64(len(b)-n-l) < tl {
+				return nil, errorf(ProtocolViolation, "bad Initial token length")
+			}
+			h.token = b[n+l : n+l+int(tl)]
+			n += l + int(tl)
+		}
+		h.raw, h.payload = b[:n], b[n:]
 		return h, nil
 	}
 	n := minShortHdrLen
@@ -125,11 +148,49 @@ func peekSessionID(b []byte) (sessionID, bool, bool) {
 	return id, false, true
 }
 
+// appendLongHeader writes a Handshake header, or an Initial header with an
+// empty token.
 func appendLongHeader(b []byte, typ uint8, id sessionID, pn uint64) []byte {
+	return appendInitialHeader(b, typ, id, pn, nil)
+}
+
+// appendInitialHeader writes a long header; an Initial carries the token
+// (SPEC.md §2).
+func appendInitialHeader(b []byte, typ uint8, id sessionID, pn uint64, token []byte) []byte {
 	b = append(b, flagLong|flagFixed|typ)
 	b = binary.BigEndian.AppendUint32(b, Version)
 	b = append(b, id[:]...)
-	return binary.BigEndian.AppendUint64(b, pn)
+	b = binary.BigEndian.AppendUint64(b, pn)
+	if typ == packetInitial {
+		b = quicvarint.Append(b, uint64(len(token)))
+		b = append(b, token...)
+	}
+	return b
+}
+
+// appendRetry writes a Retry packet: flags, version, session ID, token.
+func appendRetry(b []byte, id sessionID, token []byte) []byte {
+	b = append(b, flagLong|flagFixed|packetRetry)
+	b = binary.BigEndian.AppendUint32(b, Version)
+	b = append(b, id[:]...)
+	return append(b, token...)
+}
+
+// peekInitial reads what the listener needs of a datagram for an unknown
+// session before it commits any state: whether it is an Initial of our
+// version, and its token. It allocates nothing.
+func peekInitial(b []byte) (token []byte, ok bool) {
+	if len(b) < longHeaderLen+1 || b[0]&(flagLong|flagFixed|longTypeMask) != flagLong|flagFixed|packetInitial {
+		return nil, false
+	}
+	if binary.BigEndian.Uint32(b[1:5]) != Version {
+		return nil, false
+	}
+	tl, l, err := quicvarint.Parse(b[longHeaderLen:])
+	if err != nil || tl > maxTokenLen || uint64(len(b)-longHeaderLen-l) < tl {
+		return nil, false
+	}
+	return b[longHeaderLen+l : longHeaderLen+l+int(tl)], true
 }
 
 // appendShortHeader writes a short header; stamp adds the send time.

@@ -108,7 +108,7 @@ func lossRate(f *linkQualityFrame) float64 {
 	return float64(f.PacketsLost) / float64(total)
 }
 
-func rate(bytes uint64, iv time.Duration) float64 {
+func perSecond(bytes uint64, iv time.Duration) float64 {
 	if iv <= 0 {
 		return 0
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,10 @@ type Session struct {
 	// overloadDrops counts datagrams dropped because run fell behind.
 	overloadDrops atomic.Uint64
 	listener      *Listener
+	// Server side: the source prefix the listener counts this half-open
+	// session in, and whether it was admitted with a valid token.
+	prefix            netip.Prefix
+	admittedValidated bool
 
 	recvCh     chan datagram
 	wake       chan struct{}
@@ -58,6 +63,11 @@ type Session struct {
 	hsRecvBytes int
 	hsSentBytes int
 	hsDeadline  time.Time
+	// addrValidated (server): the client proved it receives at its address,
+	// by a Retry token or a Handshake packet; until then the 3× limit holds.
+	addrValidated bool
+	retried       bool   // client: a Retry was followed (only one is)
+	retryToken    []byte // client: the token every later Initial carries
 	pendingHS   [][]byte
 	pendingApp  [][]byte
 	established bool // TLS done, 1-RTT keys installed
@@ -180,7 +190,7 @@ func newSession(cfg *Config, isClient bool, conn net.PacketConn, remote net.Addr
 func (s *Session) ownParams() *transportParams {
 	p := s.cfg.transportParams()
 	if !s.isClient && s.listener != nil {
-		p.StatelessResetToken = s.listener.resetToken(s.id)
+		p.StatelessResetToken = s.listener.keys.resetToken(s.id)
 	}
 	return p
 }
@@ -383,6 +393,13 @@ func (s *Session) closeLocked(err error, sendClose bool) {
 		if len(cf.Reason) > maxReasonLength {
 			cf.Reason = cf.Reason[:maxReasonLength]
 		}
+		if !s.established {
+			// Before the handshake completes the CLOSE travels in clear to
+			// a peer not yet authenticated: the code says enough, and
+			// the reason (which certificate was refused, and why) is for
+			// our own log.
+			cf.Reason = ""
+		}
 		s.closeFrame = cf
 	} else {
 		s.dead = true
@@ -438,7 +455,7 @@ func (s *Session) run(ctx context.Context) {
 		case <-timer.C:
 		case <-ctx.Done():
 			s.mu.Lock()
-			s.closeLocked(&SessionError{Code: NoError, Reason: "endpoint closed"}, true)
+			s.closeLocked(errListenerClosing, true)
 			s.mu.Unlock()
 		}
 		if !timer.Stop() {
@@ -503,7 +520,11 @@ func (s *Session) teardown() {
 	}
 	s.cancel()
 	if s.listener != nil {
-		s.listener.remove(s)
+		s.mu.Lock()
+		established, err := s.established, s.closeErr
+		df, rp := s.counters.decryptFailures, s.counters.replays
+		s.mu.Unlock()
+		s.listener.remove(s, established, err, df, rp)
 	}
 	if s.ownsConn {
 		s.conn.Close()
@@ -723,7 +744,7 @@ func (s *Session) Stats() Stats {
 	peer := &s.peerQuality
 	st.Inbound = DirectionStats{
 		LossRate:        lossRate(mine),
-		ReceiveRate:     rate(mine.BytesReceived, mine.Interval),
+		ReceiveRate:     perSecond(mine.BytesReceived, mine.Interval),
 		DelayVariation:  mine.DelayVariation,
 		SenderWindow:    int(peer.CongestionWindow),
 		SenderRTT:       peer.SmoothedRTT,
@@ -734,7 +755,7 @@ func (s *Session) Stats() Stats {
 	}
 	st.Outbound = DirectionStats{
 		LossRate:        lossRate(peer),
-		ReceiveRate:     rate(peer.BytesReceived, peer.Interval),
+		ReceiveRate:     perSecond(peer.BytesReceived, peer.Interval),
 		DelayVariation:  peer.DelayVariation,
 		SenderWindow:    s.cc.Window(),
 		SenderRTT:       s.rtt.srtt(),

@@ -46,6 +46,10 @@ func (s *Session) handleLong(h *header, raw []byte, now time.Time) {
 		s.counters.malformed++
 		return
 	}
+	if h.typ == packetRetry {
+		s.handleRetry(h)
+		return
+	}
 	if s.established && (!s.isClient || s.confirmed) {
 		return // late handshake packet
 	}
@@ -74,6 +78,9 @@ func (s *Session) handleLong(h *header, raw []byte, now time.Time) {
 			return
 		}
 		payload = p
+		// Only a client that got our Initial can seal a Handshake packet:
+		// its address is proven (RFC 9000 §8.1).
+		s.addrValidated = true
 	}
 	s.lastRecv = now
 	if s.isClient && h.typ == packetHandshake {
@@ -126,6 +133,24 @@ func (s *Session) handleLong(h *header, raw []byte, now time.Time) {
 		}
 	}
 	s.hsResendNow = s.hsResendNow || s.hsHasUnsent()
+}
+
+// handleRetry follows a listener's Retry (SPEC.md §5.1): every later Initial
+// carries its token. A client follows one Retry, and only before the server
+// has sent anything else; the session ID, which an off-path attacker does not
+// know, must match (parseHeader's caller checked it).
+func (s *Session) handleRetry(h *header) {
+	if !s.isClient || s.retried || s.established || s.hs == nil || !s.hs.recv[0].have.empty() {
+		return
+	}
+	if len(h.token) == 0 || len(h.token) > maxTokenLen {
+		return
+	}
+	s.retried = true
+	s.retryToken = append([]byte(nil), h.token...)
+	s.hsSent[0] = 0
+	s.hsResendNow = true
+	s.wakeLocked()
 }
 
 func (s *Session) onHandshakeDoneLocked(now time.Time) {

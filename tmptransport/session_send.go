@@ -14,7 +14,12 @@ func (s *Session) sendLocked(now time.Time, out [][]byte) [][]byte {
 	}
 	if s.closeFrame != nil {
 		for i := 0; i < 2; i++ { // twice: a lost CLOSE would leave the peer waiting for its idle timeout
-			if p := s.buildClosePacket(now); p != nil {
+			p := s.buildClosePacket(now)
+			if p != nil && !s.amplificationAllows(len(p)) {
+				putBuf(p)
+				p = nil
+			}
+			if p != nil {
 				out = append(out, p)
 			}
 		}
@@ -36,7 +41,7 @@ func (s *Session) buildClosePacket(now time.Time) []byte {
 		pkt = s.closeFrame.appendTo(pkt)
 		return s.finishShort(pkt, hdr)
 	}
-	pkt := appendLongHeader(getBuf(s.maxPacket+aeadOverhead), packetInitial, s.id, s.hsPN)
+	pkt := appendInitialHeader(getBuf(s.maxPacket+aeadOverhead), packetInitial, s.id, s.hsPN, s.retryToken)
 	s.hsPN++
 	return s.closeFrame.appendTo(pkt)
 }
@@ -60,7 +65,7 @@ func (s *Session) sendHandshakeLocked(now time.Time, out [][]byte) [][]byte {
 		return out
 	}
 	hs := s.hs
-	room := s.cfg.MaxPacketSize - longHeaderLen - aeadOverhead
+	room := s.cfg.MaxPacketSize - longHeaderLen - 1 - len(s.retryToken) - aeadOverhead
 	for lvl := 0; lvl < 2; lvl++ {
 		data := hs.sendBuf[lvl]
 		if len(data) == 0 || (lvl == 1 && hs.hsWrite == nil) {
@@ -71,7 +76,7 @@ func (s *Session) sendHandshakeLocked(now time.Time, out [][]byte) [][]byte {
 			if lvl == 1 {
 				typ = packetHandshake
 			}
-			pkt := appendLongHeader(getBuf(s.cfg.MaxPacketSize+aeadOverhead), typ, s.id, s.hsPN)
+			pkt := appendInitialHeader(getBuf(s.cfg.MaxPacketSize+aeadOverhead), typ, s.id, s.hsPN, s.retryToken)
 			pkt = append(pkt, payload...)
 			if lvl == 0 && s.isClient {
 				// RFC 9000 §14.1: a padded first flight limits what a
@@ -83,13 +88,10 @@ func (s *Session) sendHandshakeLocked(now time.Time, out [][]byte) [][]byte {
 				pkt = hs.hsWrite.sealInPlace(pkt, longHeaderLen, s.hsPN)
 			}
 			s.hsPN++
-			if !s.isClient && s.hsSentBytes+len(pkt) > 3*s.hsRecvBytes {
-				// RFC 9000 §8.1 anti-amplification: at most 3× what the
-				// unvalidated client sent.
+			if !s.amplificationAllows(len(pkt)) {
 				putBuf(pkt)
 				break
 			}
-			s.hsSentBytes += len(pkt)
 			out = append(out, pkt)
 		}
 		s.hsSent[lvl] = len(data)
@@ -97,6 +99,20 @@ func (s *Session) sendHandshakeLocked(now time.Time, out [][]byte) [][]byte {
 	s.hsResendNow = false
 	s.hsNext = now.Add(s.hsRTO)
 	return out
+}
+
+// amplificationAllows reports whether a server may send n more bytes to a
+// client whose address is not validated, and counts them if so: at most 3×
+// what the client sent (RFC 9000 §8.1), whatever the packet, CLOSE included.
+func (s *Session) amplificationAllows(n int) bool {
+	if s.isClient || s.addrValidated {
+		return true
+	}
+	if s.hsSentBytes+n > 3*s.hsRecvBytes {
+		return false
+	}
+	s.hsSentBytes += n
+	return true
 }
 
 // payloadEnd is where a short packet's frames must end: the tag follows.
