@@ -31,6 +31,7 @@ type Listener struct {
 	mu       sync.Mutex
 	sessions map[sessionID]*Session
 	admit    *admission
+	refused  *tombstones // sessions refused before their handshake completed
 	queue    []*Session
 	closed   bool
 	closeErr error
@@ -80,6 +81,7 @@ func NewListener(conn net.PacketConn, cfg *Config) (*Listener, error) {
 		counters:   newListenerCounters(c.Logger),
 		sessions:   make(map[sessionID]*Session),
 		admit:      newAdmission(c),
+		refused:    newTombstones(4096),
 		acceptSig:  make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		ctx:        ctx,
@@ -157,7 +159,11 @@ func (l *Listener) dispatch(b []byte, addr net.Addr, at time.Time) {
 	}
 	s := l.sessions[id]
 	if s == nil {
+		dead := l.refused.has(id)
 		l.mu.Unlock()
+		if dead {
+			return
+		}
 		if !long {
 			l.sendStatelessReset(id, len(b), addr)
 			return
@@ -280,6 +286,7 @@ func (l *Listener) remove(s *Session, established bool, err error, decryptFailur
 		delete(l.sessions, s.id)
 		if !established {
 			l.admit.done(s.prefix, s.admittedValidated)
+			l.refused.add(s.id)
 		}
 	}
 	l.mu.Unlock()
