@@ -68,16 +68,16 @@ type Session struct {
 	addrValidated bool
 	retried       bool   // client: a Retry was followed (only one is)
 	retryToken    []byte // client: the token every later Initial carries
-	pendingHS   [][]byte
-	pendingApp  [][]byte
-	established bool // TLS done, 1-RTT keys installed
-	confirmed   bool // peer known to have completed too
-	tlsState    tls.ConnectionState
-	peerParams  *transportParams
-	resetToken  []byte // the server's stateless reset token (client side)
-	keys        *appKeys
-	maxPacket   int
-	idleTimeout time.Duration
+	pendingHS     [][]byte
+	pendingApp    [][]byte
+	established   bool // TLS done, 1-RTT keys installed
+	confirmed     bool // peer known to have completed too
+	tlsState      tls.ConnectionState
+	peerParams    *transportParams
+	resetToken    []byte // the server's stateless reset token (client side)
+	keys          *appKeys
+	maxPacket     int
+	idleTimeout   time.Duration
 
 	// Reliability and congestion.
 	pn          uint64
