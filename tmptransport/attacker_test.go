@@ -91,14 +91,41 @@ func sendFlight(c net.PacketConn, flight [][]byte, id sessionID, to net.Addr) in
 	return n
 }
 
-// withToken rebuilds an Initial with a token in its header.
-func withToken(pkt []byte, token []byte) []byte {
-	h, err := parseHeader(pkt)
-	if err != nil {
-		panic(err)
+// withToken rebuilds a flight of Initials under session ID id with a token
+// in every header, as a client that followed a Retry sends it: the CRYPTO
+// data is cut anew so that each packet still fits.
+func withToken(flight [][]byte, id sessionID, token []byte) [][]byte {
+	var data []byte
+	for _, p := range flight {
+		h, err := parseHeader(p)
+		if err != nil {
+			panic(err)
+		}
+		fp := frameParser{b: h.payload}
+		for {
+			f, err := fp.next()
+			if f == nil || err != nil {
+				break
+			}
+			if cf, ok := f.(*cryptoFrame); ok {
+				if end := int(cf.Offset) + len(cf.Data); end > len(data) {
+					data = append(data, make([]byte, end-len(data))...)
+				}
+				copy(data[cf.Offset:], cf.Data)
+			}
+		}
 	}
-	p := appendInitialHeader(nil, packetInitial, h.id, h.pn, token)
-	return append(p, h.payload...)
+	room := 1452 - longHeaderLen - 1 - len(token) - aeadOverhead
+	var out [][]byte
+	for i, payload := range appendCryptoFrames(data, room) {
+		pkt := appendInitialHeader(nil, packetInitial, id, uint64(i), token)
+		pkt = append(pkt, payload...)
+		if pad := minPacketSize - len(pkt); pad > 0 {
+			pkt = paddingFrame{n: pad}.appendTo(pkt)
+		}
+		out = append(out, pkt)
+	}
+	return out
 }
 
 // fragmentedInitials builds Initials for session id that carry 1-byte CRYPTO
