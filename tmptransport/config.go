@@ -76,7 +76,8 @@ type Config struct {
 
 	// KeyUpdateInterval is how many packets are sealed under one key before
 	// the sender rotates keys (RFC 9001 §6). Default 1<<20, well inside the
-	// AES-GCM confidentiality limit of 2^23 (RFC 9001 §6.6).
+	// AES-GCM confidentiality limit of 2^23 (RFC 9001 §6.6); a larger value
+	// is capped at half the negotiated suite's limit.
 	KeyUpdateInterval uint64
 
 	// NodeSecret is the node's long-term secret. Each listener derives its

@@ -21,22 +21,30 @@ import (
 // confused with QUIC's. Header protection is not used: TMP's packet numbers
 // are not secret, and they are authenticated as part of the header.
 
-// cipherSuite maps a TLS 1.3 suite to its AEAD and hash.
+// cipherSuite maps a TLS 1.3 suite to its AEAD and hash, and the AEAD's
+// usage limits (RFC 9001 §6.6, for packets of up to 2^11 bytes):
+// confidentiality, the packets one key may seal; integrity, the forged
+// packets a receiver may try to open, across all keys, before the
+// probability of accepting one becomes too high.
 type cipherSuite struct {
-	id     uint16
-	keyLen int
-	hash   func() hash.Hash
-	aead   func(key []byte) (cipher.AEAD, error)
+	id                   uint16
+	keyLen               int
+	hash                 func() hash.Hash
+	aead                 func(key []byte) (cipher.AEAD, error)
+	confidentialityLimit uint64
+	integrityLimit       uint64
 }
 
 func suiteByID(id uint16) (*cipherSuite, error) {
 	switch id {
 	case tls.TLS_AES_128_GCM_SHA256:
-		return &cipherSuite{id, 16, sha256.New, newGCM}, nil
+		return &cipherSuite{id, 16, sha256.New, newGCM, 1 << 23, 1 << 52}, nil
 	case tls.TLS_AES_256_GCM_SHA384:
-		return &cipherSuite{id, 32, sha512.New384, newGCM}, nil
+		return &cipherSuite{id, 32, sha512.New384, newGCM, 1 << 23, 1 << 52}, nil
 	case tls.TLS_CHACHA20_POLY1305_SHA256:
-		return &cipherSuite{id, 32, sha256.New, chacha20poly1305.New}, nil
+		// RFC 9001 §6.6: no practical confidentiality limit (more
+		// packets than a 62-bit packet number counts).
+		return &cipherSuite{id, 32, sha256.New, chacha20poly1305.New, 1 << 62, 1 << 36}, nil
 	}
 	return nil, fmt.Errorf("tmp: unsupported cipher suite 0x%04x", id)
 }
@@ -130,6 +138,39 @@ type appKeys struct {
 	// peer answers in the new phase; a second update waits for that.
 	updatePending bool
 	updates       uint64
+
+	// updateAt is how many packets one write key seals before an update
+	// starts: the configured interval, at most half the suite's
+	// confidentiality limit, so that an update that waits for the peer
+	// still lands before the limit. limit is that hard limit: a key that
+	// reaches it seals no more, and the session closes.
+	updateAt, limit uint64
+	// forged counts packets that failed to open under any key; at
+	// forgedLimit (the suite's integrity limit) the session closes.
+	forged, forgedLimit uint64
+	maxInPhase          uint64 // the most packets any write key sealed
+}
+
+// setLimits applies the suite's AEAD limits and the configured update
+// interval.
+func (k *appKeys) setLimits(interval uint64) {
+	s := k.write.suite
+	k.limit = s.confidentialityLimit
+	k.updateAt = min(interval, s.confidentialityLimit/2)
+	k.forgedLimit = s.integrityLimit
+}
+
+// sealed counts a packet sealed under the current write key.
+func (k *appKeys) sealed() {
+	k.sentInPhase++
+	k.maxInPhase = max(k.maxInPhase, k.sentInPhase)
+}
+
+// onForged counts a packet that failed to open and reports whether the
+// integrity limit is reached.
+func (k *appKeys) onForged() bool {
+	k.forged++
+	return k.forged >= k.forgedLimit
 }
 
 func newAppKeys(read, write *packetKey) (*appKeys, error) {

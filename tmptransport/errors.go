@@ -24,6 +24,7 @@ const (
 	StreamRefused      ErrorCode = 0x8
 	StreamCancelled    ErrorCode = 0x9
 	TransportParamErr  ErrorCode = 0xa
+	AEADLimitReached   ErrorCode = 0xb
 )
 
 var codeNames = map[ErrorCode]string{
@@ -38,6 +39,7 @@ var codeNames = map[ErrorCode]string{
 	StreamRefused:      "stream refused",
 	StreamCancelled:    "stream cancelled",
 	TransportParamErr:  "transport parameter error",
+	AEADLimitReached:   "AEAD limit reached",
 }
 
 func (c ErrorCode) String() string {

@@ -161,6 +161,7 @@ func (s *Session) onHandshakeDoneLocked(now time.Time) {
 		return
 	}
 	p := hs.peerParams
+	keys.setLimits(s.cfg.KeyUpdateInterval)
 	s.keys = keys
 	s.peerParams = p
 	s.tlsState = hs.connectionState()
@@ -222,6 +223,9 @@ func (s *Session) handleShort(h *header, raw []byte, now time.Time) bool {
 			return false
 		}
 		s.counters.decryptFailures++
+		if s.keys.onForged() {
+			s.closeLocked(&SessionError{Code: AEADLimitReached, Reason: "forged packets reached the AEAD integrity limit"}, true)
+		}
 		return false
 	}
 	if s.recv.isDuplicate(h.pn) {

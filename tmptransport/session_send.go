@@ -134,7 +134,7 @@ func (s *Session) startShort(now time.Time) ([]byte, int) {
 func (s *Session) finishShort(pkt []byte, hdrLen int) []byte {
 	pn := s.pn
 	s.pn++
-	s.keys.sentInPhase++
+	s.keys.sealed()
 	return s.keys.write.sealInPlace(pkt, hdrLen, pn)
 }
 
@@ -230,10 +230,17 @@ func (s *Session) sendAppLocked(now time.Time, out [][]byte) [][]byte {
 			}
 		}
 	}
-	if s.confirmed && s.keys.sentInPhase >= s.cfg.KeyUpdateInterval {
+	if s.confirmed && s.keys.sentInPhase >= s.keys.updateAt {
 		if err := s.keys.initiateUpdate(); err != nil {
 			s.closeLocked(err, true)
 		}
+	}
+	if s.keys.sentInPhase+maxPacketsPerRound+2 >= s.keys.limit {
+		// The update is still waiting for the peer, and the key is near
+		// its confidentiality limit: stop here rather than pass it
+		// (RFC 9001 §6.6). The CLOSE is sealed under the same key, within
+		// the margin kept above.
+		s.closeLocked(&SessionError{Code: AEADLimitReached, Reason: "key update not completed before the AEAD confidentiality limit"}, true)
 	}
 	return out
 }
