@@ -68,6 +68,12 @@ func (h *sentHistory) onSent(p *sentPacket) {
 	}
 }
 
+// leaveFlight takes an ack-eliciting packet out of the bytes in flight,
+// once it is acknowledged or lost.
+func (h *sentHistory) leaveFlight(p *sentPacket) {
+	h.bytesInFlight -= p.size
+}
+
 // trim drops settled packets from the front.
 func (h *sentHistory) trim() {
 	i := 0
@@ -100,7 +106,7 @@ func (h *sentHistory) detectLost(now time.Time, rtt *rttStats) []*sentPacket {
 		if h.largestAcked >= p.pn+packetThreshold || !p.sent.After(now.Add(-delay)) {
 			p.lost = true
 			if p.ackEliciting {
-				h.bytesInFlight -= p.size
+				h.leaveFlight(p)
 			}
 			lost = append(lost, p)
 			continue

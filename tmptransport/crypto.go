@@ -182,7 +182,9 @@ func newAppKeys(read, write *packetKey) (*appKeys, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &appKeys{read: read, readNext: rn, write: write, writeNext: wn}, nil
+	k := &appKeys{read: read, readNext: rn, write: write, writeNext: wn}
+	k.setLimits(write.suite.confidentialityLimit)
+	return k, nil
 }
 
 // initiateUpdate switches the write side to the next generation.

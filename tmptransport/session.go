@@ -93,6 +93,7 @@ type Session struct {
 	lastRecv    time.Time
 	lastSent    time.Time
 	pingQueued  bool
+	dupCredit   int // bytes of urgent copies that may be sent (urgentCopy)
 	hsDoneQueue bool
 
 	// Streams.
@@ -142,7 +143,7 @@ type Session struct {
 
 type counters struct {
 	packetsSent, packetsReceived, packetsLost, bytesSent, bytesReceived uint64
-	retransmittedBytes, streamBytesSent                                 uint64
+	retransmittedBytes, streamBytesSent, urgentCopyBytes                uint64
 	sentByPriority, receivedByPriority                                  [NumPriorities]uint64
 	decryptFailures, replays, malformed                                 uint64
 }
@@ -694,6 +695,7 @@ type Stats struct {
 	PacketsSent, PacketsReceived, PacketsLost uint64
 	BytesSent, BytesReceived                  uint64
 	RetransmittedBytes                        uint64
+	UrgentCopyBytes                           uint64 // bytes of packets that repeat urgent data
 	DecryptFailures, ReplaysDropped           uint64
 	OverloadDrops                             uint64 // received but dropped: the session fell behind
 	KeyUpdates                                uint64
@@ -729,6 +731,7 @@ func (s *Session) Stats() Stats {
 		BytesSent:           s.counters.bytesSent,
 		BytesReceived:       s.counters.bytesReceived,
 		RetransmittedBytes:  s.counters.retransmittedBytes,
+		UrgentCopyBytes:     s.counters.urgentCopyBytes,
 		DecryptFailures:     s.counters.decryptFailures,
 		ReplaysDropped:      s.counters.replays,
 		OverloadDrops:       s.overloadDrops.Load(),

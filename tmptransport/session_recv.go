@@ -520,7 +520,7 @@ func (s *Session) handleAck(f *ackFrame, now time.Time) error {
 				largestNew = p
 			}
 			if p.ackEliciting && !wasLost {
-				s.sent.bytesInFlight -= p.size
+				s.sent.leaveFlight(p)
 				s.cc.OnPacketAcked(now, p.pn, p.size, &snap)
 			}
 			s.onFramesAcked(p)

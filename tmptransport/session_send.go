@@ -222,6 +222,7 @@ func (s *Session) sendAppLocked(now time.Time, out [][]byte) [][]byte {
 			} else {
 				s.pace.onSent(len(pkt))
 			}
+			s.dupCredit += len(pkt) / urgentDupShare
 		}
 		out = append(out, pkt)
 		if ae && !s.cfg.NoUrgentDuplication && len(out) < maxPacketsPerRound {
@@ -463,10 +464,32 @@ func (s *Session) onPTOLocked(now time.Time) {
 	s.lastAESent = now // restart the PTO clock from this probe
 }
 
+// urgentDupShare: urgent copies in flight are at most 1/urgentDupShare of
+// the congestion window (5 %).
+const urgentDupShare = 20
+
 // urgentCopy builds a packet that repeats the priority-0 stream data of a
 // packet just sent (see Config.NoUrgentDuplication). Either copy's ACK
 // settles the bytes; the other's loss then re-queues nothing.
+//
+// The copy is sent only as the congestion window and the pacer allow, like
+// any packet, and copies are paid from a credit that every other
+// ack-eliciting packet adds 1/urgentDupShare of its size to, capped at that
+// share of the window (at least one packet): copies are at most about 5 %
+// of what a session sends, in bursts of at most 5 % of its window. Urgent
+// traffic cannot double its share of a congested link, and a sender that
+// makes everything urgent gets no more redundancy than that
+// (TestUrgentDuplicationBounded).
 func (s *Session) urgentCopy(now time.Time, frames []sentFrame) []byte {
+	window := s.cc.Window() * s.maxPacket
+	s.dupCredit = min(s.dupCredit, max(window/urgentDupShare, s.maxPacket))
+	if s.sent.bytesInFlight+s.maxPacket > window || s.dupCredit < s.maxPacket {
+		return nil
+	}
+	snap := s.rttSnapshot()
+	if s.pace.delay(now, s.cc.PacingRate(&snap, s.maxPacket), s.maxPacket) > 0 {
+		return nil
+	}
 	var pkt []byte
 	var hdrLen int
 	var copied []sentFrame
@@ -497,6 +520,9 @@ func (s *Session) urgentCopy(now time.Time, frames []sentFrame) []byte {
 	pn := s.pn
 	pkt = s.finishShort(pkt, hdrLen)
 	s.sent.onSent(&sentPacket{pn: pn, sent: now, size: len(pkt), ackEliciting: true, frames: copied})
+	s.pace.onSent(len(pkt))
+	s.dupCredit -= len(pkt)
+	s.counters.urgentCopyBytes += uint64(len(pkt))
 	s.counters.packetsSent++
 	s.counters.bytesSent += uint64(len(pkt))
 	s.quality.sentBytesInIntvl += uint64(len(pkt))
