@@ -25,6 +25,8 @@ const (
 	frameLinkQuality   = 0x0d
 	frameClose         = 0x0e
 	frameHandshakeDone = 0x0f
+	framePathChallenge = 0x10
+	framePathResponse  = 0x11
 )
 
 // Limits that bound what a peer can make us allocate while parsing.
@@ -361,6 +363,14 @@ func (p *frameParser) next() (frame, error) {
 			CongestionWindow: p.varint("congestion window"),
 			SmoothedRTT:      p.micros("smoothed rtt"),
 			SendRate:         p.varint("send rate"),
+		}
+	case framePathChallenge, framePathResponse:
+		var d [8]byte
+		copy(d[:], p.bytes(8, "path data"))
+		if t == framePathChallenge {
+			f = &pathChallengeFrame{Data: d}
+		} else {
+			f = &pathResponseFrame{Data: d}
 		}
 	case frameClose:
 		code := ErrorCode(p.varint("error code"))

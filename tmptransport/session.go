@@ -123,6 +123,12 @@ type Session struct {
 	lastMaxData time.Time
 	maxDataQ    bool
 
+	// Path validation (path.go).
+	probe         *pathProbe
+	pathResponses []pathResponse
+	directed      []directedPacket // built under mu, written by run
+	curFrom       net.Addr         // source of the datagram being handled
+
 	// Link quality.
 	quality     qualityMeter
 	peerQuality linkQualityFrame
@@ -143,7 +149,7 @@ type Session struct {
 
 type counters struct {
 	packetsSent, packetsReceived, packetsLost, bytesSent, bytesReceived uint64
-	retransmittedBytes, streamBytesSent, urgentCopyBytes                uint64
+	retransmittedBytes, streamBytesSent, urgentCopyBytes, migrations    uint64
 	sentByPriority, receivedByPriority                                  [NumPriorities]uint64
 	decryptFailures, replays, malformed                                 uint64
 }
@@ -429,10 +435,13 @@ func (s *Session) run(ctx context.Context) {
 		s.applyCreditsLocked()
 		s.onTimersLocked(now)
 		out = s.sendLocked(now, out[:0])
+		directed := s.directed
+		s.directed = nil
 		dead := s.dead
 		next := s.nextTimerLocked(now)
 		s.mu.Unlock()
 		s.writeAll(out)
+		s.writeDirected(directed)
 		if dead {
 			s.teardown()
 			return
@@ -486,6 +495,18 @@ func (s *Session) writeAll(pkts [][]byte) {
 	for i, p := range pkts {
 		putBuf(p)
 		pkts[i] = nil
+	}
+}
+
+// writeDirected sends path packets, each to its own address.
+func (s *Session) writeDirected(pkts []directedPacket) {
+	for _, p := range pkts {
+		if p.addr == nil {
+			s.writeOne(p.b)
+		} else {
+			s.conn.WriteTo(p.b, p.addr)
+		}
+		putBuf(p.b)
 	}
 }
 
@@ -623,6 +644,7 @@ func (s *Session) nextTimerLocked(now time.Time) time.Time {
 		return next
 	}
 	set(s.sent.lossTime)
+	set(s.nextPathTimer())
 	set(s.ptoTime())
 	set(s.recv.ackDeadline)
 	if s.pacedUntil.After(now) {
@@ -696,6 +718,7 @@ type Stats struct {
 	BytesSent, BytesReceived                  uint64
 	RetransmittedBytes                        uint64
 	UrgentCopyBytes                           uint64 // bytes of packets that repeat urgent data
+	Migrations                                uint64 // moves to a validated new peer address
 	DecryptFailures, ReplaysDropped           uint64
 	OverloadDrops                             uint64 // received but dropped: the session fell behind
 	KeyUpdates                                uint64
@@ -732,6 +755,7 @@ func (s *Session) Stats() Stats {
 		BytesReceived:       s.counters.bytesReceived,
 		RetransmittedBytes:  s.counters.retransmittedBytes,
 		UrgentCopyBytes:     s.counters.urgentCopyBytes,
+		Migrations:          s.counters.migrations,
 		DecryptFailures:     s.counters.decryptFailures,
 		ReplaysDropped:      s.counters.replays,
 		OverloadDrops:       s.overloadDrops.Load(),

@@ -33,11 +33,15 @@ func (s *Session) handleDatagram(d datagram) {
 		s.handleLong(h, b, now)
 		return
 	}
-	if s.handleShort(h, b, now) && d.addr != nil && !s.connectd && d.addr.String() != s.RemoteAddr().String() {
-		// NAT rebinding: the packet authenticated, so follow the peer to
-		// its new address.
-		addr := d.addr
-		s.remote.Store(&addr)
+	s.curFrom = d.addr
+	ok := s.handleShort(h, b, now)
+	s.curFrom = nil
+	if ok && d.addr != nil && !s.connectd && d.addr.String() != s.RemoteAddr().String() {
+		// The peer may have moved (NAT rebinding), or someone rewrote the
+		// source address: validate the new path before following it
+		// (path.go).
+		largest, _ := s.recv.largest()
+		s.onPacketFromNewAddress(d.addr, len(b), h.pn == largest, now)
 	}
 }
 
@@ -337,6 +341,10 @@ func (s *Session) handleFrame(f frame, now time.Time) error {
 		s.peerQLost += f.PacketsLost
 	case *closeFrame:
 		s.closeLocked(&SessionError{Code: f.Code, Reason: f.Reason, Remote: true}, false)
+	case *pathChallengeFrame:
+		s.onPathChallenge(f, s.curFrom)
+	case *pathResponseFrame:
+		s.onPathResponse(f, s.curFrom)
 	case *cryptoFrame:
 		return errorf(ProtocolViolation, "CRYPTO frame after the handshake")
 	default:

@@ -30,6 +30,7 @@ func (s *Session) sendLocked(now time.Time, out [][]byte) [][]byte {
 		out = s.sendHandshakeLocked(now, out)
 	}
 	if s.established {
+		s.sendPathLocked(now)
 		out = s.sendAppLocked(now, out)
 	}
 	return out
