@@ -5,7 +5,6 @@
 package caddymodule
 
 import (
-	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -30,9 +29,18 @@ type App struct {
 	// Region of this node, used for placement and DNS steering.
 	Region string `json:"region,omitempty"`
 	// TLS holds the credentials of the TMP link. By default they are issued
-	// by Caddy's PKI app (CA "local"), so every node that shares the CA
-	// trusts every other.
+	// by the fleet's own CA (in Caddy's storage), so every node that shares
+	// the storage trusts every other in its role.
 	TLS *TLSConfig `json:"tls,omitempty"`
+	// HandshakeTimeout bounds a TMP handshake (default 10s).
+	HandshakeTimeout caddy.Duration `json:"handshake_timeout,omitempty"`
+	// MaxHalfOpen bounds half-open TMP sessions on a listener (default
+	// 256); per source prefix, MaxHalfOpenPerPrefix (default 32).
+	MaxHalfOpen          int `json:"max_half_open,omitempty"`
+	MaxHalfOpenPerPrefix int `json:"max_half_open_per_prefix,omitempty"`
+	// Retry is "auto" (default: a stateless Retry once a quarter of the
+	// half-open budget is taken by unvalidated sources) or "always".
+	Retry string `json:"retry,omitempty"`
 	// Weights of the TMP blender per priority 0..4 (default 16 8 4 2 1).
 	Weights []int `json:"weights,omitempty"`
 	// IdleTimeout of TMP sessions (default 30s).
@@ -41,11 +49,10 @@ type App struct {
 	// session (default 4096).
 	MaxStreams int `json:"max_streams,omitempty"`
 
-	ctx       caddy.Context
-	logger    *zap.Logger
-	serverTLS *tls.Config
-	clientTLS *tls.Config
-	refs      *heldUpstreams // upstreams this config holds a reference to
+	ctx    caddy.Context
+	logger *zap.Logger
+	creds  *credentials
+	refs   *heldUpstreams // upstreams this config holds a reference to
 }
 
 // CaddyModule returns the Caddy module information.
@@ -68,10 +75,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.TLS = &TLSConfig{}
 	}
 	var err error
-	a.serverTLS, a.clientTLS, err = a.TLS.build(ctx, a.nodeName())
+	a.creds, err = a.TLS.newCredentials(ctx, a.nodeName(), a.Role, a.logger.Named("tmp"))
 	if err != nil {
 		return fmt.Errorf("conductor: tls: %w", err)
 	}
+	a.creds.start()
 	return registerMetrics(ctx)
 }
 
@@ -93,6 +101,14 @@ func (a *App) Validate() error {
 	if a.MaxStreams < 0 {
 		return fmt.Errorf("conductor: max_streams %d is negative", a.MaxStreams)
 	}
+	if a.MaxHalfOpen < 0 || a.MaxHalfOpenPerPrefix < 0 {
+		return fmt.Errorf("conductor: max_half_open %d %d: want positive values", a.MaxHalfOpen, a.MaxHalfOpenPerPrefix)
+	}
+	switch a.Retry {
+	case "", "auto", "always":
+	default:
+		return fmt.Errorf("conductor: retry %q: want auto or always", a.Retry)
+	}
 	return nil
 }
 
@@ -110,6 +126,9 @@ func (a *App) Stop() error { return nil }
 // only when no config uses it any more, so a reload keeps the TMP links and
 // drops no in-flight request.
 func (a *App) Cleanup() error {
+	if a.creds != nil {
+		a.creds.close()
+	}
 	if a.refs == nil {
 		return nil
 	}
@@ -129,19 +148,27 @@ func (a *App) nodeName() string {
 	return defaultNodeName()
 }
 
-// tmpConfig returns the TMP configuration for dialing (client) or listening.
-func (a *App) tmpConfig(server bool) *tmptransport.Config {
+// tmpConfig returns the TMP configuration for dialing (client) or
+// listening; its TLS reads the credentials in ref at every handshake.
+func (a *App) tmpConfig(server bool, ref *credsRef) *tmptransport.Config {
 	c := &tmptransport.Config{
-		IdleTimeout:        time.Duration(a.IdleTimeout),
-		MaxIncomingStreams: a.MaxStreams,
+		IdleTimeout:          time.Duration(a.IdleTimeout),
+		MaxIncomingStreams:   a.MaxStreams,
+		HandshakeTimeout:     time.Duration(a.HandshakeTimeout),
+		MaxPendingHandshakes: a.MaxHalfOpen,
+		MaxPendingPerPrefix:  a.MaxHalfOpenPerPrefix,
+		Logger:               a.logger.Named("tmp"),
+	}
+	if a.Retry == "always" {
+		c.RetryThreshold = -1
 	}
 	if len(a.Weights) == tmptransport.NumPriorities {
 		copy(c.Weights[:], a.Weights)
 	}
 	if server {
-		c.TLSConfig = a.serverTLS
+		c.TLSConfig = ref.serverTLS()
 	} else {
-		c.TLSConfig = a.clientTLS
+		c.TLSConfig = ref.clientTLS()
 	}
 	return c
 }

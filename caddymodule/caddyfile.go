@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -26,12 +27,17 @@ func init() {
 //		weights      <w0> <w1> <w2> <w3> <w4>
 //		idle_timeout <duration>
 //		max_streams  <n>
+//		handshake_timeout <duration>
+//		max_half_open <n> [<per prefix>]
+//		retry        auto|always
 //		tls {
-//			cert_file   <path>
-//			key_file    <path>
-//			ca_file     <path>
-//			ca          <pki ca id>
-//			server_name <name>
+//			cert_file     <path>
+//			key_file      <path>
+//			ca_file       <path>
+//			ca            <pki ca id>
+//			fleet         <name>
+//			cert_lifetime <duration>
+//			server_name   <name>
 //		}
 //	}
 func parseGlobalConductor(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -83,15 +89,43 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				a.Weights = append(a.Weights, w)
 			}
-		case "idle_timeout":
+		case "idle_timeout", "handshake_timeout":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil {
-				return d.Errf("conductor: idle_timeout %q: %v", d.Val(), err)
+			if err != nil || dur <= 0 {
+				return d.Errf("conductor: %s %q: want a positive duration", opt, d.Val())
 			}
-			a.IdleTimeout = caddy.Duration(dur)
+			if opt == "idle_timeout" {
+				a.IdleTimeout = caddy.Duration(dur)
+			} else {
+				a.HandshakeTimeout = caddy.Duration(dur)
+			}
+		case "max_half_open":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Errf("conductor: max_half_open takes <n> [<per prefix>]")
+			}
+			for i, v := range args {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 {
+					return d.Errf("conductor: max_half_open %q: want a positive integer", v)
+				}
+				if i == 0 {
+					a.MaxHalfOpen = n
+				} else {
+					a.MaxHalfOpenPerPrefix = n
+				}
+			}
+		case "retry":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if v := d.Val(); v != "auto" && v != "always" {
+				return d.Errf("conductor: retry %q: want auto or always", v)
+			}
+			a.Retry = d.Val()
 		case "max_streams":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -122,15 +156,23 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					a.TLS.CA = v
 				case "server_name":
 					a.TLS.ServerName = v
+				case "fleet":
+					a.TLS.Fleet = v
+				case "cert_lifetime":
+					dur, err := caddy.ParseDuration(v)
+					if err != nil || dur < time.Minute {
+						return d.Errf("conductor: cert_lifetime %q: want a duration of at least 1m", v)
+					}
+					a.TLS.CertLifetime = caddy.Duration(dur)
 				default:
-					return d.Errf("conductor: unrecognized tls option %q (want cert_file, key_file, ca_file, ca or server_name)", sub)
+					return d.Errf("conductor: unrecognized tls option %q (want cert_file, key_file, ca_file, ca, fleet, cert_lifetime or server_name)", sub)
 				}
 				if d.NextArg() {
 					return d.ArgErr()
 				}
 			}
 		default:
-			return d.Errf("conductor: unrecognized option %q (want name, role, region, weights, idle_timeout, max_streams or tls)", opt)
+			return d.Errf("conductor: unrecognized option %q (want name, role, region, weights, idle_timeout, max_streams, handshake_timeout, max_half_open, retry or tls)", opt)
 		}
 	}
 	return nil

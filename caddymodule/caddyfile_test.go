@@ -38,12 +38,12 @@ func TestCaddyfileAdapt(t *testing.T) {
 // the offending file and line.
 func TestCaddyfileErrorsNameTheProblem(t *testing.T) {
 	cases := map[string]struct{ in, want string }{
-		"unknown global option": {"{\n\tconductor {\n\t\tfoo bar\n\t}\n}\n:80\n", `conductor: unrecognized option "foo" (want name, role, region, weights, idle_timeout, max_streams or tls), at Caddyfile:3`},
+		"unknown global option": {"{\n\tconductor {\n\t\tfoo bar\n\t}\n}\n:80\n", `conductor: unrecognized option "foo" (want name, role, region, weights, idle_timeout, max_streams, handshake_timeout, max_half_open, retry or tls), at Caddyfile:3`},
 		"bad role":              {"{\n\tconductor {\n\t\trole edge\n\t}\n}\n:80\n", `conductor: role "edge": want frontend, backend or both`},
 		"weights count":         {"{\n\tconductor {\n\t\tweights 1 2 3\n\t}\n}\n:80\n", "conductor: weights takes 5 values (priorities 0..4), got 3, at Caddyfile:3"},
 		"zero weight":           {"{\n\tconductor {\n\t\tweights 1 0 1 1 1\n\t}\n}\n:80\n", "weight of priority 1"},
-		"unknown tls option":    {"{\n\tconductor {\n\t\ttls {\n\t\t\tcert foo\n\t\t}\n\t}\n}\n:80\n", `conductor: unrecognized tls option "cert" (want cert_file, key_file, ca_file, ca or server_name), at Caddyfile:4`},
-		"bad idle timeout":      {"{\n\tconductor {\n\t\tidle_timeout soon\n\t}\n}\n:80\n", `idle_timeout "soon"`},
+		"unknown tls option":    {"{\n\tconductor {\n\t\ttls {\n\t\t\tcert foo\n\t\t}\n\t}\n}\n:80\n", `conductor: unrecognized tls option "cert" (want cert_file, key_file, ca_file, ca, fleet, cert_lifetime or server_name), at Caddyfile:4`},
+		"bad idle timeout":      {"{\n\tconductor {\n\t\tidle_timeout soon\n\t}\n}\n:80\n", `idle_timeout "soon": want a positive duration`},
 		"unknown transport option": {":80 {\n\treverse_proxy be:4433 {\n\t\ttransport tmp {\n\t\t\tpriority 1\n\t\t}\n\t}\n}\n",
 			`tmp transport: unrecognized option "priority" (want default_priority, compress, dial_timeout or response_header_timeout), at Caddyfile:4`},
 		"priority out of range": {":80 {\n\treverse_proxy be:4433 {\n\t\ttransport tmp {\n\t\t\tdefault_priority 7\n\t\t}\n\t}\n}\n",

@@ -46,26 +46,30 @@ func listenTMP(ctx context.Context, _, host, portRange string, portOffset uint, 
 	app := appIface.(*App)
 	key := "tmp-listen/" + addr
 	v, _, err := listeners.LoadOrNew(key, func() (caddy.Destructor, error) {
-		cfg := app.tmpConfig(true)
+		s := &sharedListener{addr: addr, conns: make(chan net.Conn), logger: app.logger}
+		s.creds.p.Store(app.creds)
+		cfg := app.tmpConfig(true, &s.creds)
 		rk, err := resetKey(cctx)
 		if err != nil {
 			return nil, err
 		}
 		cfg.NodeSecret = rk
-		l, err := tmptransport.Listen(addr, cfg)
+		s.l, err = tmptransport.Listen(addr, cfg)
 		if err != nil {
 			return nil, err
 		}
-		s := &sharedListener{addr: addr, l: l, conns: make(chan net.Conn), logger: app.logger}
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.wg.Add(1)
 		go s.acceptSessions()
-		app.logger.Info("listening for TMP", zap.String("address", l.Addr().String()))
+		app.logger.Info("listening for TMP", zap.String("address", s.l.Addr().String()))
 		return s, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tmp network: listen %s: %w", addr, err)
 	}
+	// The listener outlives configs: the next handshake uses this one's
+	// credentials.
+	v.(*sharedListener).creds.p.Store(app.creds)
 	return &listenerHandle{shared: v.(*sharedListener), key: key, done: make(chan struct{})}, nil
 }
 
@@ -73,6 +77,7 @@ func listenTMP(ctx context.Context, _, host, portRange string, portOffset uint, 
 // session to whichever config's server asks first.
 type sharedListener struct {
 	addr   string
+	creds  credsRef
 	l      *tmptransport.Listener
 	conns  chan net.Conn
 	ctx    context.Context

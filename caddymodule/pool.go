@@ -32,20 +32,24 @@ type upstreamRegistry struct {
 
 // upstream is a pooled session keeper for one back-end.
 type upstream struct {
-	addr string
-	r    *tmptransport.Redialer
-	refs int
-	idle *time.Timer
+	addr  string
+	creds credsRef // the credentials of the config that used it last
+	r     *tmptransport.Redialer
+	refs  int
+	idle  *time.Timer
 }
 
-func (g *upstreamRegistry) acquire(addr string, cfg func() *tmptransport.Config) *upstream {
+func (g *upstreamRegistry) acquire(addr string, creds *credentials, cfg func(*credsRef) *tmptransport.Config) *upstream {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	u := g.m[addr]
 	if u == nil {
-		u = &upstream{addr: addr, r: tmptransport.NewRedialer(addr, cfg())}
+		u = &upstream{addr: addr}
+		u.creds.p.Store(creds)
+		u.r = tmptransport.NewRedialer(addr, cfg(&u.creds))
 		g.m[addr] = u
 	}
+	u.creds.p.Store(creds)
 	if u.idle != nil {
 		u.idle.Stop()
 		u.idle = nil
@@ -100,7 +104,7 @@ func (a *App) upstreamFor(addr string) *upstream {
 	if u := a.refs.m[addr]; u != nil {
 		return u
 	}
-	u := upstreams.acquire(addr, func() *tmptransport.Config { return a.tmpConfig(false) })
+	u := upstreams.acquire(addr, a.creds, func(ref *credsRef) *tmptransport.Config { return a.tmpConfig(false, ref) })
 	if a.refs.m == nil {
 		a.refs.m = map[string]*upstream{}
 	}

@@ -1,0 +1,118 @@
+package caddymodule
+
+import (
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddypki"
+)
+
+// The fleet CA signs node certificates and nothing else. It is a CA of
+// caddypki's own kind (root and intermediate kept in Caddy's storage, so
+// every node that shares storage shares the fleet), but it is not a CA of
+// the pki app: the pki app's CAs sign `tls internal` site certificates, and
+// its Start installs their roots in the system trust store unless told not
+// to. A node certificate must never be confused with a site certificate,
+// and a node must not change the trust store of the machine it runs on.
+const fleetIntermediateLifetime = 30 * 24 * time.Hour
+
+// fleetIssuer issues node certificates from a CA.
+type fleetIssuer struct {
+	ctx  caddy.Context
+	mu   sync.Mutex
+	ca   *caddypki.CA
+	own  bool // the fleet's own CA (else a pki app CA, which the pki app renews)
+	make func() (*caddypki.CA, error)
+}
+
+func newFleetIssuer(ctx caddy.Context, caID, fleet string) (*fleetIssuer, error) {
+	f := &fleetIssuer{ctx: ctx}
+	if caID != "" {
+		app, err := ctx.App("pki")
+		if err != nil {
+			return nil, err
+		}
+		ca, err := app.(*caddypki.PKI).GetCA(ctx, caID)
+		if err != nil {
+			return nil, err
+		}
+		f.ca = ca
+		return f, nil
+	}
+	f.own = true
+	f.make = func() (*caddypki.CA, error) {
+		no := false
+		ca := &caddypki.CA{
+			Name:                   "Conductor fleet " + fleet,
+			RootCommonName:         "Conductor Fleet " + fleet + " Root",
+			IntermediateCommonName: "Conductor Fleet " + fleet + " Intermediate",
+			IntermediateLifetime:   caddy.Duration(fleetIntermediateLifetime),
+			InstallTrust:           &no,
+		}
+		if err := ca.Provision(ctx, fleetCAID(fleet), ctx.Logger()); err != nil {
+			return nil, fmt.Errorf("fleet CA: %w", err)
+		}
+		return ca, nil
+	}
+	var err error
+	f.ca, err = f.make()
+	return f, err
+}
+
+// fleetCAID is the storage ID of a fleet's CA (pki/authorities/<id>).
+func fleetCAID(fleet string) string { return "conductor-" + fleet }
+
+// issue signs a node certificate and returns it with the fleet's root.
+func (f *fleetIssuer) issue(c *credentials, lifetime time.Duration) (*tls.Certificate, *x509.CertPool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.renewIntermediate(); err != nil {
+		return nil, nil, err
+	}
+	chain := f.ca.IntermediateCertificateChain()
+	if len(chain) == 0 {
+		return nil, nil, errors.New("the CA has no intermediate certificate")
+	}
+	// A node certificate never outlives the intermediate that signed it.
+	lifetime = min(lifetime, time.Until(chain[0].NotAfter))
+	cert, err := issueNodeCert(c, lifetime, chain, crypto.Signer(f.ca.IntermediateKey()))
+	if err != nil {
+		return nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(f.ca.RootCertificate())
+	return cert, pool, nil
+}
+
+// renewIntermediate replaces the fleet's own intermediate when a fifth of
+// its lifetime is left: the stored one is removed and the CA provisioned
+// anew, which generates the next (caddypki renews only the pki app's CAs).
+// Nodes that race here each make one; all chain to the same root.
+func (f *fleetIssuer) renewIntermediate() error {
+	if !f.own {
+		return nil
+	}
+	inter := f.ca.IntermediateCertificateChain()[0]
+	if time.Until(inter.NotAfter) > inter.NotAfter.Sub(inter.NotBefore)/5 {
+		return nil
+	}
+	prefix := "pki/authorities/" + f.ca.ID + "/"
+	st := f.ctx.Storage()
+	for _, k := range []string{"intermediate.crt", "intermediate.key"} {
+		if err := st.Delete(f.ctx, prefix+k); err != nil {
+			return fmt.Errorf("fleet CA: removing the old intermediate: %w", err)
+		}
+	}
+	ca, err := f.make()
+	if err != nil {
+		return err
+	}
+	f.ca = ca
+	return nil
+}
