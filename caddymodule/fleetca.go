@@ -42,6 +42,15 @@ func newFleetIssuer(ctx caddy.Context, caID, fleet string) (*fleetIssuer, error)
 		if err != nil {
 			return nil, err
 		}
+		if ca.InstallTrust == nil {
+			// Unset means "install" to the pki app, whose Start would put
+			// the root in the system trust store because a TMP link
+			// needed a certificate (`auto_https off` and
+			// `skip_install_trust` do not reach a CA loaded this way).
+			// Only an explicit `install_trust true` does that.
+			no := false
+			ca.InstallTrust = &no
+		}
 		f.ca = ca
 		return f, nil
 	}

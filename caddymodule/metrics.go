@@ -32,12 +32,29 @@ var (
 		"Stream payload bytes by priority and direction (retransmissions excluded).", []string{"role", "peer", "priority", "direction"}, nil)
 	descPackets = prometheus.NewDesc("conductor_tmp_session_packets_lost_total",
 		"Packets this end declared lost.", []string{"role", "peer"}, nil)
+
+	// Per back-end listener (`listener` is its address): what it refused
+	// or answered before any handshake completed, and the packets its
+	// sessions dropped as forged or replayed.
+	descRefused = prometheus.NewDesc("conductor_tmp_handshakes_refused_total",
+		"TMP handshakes refused, by reason (version, invalid_token, half_open_limit, prefix_limit, crypto_limit, tls, timeout, protocol).", []string{"listener", "reason"}, nil)
+	descRetries = prometheus.NewDesc("conductor_tmp_retries_sent_total",
+		"Stateless Retry packets sent to validate a source address.", []string{"listener"}, nil)
+	descResets = prometheus.NewDesc("conductor_tmp_stateless_resets_sent_total",
+		"Stateless resets sent for packets of unknown sessions.", []string{"listener"}, nil)
+	descUndecryptable = prometheus.NewDesc("conductor_tmp_packets_undecryptable_total",
+		"Packets that failed authentication (forged or corrupted).", []string{"listener"}, nil)
+	descReplayed = prometheus.NewDesc("conductor_tmp_packets_replayed_total",
+		"Authentic packets dropped as replays.", []string{"listener"}, nil)
+	descHalfOpen = prometheus.NewDesc("conductor_tmp_half_open_sessions",
+		"TMP sessions whose handshake is under way.", []string{"listener"}, nil)
 )
 
 type tmpCollector struct{}
 
 func (tmpCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descStreams, descRTT, descMinRTT, descLoss, descWindow, descBytes, descPackets} {
+	for _, d := range []*prometheus.Desc{descStreams, descRTT, descMinRTT, descLoss, descWindow, descBytes, descPackets,
+		descRefused, descRetries, descResets, descUndecryptable, descReplayed, descHalfOpen} {
 		ch <- d
 	}
 }
@@ -53,6 +70,7 @@ func (tmpCollector) Collect(ch chan<- prometheus.Metric) {
 			for _, s := range sl.l.Sessions() {
 				collectSession(ch, "backend", s.RemoteAddr().String(), s.Stats())
 			}
+			collectListener(ch, sl.addr, sl.l.Stats())
 		}
 		return true
 	})
@@ -80,6 +98,18 @@ func collectSession(ch chan<- prometheus.Metric, role, peer string, st tmptransp
 		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(st.StreamBytesSent[p]), role, peer, prio, "sent")
 		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(st.StreamBytesReceived[p]), role, peer, prio, "received")
 	}
+}
+
+func collectListener(ch chan<- prometheus.Metric, addr string, st tmptransport.ListenerStats) {
+	c := prometheus.CounterValue
+	for _, r := range tmptransport.Refusals() {
+		ch <- prometheus.MustNewConstMetric(descRefused, c, float64(st.Refused[r]), addr, r.String())
+	}
+	ch <- prometheus.MustNewConstMetric(descRetries, c, float64(st.RetriesSent), addr)
+	ch <- prometheus.MustNewConstMetric(descResets, c, float64(st.ResetsSent), addr)
+	ch <- prometheus.MustNewConstMetric(descUndecryptable, c, float64(st.DecryptFailures), addr)
+	ch <- prometheus.MustNewConstMetric(descReplayed, c, float64(st.ReplaysDropped), addr)
+	ch <- prometheus.MustNewConstMetric(descHalfOpen, prometheus.GaugeValue, float64(st.HalfOpen), addr)
 }
 
 // registerMetrics adds the collector to this config's registry (each config
