@@ -35,6 +35,20 @@ func serveAndHold(ctx context.Context, l *Listener) {
 	}
 }
 
+// holdingListener listens on loopback, accepts and holds every session
+// until the test ends.
+func holdingListener(t *testing.T, cfg *Config) *Listener {
+	t.Helper()
+	l, err := Listen("127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); l.Close() })
+	go serveAndHold(ctx, l)
+	return l
+}
+
 // A listener that always asks for address validation still completes
 // handshakes: the dialer follows the Retry transparently, and the listener
 // admits the token's session.
@@ -42,14 +56,7 @@ func TestRetryIsFollowed(t *testing.T) {
 	p := getPKI(t)
 	scfg := p.serverConfig()
 	scfg.RetryThreshold = -1
-	l, err := Listen("127.0.0.1:0", scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go serveAndHold(ctx, l)
+	l := holdingListener(t, scfg)
 	dialWithin(t, l, p.clientConfig(), 2*time.Second)
 	st := l.Stats()
 	// Each packet of the dialer's first flight draws a Retry; it follows one.
@@ -69,14 +76,9 @@ func TestSpoofedInitialsDoNotBlockDial(t *testing.T) {
 		t.Skip("35 s of flooding")
 	}
 	p := getPKI(t)
-	l, err := Listen("127.0.0.1:0", p.serverConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := holdingListener(t, p.serverConfig())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go serveAndHold(ctx, l)
 	flight := captureClientInitial(t)
 	sp := newSpoofer(t, "127.0.0.1", 256)
 

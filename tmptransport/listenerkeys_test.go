@@ -18,19 +18,9 @@ func TestResetTokenNotObtainableFromSecondListener(t *testing.T) {
 	secret := []byte("one node, two listeners")
 	cfgA, cfgB := p.serverConfig(), p.serverConfig()
 	cfgA.NodeSecret, cfgB.NodeSecret = secret, secret
-	a, err := Listen("127.0.0.1:0", cfgA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Listen("127.0.0.1:0", cfgB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := holdingListener(t, cfgA), holdingListener(t, cfgB)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	go serveAndHold(ctx, a)
 	c, err := Dial(ctx, a.Addr().String(), p.clientConfig())
 	if err != nil {
 		t.Fatal(err)
