@@ -93,7 +93,8 @@ type Session struct {
 	lastRecv    time.Time
 	lastSent    time.Time
 	pingQueued  bool
-	dupCredit   int // bytes of urgent copies that may be sent (urgentCopy)
+	dupCredit   int         // bytes of urgent copies that may be sent (urgentCopy)
+	dupPending  []sentFrame // urgent frames whose copy waits for the window
 	hsDoneQueue bool
 
 	// Streams.

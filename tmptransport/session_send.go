@@ -158,6 +158,15 @@ func (s *Session) blendHasData() bool {
 func (s *Session) sendAppLocked(now time.Time, out [][]byte) [][]byte {
 	snap := s.rttSnapshot()
 	for len(out) < maxPacketsPerRound {
+		if len(s.dupPending) > 0 {
+			// Copies of urgent data that waited for the window go first.
+			pending := s.dupPending
+			s.dupPending = nil
+			if dup := s.urgentCopy(now, pending); dup != nil {
+				out = append(out, dup)
+				continue
+			}
+		}
 		ackNow := s.recv.ackDue(now)
 		probe := s.probes > 0
 		cwndOK := s.sent.bytesInFlight+s.maxPacket <= s.cc.Window()*s.maxPacket
@@ -469,39 +478,57 @@ func (s *Session) onPTOLocked(now time.Time) {
 // the congestion window (5 %).
 const urgentDupShare = 20
 
+// maxDupPending bounds the urgent frames waiting for a copy.
+const maxDupPending = 64
+
 // urgentCopy builds a packet that repeats the priority-0 stream data of a
 // packet just sent (see Config.NoUrgentDuplication). Either copy's ACK
 // settles the bytes; the other's loss then re-queues nothing.
 //
 // The copy is sent only as the congestion window and the pacer allow, like
-// any packet, and copies are paid from a credit that every other
-// ack-eliciting packet adds 1/urgentDupShare of its size to, capped at that
-// share of the window (at least one packet): copies are at most about 5 %
-// of what a session sends, in bursts of at most 5 % of its window. Urgent
-// traffic cannot double its share of a congested link, and a sender that
-// makes everything urgent gets no more redundancy than that
-// (TestUrgentDuplicationBounded).
+// any packet: when they do not, the urgent frames wait in dupPending for the
+// next packet they allow, ahead of other data. Copies are paid from a
+// credit that every other ack-eliciting packet adds 1/urgentDupShare of its
+// size to, capped at that share of the window (at least one packet): copies
+// are at most about 5 % of what a session sends, in bursts of at most 5 % of
+// its window. Urgent traffic cannot double its share of a congested link,
+// and a sender that makes everything urgent gets no more redundancy than
+// that (TestUrgentDuplicationBounded).
 func (s *Session) urgentCopy(now time.Time, frames []sentFrame) []byte {
-	window := s.cc.Window() * s.maxPacket
-	s.dupCredit = min(s.dupCredit, max(window/urgentDupShare, s.maxPacket))
-	if s.sent.bytesInFlight+s.maxPacket > window || s.dupCredit < s.maxPacket {
-		return nil
-	}
-	snap := s.rttSnapshot()
-	if s.pace.delay(now, s.cc.PacingRate(&snap, s.maxPacket), s.maxPacket) > 0 {
-		return nil
-	}
-	var pkt []byte
-	var hdrLen int
-	var copied []sentFrame
+	live := frames[:0:0]
 	for _, f := range frames {
 		if f.kind != sfStreamData || f.stream.prio != 0 || f.stream.sendReset != nil {
 			continue
 		}
 		st := f.stream
 		if f.length > 0 && (f.offset < st.sb.base || f.offset+f.length > st.sb.end()) {
-			continue
+			continue // acknowledged meanwhile
 		}
+		live = append(live, f)
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	window := s.cc.Window() * s.maxPacket
+	s.dupCredit = min(s.dupCredit, max(window/urgentDupShare, s.maxPacket))
+	if s.dupCredit < s.maxPacket {
+		return nil // over the share: no copy
+	}
+	snap := s.rttSnapshot()
+	if s.sent.bytesInFlight+s.maxPacket > window || s.pace.delay(now, s.cc.PacingRate(&snap, s.maxPacket), s.maxPacket) > 0 {
+		// Not now: first in line for the next packet the window and
+		// the pacer allow (bounded; the oldest go first).
+		s.dupPending = append(s.dupPending, live...)
+		if n := len(s.dupPending) - maxDupPending; n > 0 {
+			s.dupPending = append(s.dupPending[:0], s.dupPending[n:]...)
+		}
+		return nil
+	}
+	var pkt []byte
+	var hdrLen int
+	var copied []sentFrame
+	for _, f := range live {
+		st := f.stream
 		if pkt == nil {
 			pkt, hdrLen = s.startShort(now)
 		}
