@@ -70,9 +70,11 @@ func (h *Handler) stop() {
 	}
 }
 
-// frontendsFor is the zone's front-ends: the manager's, when there is one.
+// frontendsFor is the zone's front-ends: the manager's, when there is one
+// and its view is fresh; else the static ones (then the fallback answers if
+// there are none).
 func (h *Handler) frontendsFor(zone string) []*frontend {
-	if h.view != nil {
+	if h.view != nil && h.view.fresh(time.Now()) {
 		return h.view.frontends(zone)
 	}
 	return h.cfg.frontends
@@ -94,8 +96,10 @@ func b2f(b bool) float64 {
 // Name implements plugin.Handler.
 func (h *Handler) Name() string { return pluginName }
 
-// Ready implements ready.Readiness: ready once it has something to answer.
-func (h *Handler) Ready() bool { return true }
+// Ready implements ready.Readiness: with a manager, ready once its first
+// view has arrived (before, every answer would be the static front-ends or
+// the origin, whatever the placement says).
+func (h *Handler) Ready() bool { return h.view == nil || h.view.ready() }
 
 // ServeDNS implements plugin.Handler.
 func (h *Handler) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {

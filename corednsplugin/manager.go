@@ -16,6 +16,7 @@ import (
 
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var log = clog.NewWithPlugin(pluginName)
@@ -24,10 +25,20 @@ var log = clog.NewWithPlugin(pluginName)
 // front-ends hold the site's bundle, and their health, load and region.
 // It long-polls GET /v1/view?wait=VERSION, so a placement change reaches
 // the answers as soon as the manager makes it.
+//
+// A view is trusted for cfg.managerMaxAge after it arrived (default 3× the
+// manager's 25 s long-poll): a manager that answers nothing for that long
+// may be gone, partitioned or stuck, and its last view may point at
+// front-ends that no longer hold the site. Past that age the plugin answers
+// as if it had no manager (static front-ends, else the fallback) until a
+// fresh view arrives.
 type managerView struct {
-	cfg    *config
-	client *http.Client
-	sites  atomic.Pointer[map[string][]*frontend] // by zone (FQDN)
+	cfg     *config
+	client  *http.Client
+	sites   atomic.Pointer[map[string][]*frontend] // by zone (FQDN)
+	updated atomic.Int64                           // unix ns of the last view; 0: none yet
+	age     prometheus.Gauge
+	stamp   prometheus.Gauge
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -42,16 +53,46 @@ func newManagerView(cfg *config) *managerView {
 	v := &managerView{cfg: cfg, client: &http.Client{Timeout: 40 * time.Second, Transport: tr}}
 	empty := map[string][]*frontend{}
 	v.sites.Store(&empty)
+	zones := strings.Join(cfg.zones, ",")
+	v.age = managerViewAge.WithLabelValues(zones)
+	v.stamp = managerViewTimestamp.WithLabelValues(zones)
 	return v
 }
+
+// fresh reports whether the last view is young enough to answer from.
+func (v *managerView) fresh(now time.Time) bool {
+	u := v.updated.Load()
+	return u != 0 && now.Sub(time.Unix(0, u)) <= v.cfg.managerMaxAge
+}
+
+// ready reports whether a first view has arrived.
+func (v *managerView) ready() bool { return v.updated.Load() != 0 }
 
 func (v *managerView) frontends(zone string) []*frontend { return (*v.sites.Load())[zone] }
 
 func (v *managerView) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	v.cancel = cancel
-	v.wg.Add(1)
+	v.wg.Add(2)
 	go v.run(ctx)
+	go v.reportAge(ctx)
+}
+
+// reportAge keeps the view-age gauge current between views.
+func (v *managerView) reportAge(ctx context.Context) {
+	defer v.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if u := v.updated.Load(); u != 0 {
+				v.age.Set(now.Sub(time.Unix(0, u)).Seconds())
+			}
+		}
+	}
 }
 
 func (v *managerView) stop() {
@@ -142,5 +183,9 @@ func (v *managerView) poll(ctx context.Context, version uint64) (uint64, error) 
 		}
 	}
 	v.sites.Store(&sites)
+	now := time.Now()
+	v.updated.Store(now.UnixNano())
+	v.age.Set(0)
+	v.stamp.Set(float64(now.UnixNano()) / 1e9)
 	return view.Version, nil
 }

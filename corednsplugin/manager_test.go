@@ -2,6 +2,7 @@ package corednsplugin
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // fakeManager serves /v1/view with long-poll semantics.
@@ -88,5 +91,88 @@ func TestManagerModeAnswersWithTheManagersFrontEnds(t *testing.T) {
 			t.Fatalf("answers %v after the change", got())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// eventually polls cond until it holds or 5 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5 s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A view older than manager_max_age is dropped: the plugin answers from its
+// static front-ends (else the origin) until a fresh view comes. Before, it
+// answered from the last view forever, so a dead or partitioned manager
+// left DNS pointing at whatever front-ends it last named.
+func TestDNSDropsStaleView(t *testing.T) {
+	fm := &fakeManager{changed: make(chan struct{}), sites: map[string][]viewEntry{}}
+	srv := httptest.NewServer(fm)
+	h := handlerFor(t, `conductor hot.example {
+		frontend static 127.0.0.20
+		manager `+srv.URL+` tok
+		manager_max_age 1s
+		health_check 1h
+	}`)
+	h.start()
+	defer h.stop()
+	fm.set(map[string][]viewEntry{"hot.example": {{Node: "fe1", Addr: "127.0.0.10", Healthy: true, Ready: true}}})
+	answer := func() string {
+		ips := answerIPs(query(t, h, "hot.example", 1, ""))
+		if len(ips) != 1 {
+			return fmt.Sprint(ips)
+		}
+		return ips[0]
+	}
+	eventually(t, "the manager's front-end", func() bool { return answer() == "127.0.0.10" })
+
+	// The manager goes away: its view ages past 1 s.
+	srv.CloseClientConnections()
+	srv.Close()
+	start := time.Now()
+	eventually(t, "the static front-end once the view is stale", func() bool { return answer() == "127.0.0.20" })
+	if took := time.Since(start); took < time.Second-100*time.Millisecond {
+		t.Fatalf("the view was dropped after %v, before its max age", took)
+	}
+	eventually(t, "coredns_conductor_manager_view_age_seconds ≥ 1", func() bool {
+		var m dto.Metric
+		h.view.age.Write(&m)
+		return m.GetGauge().GetValue() >= 1
+	})
+}
+
+// With a manager, the plugin is not ready until the first view arrives:
+// before it, every answer would ignore the placement.
+func TestDNSNotReadyBeforeFirstView(t *testing.T) {
+	fm := &fakeManager{changed: make(chan struct{}), sites: map[string][]viewEntry{}}
+	hold := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-hold // the manager is slow to answer the first poll
+		fm.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	defer close(hold)
+	h := handlerFor(t, `conductor hot.example {
+		manager `+srv.URL+` tok
+		fallback 127.0.0.99
+	}`)
+	h.start()
+	defer h.stop()
+	time.Sleep(200 * time.Millisecond)
+	if h.Ready() {
+		t.Fatal("ready before any view arrived")
+	}
+	hold <- struct{}{}
+	eventually(t, "ready after the first view", h.Ready)
+	static := handlerFor(t, `conductor hot.example {
+		frontend static 127.0.0.20
+	}`)
+	if !static.Ready() {
+		t.Error("a plugin without a manager is not ready")
 	}
 }

@@ -19,6 +19,18 @@ var (
 		Name:      "frontend_healthy",
 		Help:      "Whether a front-end passes its health checks (1) or not (0).",
 	}, []string{"site", "frontend"})
+	managerViewAge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "conductor",
+		Name:      "manager_view_age_seconds",
+		Help:      "Age of the last view received from the shifting manager; past manager_max_age it is not used.",
+	}, []string{"zones"})
+	managerViewTimestamp = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "conductor",
+		Name:      "manager_view_timestamp_seconds",
+		Help:      "Unix time the last view from the shifting manager arrived.",
+	}, []string{"zones"})
 	decisionDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: "conductor",

@@ -70,6 +70,9 @@ type config struct {
 	managers     []string
 	managerToken string
 	managerCA    *x509.CertPool // trusted for the manager's HTTPS, besides the system roots
+	// managerMaxAge is how long a manager view is answered from (default
+	// 75 s: three of the manager's 25 s long-polls).
+	managerMaxAge time.Duration
 }
 
 // parse reads:
@@ -85,9 +88,10 @@ type config struct {
 //		max_load LOAD
 //		manager URL... [TOKEN]
 //		manager_ca FILE
+//		manager_max_age DURATION
 //	}
 func parse(c *caddy.Controller) (*config, error) {
-	cfg := &config{ttl: 30, answers: 1, interval: 5 * time.Second, timeout: 2 * time.Second, up: 2, down: 3, maxLoad: 0.9, startHealthy: true}
+	cfg := &config{ttl: 30, answers: 1, interval: 5 * time.Second, timeout: 2 * time.Second, up: 2, down: 3, maxLoad: 0.9, startHealthy: true, managerMaxAge: 75 * time.Second}
 	n := 0
 	for c.Next() {
 		if n > 0 {
@@ -148,6 +152,15 @@ func parseOption(c *caddy.Controller, cfg *config) error {
 		if len(cfg.managers) == 0 {
 			return c.Errf("manager: want URL... [TOKEN]")
 		}
+	case "manager_max_age":
+		if len(args) != 1 {
+			return c.ArgErr()
+		}
+		d, err := time.ParseDuration(args[0])
+		if err != nil || d <= 0 {
+			return c.Errf("manager_max_age %q: want a positive duration", args[0])
+		}
+		cfg.managerMaxAge = d
 	case "manager_ca":
 		if len(args) != 1 {
 			return c.ArgErr()
