@@ -72,6 +72,15 @@ var hopByHop = []string{
 	"Age", "Cache-Status",
 }
 
+// isInternal reports whether a field is Conductor's own signalling between
+// origin, back-end and front-end (Conductor-Load-Index, Conductor-Load, a
+// bare Load-Index): it describes the origin at the moment of one response,
+// and a stored copy would replay a stale load figure to every client and to
+// every load_gate behind a shared cache.
+func isInternal(name string) bool {
+	return strings.HasPrefix(name, "Conductor-") || name == "Load-Index"
+}
+
 func storedHeader(h http.Header) http.Header {
 	out := h.Clone()
 	for _, f := range h.Values("Connection") {
@@ -81,6 +90,11 @@ func storedHeader(h http.Header) http.Header {
 	}
 	for _, k := range hopByHop {
 		out.Del(k)
+	}
+	for k := range out {
+		if isInternal(k) {
+			delete(out, k)
+		}
 	}
 	return out
 }

@@ -525,3 +525,34 @@ http://127.0.0.1:%d {
 		t.Fatalf("file_server origin: %d bytes %q, then %d bytes %q", len(b1), cacheStatus(r1), len(b2), cacheStatus(r2))
 	}
 }
+
+// Hop-by-hop fields and Conductor's own (Conductor-Load-Index,
+// Conductor-*, Load-Index) are never stored: a cached copy would replay the
+// origin's load at one moment to every later client. Before, only the
+// hop-by-hop fields were left out.
+func TestInternalHeadersNotCached(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		w.Header().Set("Conductor-Load-Index", "0.95")
+		w.Header().Set("Conductor-Load", "fe1=0.9")
+		w.Header().Set("Load-Index", "3")
+		w.Header().Set("Connection", "X-Hop")
+		w.Header().Set("X-Hop", "1")
+		w.Header().Set("X-Kept", "yes")
+		fmt.Fprint(w, "page")
+	})
+	e := startEdge(t, o, "")
+	e.get("/page") // miss: stored
+	resp, body := e.get("/page")
+	if body != "page" || !strings.Contains(resp.Header.Get("Cache-Status"), "hit") {
+		t.Fatalf("second request not a hit: %q, Cache-Status %q", body, resp.Header.Get("Cache-Status"))
+	}
+	for _, k := range []string{"Conductor-Load-Index", "Conductor-Load", "Load-Index", "X-Hop"} {
+		if v := resp.Header.Get(k); v != "" {
+			t.Errorf("a hit carries %s: %q", k, v)
+		}
+	}
+	if resp.Header.Get("X-Kept") != "yes" {
+		t.Error("an end-to-end field was dropped")
+	}
+}
