@@ -349,3 +349,44 @@ func TestWaitingRoomIsFIFOAndRefusesForgedAndReplayedCookies(t *testing.T) {
 		}
 	}
 }
+
+// The line has a cap (max_waiting; by default the visitors admitted in one
+// session duration). A visitor past it gets no ticket: a clear 503 with
+// Retry-After, as a page or as JSON. Before, the line grew without bound,
+// one ticket and one map entry per request without a cookie.
+func TestWaitingLineCap(t *testing.T) {
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "in the shop") })
+	room := fmt.Sprintf("room%d", time.Now().UnixNano())
+	base, _ := site(t, "", fmt.Sprintf(`	waiting_room %s {
+		total_active_users 1
+		new_users_per_minute 1
+		max_waiting 3
+		refresh 7s
+		secret "a test secret of enough length"
+	}
+	reverse_proxy %s`, room, o.hostport()))
+	if resp, body := fetch(t, nil, "GET", base+"/shop"); body != "in the shop" {
+		t.Fatalf("first visitor: %d %q", resp.StatusCode, body)
+	}
+	for i := 1; i <= 3; i++ {
+		resp, _ := fetch(t, nil, "GET", base+"/shop")
+		if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Conductor-Waiting-Room"), fmt.Sprintf("position=%d", i)) {
+			t.Fatalf("visitor %d: %d %q", i+1, resp.StatusCode, resp.Header.Get("Conductor-Waiting-Room"))
+		}
+	}
+	resp, body := fetch(t, nil, "GET", base+"/shop")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "7" || !strings.Contains(body, "The line is full") {
+		t.Fatalf("past the cap: %d, Retry-After %q, %q", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if len(resp.Cookies()) != 0 {
+		t.Fatal("a visitor past the cap got a ticket")
+	}
+	resp, body = fetch(t, nil, "GET", base+"/shop", "Accept", "application/json")
+	var js struct {
+		Full    bool `json:"queueIsFull"`
+		Refresh int  `json:"refreshIntervalSeconds"`
+	}
+	if err := json.Unmarshal([]byte(body), &js); err != nil || resp.StatusCode != http.StatusServiceUnavailable || !js.Full || js.Refresh != 7 || resp.Header.Get("Retry-After") != "7" {
+		t.Fatalf("JSON past the cap: %d %q %v", resp.StatusCode, body, err)
+	}
+}

@@ -30,6 +30,7 @@ const (
 	Apology = "apology"
 	Slow    = "slow"
 	Queue   = "queue"
+	Full    = "full"
 )
 
 func init() {
@@ -38,7 +39,7 @@ func init() {
 		panic(err)
 	}
 	css = template.CSS(b)
-	for _, name := range []string{Wait, Apology, Slow, Queue} {
+	for _, name := range []string{Wait, Apology, Slow, Queue, Full} {
 		builtins[name] = template.Must(template.ParseFS(files, "templates/"+name+".html"))
 	}
 }

@@ -64,6 +64,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.TotalActiveUsers, err = positive()
 		case "new_users_per_minute":
 			h.NewUsersPerMinute, err = positive()
+		case "max_waiting":
+			h.MaxWaiting, err = positive()
 		case "session_duration":
 			h.SessionDuration, err = duration()
 		case "refresh":

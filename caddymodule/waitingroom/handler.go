@@ -37,6 +37,11 @@ type Handler struct {
 	Name              string         `json:"name,omitempty"`
 	TotalActiveUsers  int            `json:"total_active_users,omitempty"`
 	NewUsersPerMinute int            `json:"new_users_per_minute,omitempty"`
+	// MaxWaiting bounds the line. Default: the visitors admitted in one
+	// session duration (new_users_per_minute × session_duration), at least
+	// total_active_users: a line longer than that waits longer than a
+	// session lasts. Past it, a visitor gets a 503 with Retry-After.
+	MaxWaiting int `json:"max_waiting,omitempty"`
 	SessionDuration   caddy.Duration `json:"session_duration,omitempty"`
 	// Queueing is "fifo" (default) or "random".
 	Queueing string `json:"queueing,omitempty"`
@@ -81,7 +86,7 @@ var (
 var (
 	decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "conductor", Subsystem: "waiting_room", Name: "requests_total",
-		Help: "Requests by outcome: active (in session), admitted, queued, bypass.",
+		Help: "Requests by outcome: active (in session), admitted, queued, full (the line is at max_waiting), bypass.",
 	}, []string{"room", "outcome"})
 	rejectedCookies = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "conductor", Subsystem: "waiting_room", Name: "rejected_cookies_total",
@@ -117,6 +122,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.LoadThreshold == 0 {
 		h.LoadThreshold = 0.9
 	}
+	if h.MaxWaiting == 0 {
+		h.MaxWaiting = max(int(float64(h.NewUsersPerMinute)*time.Duration(h.SessionDuration).Minutes()), h.TotalActiveUsers)
+	}
 	if h.SiteName == "" {
 		h.SiteName = "This site"
 	}
@@ -142,6 +150,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		SessionDuration:   time.Duration(h.SessionDuration),
 		AbandonAfter:      3*time.Duration(h.Refresh) + 5*time.Second,
 		Random:            h.Queueing == "random",
+		MaxWaiting:        h.MaxWaiting,
 		Overloaded:        func() bool { return loadindex.Overloaded(loadName, threshold, 10*time.Second) },
 	}
 	roomsMu.Lock()
@@ -225,6 +234,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	default:
 		d = h.state.Arrive(now, newUser())
 	}
+	if d.Full {
+		decisions.WithLabelValues(h.Name, "full").Inc()
+		return h.writeFull(w, r)
+	}
 	if d.Admitted {
 		decisions.WithLabelValues(h.Name, "admitted").Inc()
 		h.setCookie(w, ticket{active: true, user: d.User, expires: now.Add(time.Duration(h.SessionDuration)), ipHash: ipHash(h.key, ip)})
@@ -290,6 +303,24 @@ func (h *Handler) writeQueue(w http.ResponseWriter, r *http.Request, d Decision)
 		Site: h.SiteName, RefreshSeconds: refresh, Position: d.Position,
 		WaitKnown: d.WaitKnown, WaitText: pages.WaitText(d.Wait),
 	})
+}
+
+// writeFull answers a visitor when the line is full: 503 with Retry-After,
+// as a page or as JSON, and no ticket.
+func (h *Handler) writeFull(w http.ResponseWriter, r *http.Request) error {
+	retry := int(time.Duration(h.Refresh).Seconds())
+	w.Header().Set("Conductor-Waiting-Room", "full")
+	if acceptsJSON(r) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Retry-After", fmt.Sprint(retry))
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return json.NewEncoder(w).Encode(map[string]any{
+			"queueIsFull":            true,
+			"refreshIntervalSeconds": retry,
+		})
+	}
+	return pages.Write(w, r, pages.Full, nil, http.StatusServiceUnavailable, pages.Data{Site: h.SiteName, RefreshSeconds: retry})
 }
 
 func acceptsJSON(r *http.Request) bool {

@@ -34,6 +34,7 @@ type Decision struct {
 	Wait      time.Duration
 	WaitKnown bool
 	Rejected  bool // unknown ticket or stale nonce: the cookie was replayed or outlived its place
+	Full      bool // the line is at MaxWaiting: no ticket was given
 }
 
 type userID [16]byte
@@ -48,6 +49,8 @@ type Config struct {
 	AbandonAfter time.Duration
 	Random       bool        // admit waiting visitors in random order instead of FIFO
 	Overloaded   func() bool // the origin's load index says: admit nobody now
+	// MaxWaiting bounds the line; an arrival past it gets no ticket.
+	MaxWaiting int
 }
 
 type waiter struct {
@@ -105,6 +108,9 @@ func (s *memState) Arrive(now time.Time, user userID) Decision {
 		s.noteAdmission(now)
 		s.active[user] = now.Add(s.cfg.SessionDuration)
 		return Decision{Admitted: true, User: user, AdmitSeq: s.admitSeq}
+	}
+	if s.cfg.MaxWaiting > 0 && s.waitingCount() >= s.cfg.MaxWaiting {
+		return Decision{Full: true, User: user}
 	}
 	s.nextTicket++
 	w := &waiter{ticket: s.nextTicket, nonce: s.rng.Uint64(), user: user, lastSeen: now}
