@@ -166,6 +166,9 @@ func TestLoadIndexWaitPageSparesUrgentRequests(t *testing.T) {
 http://127.0.0.1:%[2]d {
 	priority {
 		0 cookie cart
+		# This test's one client sends many urgent requests; the owner's
+		# budget allows them (TestPriorityBypassBudget tests the limit).
+		bypass_budget 1000 burst 1000
 	}
 	load_gate gate-test {
 		poll http://127.0.0.1:%[2]d/.well-known/conductor-load 200ms

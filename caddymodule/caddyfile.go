@@ -270,6 +270,22 @@ func parsePriority(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 	}
 	for h.NextBlock(0) {
 		tok := h.Val()
+		switch tok {
+		case "signing_key":
+			keys := h.RemainingArgs()
+			if len(keys) == 0 {
+				return nil, h.ArgErr()
+			}
+			p.SigningKeys = append(p.SigningKeys, keys...)
+			continue
+		case "bypass_budget":
+			b, err := parseBypassBudget(h.Dispenser)
+			if err != nil {
+				return nil, err
+			}
+			p.BypassBudget = b
+			continue
+		}
 		if tok == "default" {
 			if !h.NextArg() {
 				return nil, h.ArgErr()
@@ -300,18 +316,73 @@ func parsePriority(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 	return p, nil
 }
 
-// UnmarshalCaddyfile parses `cookie <name> [<value>]`.
+// UnmarshalCaddyfile parses `cookie <name> [<value>] [signed]`.
 func (m *MatchCookie) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // "cookie"
-	if !d.NextArg() {
+	args := d.RemainingArgs()
+	if n := len(args); n > 0 && args[n-1] == "signed" {
+		m.Signed = true
+		args = args[:n-1]
+	}
+	if len(args) < 1 || len(args) > 2 {
 		return d.ArgErr()
 	}
-	m.Name = d.Val()
-	if d.NextArg() {
-		m.Value = d.Val()
-	}
-	if d.NextArg() {
-		return d.ArgErr()
+	m.Name = args[0]
+	if len(args) == 2 {
+		m.Value = args[1]
 	}
 	return nil
+}
+
+// parseBypassBudget parses
+//
+//	bypass_budget <per client/s> [burst <n>] [capacity <rps> [share <fraction>]] [priority <n>]
+func parseBypassBudget(d *caddyfile.Dispenser) (*BypassBudget, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.ArgErr()
+	}
+	b := new(BypassBudget)
+	num := func(s string) (float64, error) {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || v <= 0 {
+			return 0, d.Errf("priority: bypass_budget %q: want a positive number", s)
+		}
+		return v, nil
+	}
+	var err error
+	if b.PerClient, err = num(args[0]); err != nil {
+		return nil, err
+	}
+	for i := 1; i < len(args); i += 2 {
+		if i+1 >= len(args) {
+			return nil, d.Errf("priority: bypass_budget: %s takes a value", args[i])
+		}
+		if args[i] == "priority" {
+			p, err := strconv.Atoi(args[i+1])
+			if err != nil || p < 0 || p > 4 {
+				return nil, d.Errf("priority: bypass_budget priority %q: want 0 to 4", args[i+1])
+			}
+			b.BypassPriority = &p
+			continue
+		}
+		v, err := num(args[i+1])
+		if err != nil {
+			return nil, err
+		}
+		switch args[i] {
+		case "burst":
+			b.Burst = int(v)
+		case "capacity":
+			b.Capacity = v
+		case "share":
+			if v > 1 {
+				return nil, d.Errf("priority: bypass_budget share %v: want a fraction of capacity, at most 1", v)
+			}
+			b.Share = v
+		default:
+			return nil, d.Errf("priority: bypass_budget: unknown option %q (want burst, capacity, share or priority)", args[i])
+		}
+	}
+	return b, nil
 }

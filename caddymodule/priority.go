@@ -1,10 +1,15 @@
 package caddymodule
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
+
+	"github.com/gorilla/securecookie"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -35,8 +40,20 @@ type Priority struct {
 	Rules []PriorityRule `json:"rules,omitempty"`
 	// Default is the priority of requests no rule matches. Default 2.
 	Default *int `json:"default,omitempty"`
+	// SigningKeys verify the values of `cookie <name> signed` rules: keys
+	// of at least 32 bytes (hex or base64) that the origin shares with the
+	// front-ends. A value must be a gorilla/securecookie encoding (HMAC-
+	// SHA256) under any of them; list the new key first and the old after
+	// while the origin moves over, to rotate without a rejected cart.
+	SigningKeys []string `json:"signing_keys,omitempty"`
+	// BypassBudget bounds the urgent requests (by default priorities 0
+	// and 1) per client address and in all; past it a request gets the
+	// default priority. Always on, with its defaults.
+	BypassBudget *BypassBudget `json:"bypass_budget,omitempty"`
 
 	counter *prometheus.CounterVec
+	demoted prometheus.Counter
+	budget  *bypassLimiter
 	logger  *zap.Logger
 }
 
@@ -61,12 +78,26 @@ var priorityRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Namespace: "conductor",
 	Subsystem: "priority",
 	Name:      "requests_total",
-	Help:      "Requests classified, by priority.",
+	Help:      "Requests classified, by priority (after the bypass budget).",
 }, []string{"priority"})
+
+var priorityDemoted = prometheus.NewCounter(prometheus.CounterOpts{
+	Namespace: "conductor",
+	Subsystem: "priority",
+	Name:      "demoted_total",
+	Help:      "Requests a rule made urgent that the bypass budget classed as the default priority.",
+})
 
 // Provision loads the rules' matchers.
 func (p *Priority) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
+	codecs, err := signingCodecs(p.SigningKeys)
+	if err != nil {
+		return err
+	}
+	if p.budget, err = newBypassLimiter(p.BypassBudget); err != nil {
+		return err
+	}
 	for i := range p.Rules {
 		r := &p.Rules[i]
 		if len(r.MatchRaw) == 0 {
@@ -81,18 +112,24 @@ func (p *Priority) Provision(ctx caddy.Context) error {
 			if !ok {
 				return fmt.Errorf("priority rule %d: %T is not a request matcher", i, m)
 			}
+			if mc, ok := m.(*MatchCookie); ok && mc.Signed {
+				if len(codecs) == 0 {
+					return fmt.Errorf("priority rule %d: cookie %s signed: set signing_key, the key the origin signs the cookie with", i, mc.Name)
+				}
+				mc.codecs = codecs
+			}
 			r.matchers = append(r.matchers, rm)
 		}
 	}
 	reg := ctx.GetMetricsRegistry()
-	if err := reg.Register(priorityRequests); err != nil {
-		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-			priorityRequests = are.ExistingCollector.(*prometheus.CounterVec)
-		} else {
-			return err
+	p.counter, p.demoted = priorityRequests, priorityDemoted
+	for _, c := range []prometheus.Collector{priorityRequests, priorityDemoted} {
+		if err := reg.Register(c); err != nil {
+			if _, ok := err.(prometheus.AlreadyRegisteredError); !ok {
+				return err
+			}
 		}
 	}
-	p.counter = priorityRequests
 	return nil
 }
 
@@ -125,6 +162,13 @@ func (p *Priority) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 			break
 		}
 	}
+	if !p.budget.allow(prio, clientAddr(r)) {
+		p.demoted.Inc()
+		prio = DefaultPriority
+		if p.Default != nil {
+			prio = *p.Default
+		}
+	}
 	caddyhttp.SetVar(r.Context(), PriorityVar, prio)
 	p.counter.WithLabelValues(strconv.Itoa(prio)).Inc()
 	return next.ServeHTTP(w, r)
@@ -132,10 +176,16 @@ func (p *Priority) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 
 // MatchCookie matches requests that carry a cookie, optionally with a
 // value (exact). It is how a site says "a shopper with a cart is about to
-// buy": `cookie cart`.
+// buy": `cookie cart`. A cookie is the client's to set, so a rule that
+// grants urgency should say `signed`: then only a value the origin signed
+// (gorilla/securecookie, with the priority handler's signing_key) matches,
+// and Value is compared with the signed value.
 type MatchCookie struct {
-	Name  string `json:"name"`
-	Value string `json:"value,omitempty"`
+	Name   string `json:"name"`
+	Value  string `json:"value,omitempty"`
+	Signed bool   `json:"signed,omitempty"`
+
+	codecs []securecookie.Codec // set by the priority handler
 }
 
 func init() {
@@ -181,7 +231,49 @@ func (m MatchCookie) MatchWithError(r *http.Request) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	return m.Value == "" || c.Value == m.Value, nil
+	v := c.Value
+	if m.Signed {
+		if len(m.codecs) == 0 {
+			return false, nil // outside a priority handler: nothing to verify with
+		}
+		if err := securecookie.DecodeMulti(m.Name, c.Value, &v, m.codecs...); err != nil {
+			return false, nil // forged, expired or under an unknown key
+		}
+	}
+	return m.Value == "" || v == m.Value, nil
+}
+
+// signingCodecs turns the configured keys into securecookie codecs
+// (authentication only: the value is not secret, its origin is).
+func signingCodecs(keys []string) ([]securecookie.Codec, error) {
+	var pairs [][]byte
+	for i, k := range keys {
+		b, err := hex.DecodeString(k)
+		if err != nil {
+			b, err = base64.StdEncoding.DecodeString(k)
+		}
+		if err != nil || len(b) < 32 {
+			return nil, fmt.Errorf("priority: signing_key %d: want at least 32 bytes, hex or base64", i+1)
+		}
+		pairs = append(pairs, b, nil)
+	}
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	return securecookie.CodecsFromPairs(pairs...), nil
+}
+
+// clientAddr is the client's address as Caddy determined it (trusted
+// proxies applied).
+func clientAddr(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // Interface guards.
