@@ -16,6 +16,7 @@ import (
 
 // fakeManager serves /v1/view with long-poll semantics.
 type fakeManager struct {
+	wait    time.Duration // how long a long-poll waits for a change; default 5 s
 	mu      sync.Mutex
 	version uint64
 	sites   map[string][]viewEntry
@@ -42,9 +43,13 @@ func (f *fakeManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	same := wait == f.version
 	f.mu.Unlock()
 	if same {
+		wait := f.wait
+		if wait == 0 {
+			wait = 5 * time.Second
+		}
 		select {
 		case <-ch:
-		case <-time.After(5 * time.Second):
+		case <-time.After(wait):
 		case <-r.Context().Done():
 		}
 	}
@@ -111,7 +116,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // answered from the last view forever, so a dead or partitioned manager
 // left DNS pointing at whatever front-ends it last named.
 func TestDNSDropsStaleView(t *testing.T) {
-	fm := &fakeManager{changed: make(chan struct{}), sites: map[string][]viewEntry{}}
+	// The manager's long-poll answers every 200 ms when nothing changes
+	// (a real one every 25 s, against a default max age of 75 s).
+	fm := &fakeManager{wait: 200 * time.Millisecond, changed: make(chan struct{}), sites: map[string][]viewEntry{}}
 	srv := httptest.NewServer(fm)
 	h := handlerFor(t, `conductor hot.example {
 		frontend static 127.0.0.20

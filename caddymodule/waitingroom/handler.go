@@ -34,15 +34,15 @@ func init() {
 // with a matcher (`waiting_room /shop/* { … }`); each name is one room.
 type Handler struct {
 	// Name of the room; its cookie and line. Default "default".
-	Name              string         `json:"name,omitempty"`
-	TotalActiveUsers  int            `json:"total_active_users,omitempty"`
-	NewUsersPerMinute int            `json:"new_users_per_minute,omitempty"`
+	Name              string `json:"name,omitempty"`
+	TotalActiveUsers  int    `json:"total_active_users,omitempty"`
+	NewUsersPerMinute int    `json:"new_users_per_minute,omitempty"`
 	// MaxWaiting bounds the line. Default: the visitors admitted in one
 	// session duration (new_users_per_minute × session_duration), at least
 	// total_active_users: a line longer than that waits longer than a
 	// session lasts. Past it, a visitor gets a 503 with Retry-After.
-	MaxWaiting int `json:"max_waiting,omitempty"`
-	SessionDuration   caddy.Duration `json:"session_duration,omitempty"`
+	MaxWaiting      int            `json:"max_waiting,omitempty"`
+	SessionDuration caddy.Duration `json:"session_duration,omitempty"`
 	// Queueing is "fifo" (default) or "random".
 	Queueing string `json:"queueing,omitempty"`
 	// Refresh is how often the queue page checks in. Default 20s (as

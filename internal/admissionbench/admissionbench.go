@@ -69,6 +69,9 @@ const frontendExtra = `priority {
 		bypass_budget 100 burst 100
 	}
 	waiting_room /product/* load-room {
+		# Every visitor of this test gets a place in line (the default cap,
+		# one session's admissions, would turn most of them away).
+		max_waiting 100000
 		total_active_users 300
 		new_users_per_minute 1200
 		session_duration 20s
