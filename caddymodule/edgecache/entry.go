@@ -126,19 +126,19 @@ func tagsOf(h http.Header) []string {
 const maxTags = 64
 
 // replayHeader keeps the request fields a background refresh sends to the
-// origin: everything but the client's credentials and conditionals, unless
-// the response varies on them (then the refresh must send the same).
+// origin: only those the stored response varies on, which the refresh must
+// send the same to fetch the same variant (the key itself is the URL).
+// Nothing else of the client who happened to trigger it goes along, as
+// Varnish and Fastly do: not its cookies or credentials, and not its
+// X-Forwarded-* (the front-end trusts itself as a proxy, so a replayed
+// X-Forwarded-For would reach the origin as the truth, and the refreshed
+// entry would be what one client's forged headers made of it).
 func replayHeader(req http.Header, varyNames []string) http.Header {
 	out := http.Header{}
-	for k, vs := range req {
-		switch k {
-		case "Cookie", "Authorization", "If-None-Match", "If-Modified-Since",
-			"If-Match", "If-Unmodified-Since", "If-Range", "Range", "Cache-Control", "Pragma":
-			if !slices.Contains(varyNames, k) {
-				continue
-			}
+	for _, k := range varyNames {
+		if vs, ok := req[k]; ok {
+			out[k] = slices.Clone(vs)
 		}
-		out[k] = slices.Clone(vs)
 	}
 	return out
 }

@@ -78,12 +78,12 @@ func (h *Handler) startBackground(kind, host, uri string, reqHeader http.Header,
 	h.wg.Add(1)
 	h.bg.mu.Unlock()
 
-	hdr := http.Header{}
+	var vary []string
 	if old != nil {
-		hdr = replayHeader(reqHeader, old.varyNames)
-	} else if reqHeader != nil {
-		hdr = reqHeader.Clone()
+		vary = old.varyNames
 	}
+	hdr := replayHeader(reqHeader, vary)
+	hdr.Set("User-Agent", "conductor-edge-cache/"+kind)
 	go func() {
 		defer h.wg.Done()
 		h.runBackground(fl, kind, host, uri, hdr, old)

@@ -186,7 +186,9 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if urgent {
 		g.bucket.urgentPassed(time.Now())
 	}
-	if !IsPoll(r) && !urgent && !g.bucket.take(time.Now()) {
+	// The front-end's own requests (polls, cache refreshes and warms, one
+	// per URL at a time) take no visitor's share of the budget.
+	if !IsPoll(r) && !selfrequest.Is(r) && !urgent && !g.bucket.take(time.Now()) {
 		idx, _, _ := g.obs.Get()
 		gateShed.WithLabelValues(g.Name).Inc()
 		return pages.Write(w, r, pages.Wait, g.tmpl, http.StatusServiceUnavailable, pages.Data{

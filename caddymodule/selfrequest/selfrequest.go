@@ -40,13 +40,27 @@ func SplitURL(raw string) (host, uri string, err error) {
 	return u.Host, u.RequestURI(), nil
 }
 
+// markKey marks a request as the front-end's own. It is a context value:
+// no header, cookie or address a client controls can set it.
+type markKey struct{}
+
+// Is reports whether r is a request the front-end sent itself (Do). Such
+// a request is work the front-end does for everyone (a refresh, a warm, a
+// poll): admission handlers let it through without giving it a visitor's
+// place in the waiting room or a share of the load gate's budget.
+func Is(r *http.Request) bool { return r.Context().Value(markKey{}) != nil }
+
 // Do runs a GET for host+uri through srv, writing the answer to w. The
-// request comes from loopback; ctx bounds it and carries whatever the
-// caller's own handler needs to recognize it.
+// request comes from loopback, is marked as the front-end's own (Is), and
+// carries only the header hdr, which the caller builds from what the
+// request must vary on: never a client's cookies, credentials or
+// forwarding headers. ctx bounds it and carries whatever the caller's own
+// handler needs to recognize it.
 func Do(ctx context.Context, srv *caddyhttp.Server, host, uri string, hdr http.Header, w http.ResponseWriter) error {
 	if srv == nil {
 		return fmt.Errorf("no server to send %s%s through", host, uri)
 	}
+	ctx = context.WithValue(ctx, markKey{}, true)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+uri, nil)
 	if err != nil {
 		return err

@@ -24,6 +24,7 @@ import (
 
 	"github.com/conductor-edge/conductor/caddymodule/loadindex"
 	"github.com/conductor-edge/conductor/caddymodule/pages"
+	"github.com/conductor-edge/conductor/caddymodule/selfrequest"
 )
 
 func init() {
@@ -86,7 +87,7 @@ var (
 var (
 	decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "conductor", Subsystem: "waiting_room", Name: "requests_total",
-		Help: "Requests by outcome: active (in session), admitted, queued, full (the line is at max_waiting), bypass.",
+		Help: "Requests by outcome: active (in session), admitted, queued, full (the line is at max_waiting), bypass, internal (the front-end's own).",
 	}, []string{"room", "outcome"})
 	rejectedCookies = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "conductor", Subsystem: "waiting_room", Name: "rejected_cookies_total",
@@ -204,7 +205,10 @@ func (h *Handler) cookieName() string { return "__conductor_wr_" + h.Name }
 
 // ServeHTTP lets visitors in session through, and decides for the others.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if loadindex.IsPoll(r) {
+	if loadindex.IsPoll(r) || selfrequest.Is(r) {
+		// The front-end's own work (a refresh, a warm, a poll) is no
+		// visitor: it takes no place in the room.
+		decisions.WithLabelValues(h.Name, "internal").Inc()
 		return next.ServeHTTP(w, r)
 	}
 	if loadindex.PriorityOf(r) <= *h.BypassPriority {
