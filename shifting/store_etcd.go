@@ -3,6 +3,7 @@ package shifting
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -17,7 +18,17 @@ import (
 type EtcdStore struct {
 	Client *clientv3.Client
 	Prefix string // e.g. "/conductor/"
+	// Fence, if set, makes every write of the state conditional on this
+	// manager still holding its leader key (the key's create revision is
+	// unchanged, in the same etcd transaction). A leader that was deposed
+	// while it paused (a GC, a partition) cannot overwrite the new
+	// leader's state: its write fails with ErrNotLeader.
+	Fence *EtcdElection
 }
+
+// ErrNotLeader is returned by a fenced write of a manager that no longer
+// leads.
+var ErrNotLeader = errors.New("shifting: not the leader any more: write refused")
 
 const etcdChunk = 1 << 20
 
@@ -51,8 +62,23 @@ func (e EtcdStore) Save(s *Snapshot) error {
 	}
 	ctx, cancel := e.ctx()
 	defer cancel()
-	_, err = e.Client.Put(ctx, e.Prefix+"state", string(b))
-	return err
+	put := clientv3.OpPut(e.Prefix+"state", string(b))
+	if e.Fence == nil {
+		_, err = e.Client.Do(ctx, put)
+		return err
+	}
+	key, rev, ok := e.Fence.held()
+	if !ok {
+		return ErrNotLeader
+	}
+	resp, err := e.Client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).Then(put).Commit()
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return ErrNotLeader
+	}
+	return nil
 }
 
 // PutBundle stores a bundle's bytes in chunks, then its chunk count.
@@ -100,6 +126,17 @@ type EtcdElection struct {
 
 	leader atomic.Bool
 	elect  atomic.Pointer[concurrency.Election]
+	sess   atomic.Pointer[concurrency.Session]
+}
+
+// held returns the leader key this manager won and its create revision,
+// the fence of its writes.
+func (e *EtcdElection) held() (string, int64, bool) {
+	el := e.elect.Load()
+	if el == nil || !e.leader.Load() {
+		return "", 0, false
+	}
+	return el.Key(), el.Rev(), true
 }
 
 // Campaign blocks until this manager leads (or ctx ends). It returns a
@@ -119,6 +156,7 @@ func (e *EtcdElection) Campaign(ctx context.Context) (<-chan struct{}, error) {
 		return nil, err
 	}
 	e.elect.Store(el)
+	e.sess.Store(sess)
 	e.leader.Store(true)
 	lost := make(chan struct{})
 	go func() {

@@ -119,6 +119,18 @@ func parseManager(d *caddyfile.Dispenser, _ any) (any, error) {
 			}
 			continue
 		}
+		if sub == "etcd_tls" {
+			// etcd_tls <ca_file> [<cert_file> <key_file>]
+			args := d.RemainingArgs()
+			if len(args) != 1 && len(args) != 3 {
+				return nil, d.Errf("conductor_manager: etcd_tls <ca_file> [<cert_file> <key_file>]")
+			}
+			m.EtcdCA = args[0]
+			if len(args) == 3 {
+				m.EtcdCert, m.EtcdKey = args[1], args[2]
+			}
+			continue
+		}
 		var v string
 		if !d.Args(&v) {
 			return nil, d.ArgErr()

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -44,6 +46,13 @@ type ManagerApp struct {
 	// one leader.
 	Etcd       []string `json:"etcd,omitempty"`
 	EtcdPrefix string   `json:"etcd_prefix,omitempty"`
+	// EtcdCA, EtcdCert and EtcdKey are the PEM files of etcd's client TLS:
+	// the CA that signed the etcd servers' certificates, and this
+	// manager's client certificate and key (for etcd's client-cert-auth).
+	// With EtcdCA, the endpoints are dialed over TLS.
+	EtcdCA   string `json:"etcd_ca,omitempty"`
+	EtcdCert string `json:"etcd_cert,omitempty"`
+	EtcdKey  string `json:"etcd_key,omitempty"`
 
 	etcd   *clientv3.Client
 	m      *shifting.Manager
@@ -84,13 +93,18 @@ func (a *ManagerApp) Provision(ctx caddy.Context) error {
 		if a.EtcdPrefix == "" {
 			a.EtcdPrefix = "/conductor/"
 		}
-		cli, err := clientv3.New(clientv3.Config{Endpoints: a.Etcd, DialTimeout: 3 * time.Second, Logger: a.logger.Named("etcd")})
+		tlsCfg, err := a.etcdTLS()
+		if err != nil {
+			return fmt.Errorf("conductor_manager: etcd tls: %v", err)
+		}
+		cli, err := clientv3.New(clientv3.Config{Endpoints: a.Etcd, DialTimeout: 3 * time.Second, TLS: tlsCfg, Logger: a.logger.Named("etcd")})
 		if err != nil {
 			return fmt.Errorf("conductor_manager: etcd: %v", err)
 		}
 		a.etcd = cli
-		store = shifting.EtcdStore{Client: cli, Prefix: a.EtcdPrefix}
-		election = &shifting.EtcdElection{Client: cli, Prefix: a.EtcdPrefix, ID: a.Listen}
+		el := &shifting.EtcdElection{Client: cli, Prefix: a.EtcdPrefix, ID: a.Listen}
+		store = shifting.EtcdStore{Client: cli, Prefix: a.EtcdPrefix, Fence: el}
+		election = el
 	}
 	m, err := shifting.New(shifting.Config{
 		Token: a.Token, SigningKey: key, Store: store, Election: election, Logger: a.logger,
@@ -102,6 +116,34 @@ func (a *ManagerApp) Provision(ctx caddy.Context) error {
 	}
 	a.m = m
 	return nil
+}
+
+// etcdTLS builds the etcd client's TLS configuration, or nil without
+// etcd_tls.
+func (a *ManagerApp) etcdTLS() (*tls.Config, error) {
+	if a.EtcdCA == "" {
+		if a.EtcdCert != "" {
+			return nil, errors.New("etcd_tls: a client certificate needs the CA of the etcd servers too")
+		}
+		return nil, nil
+	}
+	pem, err := os.ReadFile(a.EtcdCA)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", a.EtcdCA)
+	}
+	c := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if a.EtcdCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.EtcdCert, a.EtcdKey)
+		if err != nil {
+			return nil, err
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
 
 // Start serves the API and runs placement.

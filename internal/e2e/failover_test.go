@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,37 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
-
+	"github.com/conductor-edge/conductor/internal/etcdtest"
 	"github.com/conductor-edge/conductor/shifting"
 )
 
 // startEtcd runs a real etcd (its embedded server) for the test.
-func startEtcd(t *testing.T) string {
-	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Dir = filepath.Join(t.TempDir(), "etcd")
-	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t, "127.0.0.1"))
-	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t, "127.0.0.1"))
-	cu, _ := url.Parse(client)
-	pu, _ := url.Parse(peer)
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = cfg.Name + "=" + peer
-	cfg.LogLevel = "error"
-	cfg.LogOutputs = []string{filepath.Join(t.TempDir(), "etcd.log")} // its shutdown complains on stderr otherwise
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		t.Fatal("etcd did not start")
-	}
-	return cu.Host
-}
+func startEtcd(t *testing.T) string { return etcdtest.Start(t) }
 
 type managerProc struct {
 	addr string
