@@ -19,6 +19,8 @@ import (
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/pkg/edns"
 	"github.com/miekg/dns"
+
+	"github.com/conductor-edge/conductor/internal/bearer"
 )
 
 const pluginName = "conductor"
@@ -151,6 +153,14 @@ func parseOption(c *caddy.Controller, cfg *config) error {
 		}
 		if len(cfg.managers) == 0 {
 			return c.Errf("manager: want URL... [TOKEN]")
+		}
+		if cfg.managerToken == "" {
+			return c.Errf("manager: the manager's TOKEN is required after the URLs (a manager does not answer without it)")
+		}
+		for _, m := range cfg.managers {
+			if err := bearer.CheckURL(m); err != nil {
+				return c.Errf("manager: %v", err)
+			}
 		}
 	case "manager_max_age":
 		if len(args) != 1 {

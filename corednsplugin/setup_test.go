@@ -57,3 +57,24 @@ func TestSetupParsesAndRejects(t *testing.T) {
 		t.Errorf("setup error %v: want the plugin name and the line", err)
 	}
 }
+
+// The plugin's side of the control plane's credentials: a manager without
+// its token refuses to load, and says what to set.
+func TestEmptyCredentialRefusesToStart(t *testing.T) {
+	_, err := parse(caddy.NewTestController("dns", "conductor {\n\tmanager https://manager.example:7443\n}"))
+	if err == nil || !strings.Contains(err.Error(), "TOKEN is required") {
+		t.Fatalf("manager without a token: %v", err)
+	}
+}
+
+// The plugin never sends the manager's token over plain HTTP off this
+// machine: an http:// manager that is not loopback refuses to load.
+func TestNoBearerOverPlainHTTP(t *testing.T) {
+	_, err := parse(caddy.NewTestController("dns", "conductor {\n\tmanager http://192.0.2.1:7443 tok\n}"))
+	if err == nil || !strings.Contains(err.Error(), "in clear") {
+		t.Fatalf("plain-HTTP manager off loopback: %v", err)
+	}
+	if _, err := parse(caddy.NewTestController("dns", "conductor {\n\tmanager http://127.0.0.1:7443 tok\n}")); err != nil {
+		t.Fatalf("a loopback manager: %v", err)
+	}
+}

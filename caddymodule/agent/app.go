@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/conductor-edge/conductor/internal/bearer"
 	"github.com/conductor-edge/conductor/shifting"
 )
 
@@ -80,6 +81,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	if a.Manager == "" || a.Node == "" {
 		return fmt.Errorf("conductor_agent: manager and node are required")
+	}
+	if a.Token == "" {
+		return fmt.Errorf("conductor_agent: token is required: set token <secret>, the manager's token (an agent without one would report to anyone)")
+	}
+	for _, m := range append([]string{a.Manager}, a.Managers...) {
+		if err := bearer.CheckURL(m); err != nil {
+			return fmt.Errorf("conductor_agent: manager %v", err)
+		}
 	}
 	if a.Role == "" {
 		a.Role = "frontend"

@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/conductor-edge/conductor/internal/bearer"
 	"github.com/conductor-edge/conductor/shifting"
 )
 
@@ -75,6 +76,12 @@ func (a *ManagerApp) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	if a.Listen == "" {
 		return errors.New("conductor_manager: listen is required")
+	}
+	if a.Token == "" {
+		return errors.New("conductor_manager: token is required: set token <secret>; nodes and the DNS plugin send it (without one the API would be open to anyone)")
+	}
+	if a.TLSCert == "" && !bearer.IsLoopbackListen(a.Listen) {
+		return fmt.Errorf("conductor_manager: listen %s without tls: nodes would send the token in clear; set tls <cert_file> <key_file>, or listen on a loopback address", a.Listen)
 	}
 	if a.StateDir == "" {
 		a.StateDir = filepath.Join(caddy.AppDataDir(), "conductor", "manager")

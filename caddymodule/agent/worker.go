@@ -24,6 +24,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/conductor-edge/conductor/internal/bearer"
 	"github.com/conductor-edge/conductor/shifting"
 )
 
@@ -113,8 +114,12 @@ func (w *worker) request(ctx context.Context, method, url string, body []byte) (
 	if err != nil {
 		return nil, nil, err
 	}
-	// The token goes to the manager, and to peers for their bundles.
-	if (strings.Contains(url, "/v1/") || strings.Contains(url, peerPath)) && cfg.token != "" {
+	// The token goes to the manager only, and never in clear off this
+	// machine. Peers serve bundles by digest without it (pull.go).
+	if strings.Contains(url, "/v1/") && cfg.token != "" {
+		if err := bearer.CheckURL(url); err != nil {
+			return nil, nil, err
+		}
 		req.Header.Set("Authorization", "Bearer "+cfg.token)
 	}
 	if body != nil {
