@@ -76,13 +76,17 @@ func nodeURI(fleet, role, name string) *url.URL {
 }
 
 // peerRole returns the role a certificate gives its holder in fleet, or
-// "" if it is no node certificate of that fleet.
+// "" if it is no node certificate of that fleet (a URI of the fleet, a
+// known role, and a node name).
 func peerRole(cert *x509.Certificate, fleet string) string {
 	for _, u := range cert.URIs {
 		if u.Scheme != "conductor" || u.Host != fleet {
 			continue
 		}
-		role, _, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+		role, name, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+		if name == "" || strings.Contains(name, "/") {
+			continue // a node certificate names its node
+		}
 		if role == "frontend" || role == "backend" || role == "both" {
 			return role
 		}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -298,5 +299,24 @@ func TestTMPCertsRotate(t *testing.T) {
 	t.Logf("%d back-end certificates seen; %d handshakes after the first certificate expired", len(serials), afterExpiry)
 	if len(serials) < 2 || afterExpiry == 0 {
 		t.Fatalf("no rotation observed: %d certificates, %d handshakes after expiry", len(serials), afterExpiry)
+	}
+}
+
+// A node certificate's URI must name the fleet, a role and the node.
+func TestPeerRoleReadsTheNodeURI(t *testing.T) {
+	for uri, want := range map[string]string{
+		"conductor://conductor/frontend/fe-paris-1": "frontend",
+		"conductor://conductor/backend/be1":         "backend",
+		"conductor://conductor/both/node-1":         "both",
+		"conductor://other/frontend/fe1":            "", // another fleet
+		"conductor://conductor/admin/fe1":           "", // no such role
+		"conductor://conductor/frontend/":           "", // no node name
+		"conductor://conductor/frontend":            "",
+		"https://conductor/frontend/fe1":            "",
+	} {
+		u, _ := url.Parse(uri)
+		if got := peerRole(&x509.Certificate{URIs: []*url.URL{u}}, "conductor"); got != want {
+			t.Errorf("%s: role %q, want %q", uri, got, want)
+		}
 	}
 }
