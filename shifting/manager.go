@@ -368,7 +368,10 @@ func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
 func (m *Manager) siteLocked(name string) *Site {
 	s := m.state.Sites[name]
 	if s == nil {
-		s = &Site{Name: name, Assigned: map[string]*Assignment{}, Demand: map[string]float64{}}
+		// A new site's settle clock starts now: placement does not act on
+		// it before Settle has passed, so an operator who uploads a bundle
+		// and then assigns it is not raced by an automatic assignment.
+		s = &Site{Name: name, Assigned: map[string]*Assignment{}, Demand: map[string]float64{}, LastChange: time.Now()}
 		m.state.Sites[name] = s
 	}
 	return s

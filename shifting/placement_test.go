@@ -98,3 +98,28 @@ func TestPlacementSkipsUnhealthyAndOverloadedFrontEnds(t *testing.T) {
 		t.Fatalf("%+v: want the only healthy, unloaded front-end", ds)
 	}
 }
+
+// A site whose first bundle was just uploaded waits Settle before
+// placement assigns it on its own: the operator's assignment, which
+// usually follows the upload at once, is not raced (TestBundleShiftedToAFrontEnd
+// saw placement take the site first, now and then, when the new site's
+// settle clock was zero).
+func TestNewSiteSettlesBeforePlacement(t *testing.T) {
+	m, err := New(Config{Store: FileStore{Dir: t.TempDir()}, Policy: Policy{TargetRPS: 10, Settle: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m.state.Nodes["fe1"] = report("fe1", "eu", 0.1, 0)
+	m.state.Nodes["fe1"].LastSeen = now
+	s := m.siteLocked("shop")
+	s.Bundle = "sha256:x"
+	if ds := m.cfg.Policy.place(m.state, now.Add(time.Second)); len(ds) != 0 {
+		t.Fatalf("placement acted on a site a second old: %+v", ds)
+	}
+	later := now.Add(2 * time.Minute)
+	m.state.Nodes["fe1"].LastSeen = later
+	if ds := m.cfg.Policy.place(m.state, later); len(ds) != 1 {
+		t.Fatalf("placement did not act once the site settled: %+v", ds)
+	}
+}
