@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/conductor-edge/conductor/caddymodule/internal/clientip"
 	"github.com/conductor-edge/conductor/tmptransport"
 )
 
@@ -162,7 +162,7 @@ func (p *Priority) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 			break
 		}
 	}
-	if !p.budget.allow(prio, clientAddr(r)) {
+	if !p.budget.allow(prio, clientip.Of(r)) {
 		p.demoted.Inc()
 		prio = DefaultPriority
 		if p.Default != nil {
@@ -261,19 +261,6 @@ func signingCodecs(keys []string) ([]securecookie.Codec, error) {
 		return nil, nil
 	}
 	return securecookie.CodecsFromPairs(pairs...), nil
-}
-
-// clientAddr is the client's address as Caddy determined it (trusted
-// proxies applied).
-func clientAddr(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		return ip
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // Interface guards.

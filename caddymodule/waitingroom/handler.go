@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 	"html/template"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/conductor-edge/conductor/caddymodule/internal/clientip"
 	"github.com/conductor-edge/conductor/caddymodule/loadindex"
 	"github.com/conductor-edge/conductor/caddymodule/pages"
 	"github.com/conductor-edge/conductor/caddymodule/selfrequest"
@@ -216,7 +216,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	now := time.Now()
-	ip := clientIP(r)
+	ip := clientip.Of(r)
 	var d Decision
 	tk, have := h.readCookie(r, now, ip)
 	switch {
@@ -336,17 +336,6 @@ func newUser() userID {
 	var u userID
 	rand.Read(u[:])
 	return u
-}
-
-func clientIP(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		return ip
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 var (
