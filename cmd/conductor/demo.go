@@ -23,8 +23,24 @@ func runDemo(args []string) int {
 	admin := fs.Int("admin-port", 2019, "back-end admin port; front-ends use the next ones")
 	dnsAddr := fs.String("dns", "127.0.0.1:5300", "where CoreDNS with the conductor plugin answers for shop.example (empty: no DNS)")
 	manager := fs.String("manager", "127.0.0.1:7070", "where the shifting manager listens (HTTPS; empty: no manager)")
+	offset := fs.Int("port-offset", 0, "add this to every port of the demo (when another program holds one)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	*origin, *backend, *dnsAddr, *manager = shiftPort(*origin, *offset), shiftPort(*backend, *offset), shiftPort(*dnsAddr, *offset), shiftPort(*manager, *offset)
+	*admin += *offset
+	frontends := []string{shiftPort("127.0.0.2:8080", *offset), shiftPort("127.0.0.3:8080", *offset)}
+	ports := []demoPort{{"tcp", *origin, "origin shop"}, {"udp", *backend, "back-end TMP"}, {"tcp", *manager, "shifting manager"},
+		{"udp", *dnsAddr, "DNS"}, {"tcp", *dnsAddr, "DNS"}}
+	for i, fe := range frontends {
+		ports = append(ports, demoPort{"tcp", fe, fmt.Sprintf("front-end %d", i+1)})
+	}
+	for i := range 1 + len(frontends) {
+		ports = append(ports, demoPort{"tcp", fmt.Sprintf("127.0.0.1:%d", *admin+i), "admin endpoint"})
+	}
+	if err := checkPorts(ports); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		return 1
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -53,6 +69,7 @@ func runDemo(args []string) int {
 		OriginAddr:    *origin,
 		BackendTMP:    *backend,
 		AdminBase:     *admin,
+		Frontends:     frontends,
 		DNSAddr:       *dnsAddr,
 		Progress:      say,
 		FrontendExtra: fmt.Sprintf(demoFrontend, pagesDir),
