@@ -393,3 +393,48 @@ func TestWaitingLineCap(t *testing.T) {
 		t.Fatalf("JSON past the cap: %d %q %v", resp.StatusCode, body, err)
 	}
 }
+
+// While the origin is still working on a URL for a client that got the
+// slow page, the page's retries (every 2 s, from every such client) get the
+// slow page at once instead of each sending the origin one more request.
+// Before, a slow origin saw a new request per retry per client: its load
+// grew with its slowness.
+func TestSlowPageRetriesAreCoalesced(t *testing.T) {
+	release := make(chan struct{})
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		fmt.Fprint(w, "slow page, finally")
+	})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	base, _ := site(t, "", fmt.Sprintf("\tfallback {\n\t\tslow 100ms\n\t}\n\treverse_proxy %s", o.hostport()))
+	if r, _ := fetch(t, nil, "GET", base+"/report"); r.Header.Get("Conductor-Substitute") != "slow" {
+		t.Fatalf("first request: %d %v", r.StatusCode, r.Header)
+	}
+	for i := range 10 {
+		r, _ := fetch(t, nil, "GET", base+"/report")
+		if r.Header.Get("Conductor-Substitute") != "slow" {
+			t.Fatalf("retry %d: %d %v", i, r.StatusCode, r.Header)
+		}
+	}
+	if n := o.hits.Load(); n != 1 {
+		t.Fatalf("the origin got %d requests for one URL while it was still answering the first", n)
+	}
+	close(release)
+	// Once the fetch is over, a new request goes to the origin again.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, b := fetch(t, nil, "GET", base+"/report"); b == "slow page, finally" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("requests after the slow fetch ended never reached the origin")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -61,6 +61,43 @@ type Handler struct {
 	errorTmpl *template.Template
 	slowTmpl  *template.Template
 	logger    *zap.Logger
+	slowing   *slowFlights
+}
+
+// slowFlights are the URLs whose origin answer is still being fetched
+// after a client got the substitute page. While one is, the page's own
+// retries (every 2 s, from every client that got it) get the substitute at
+// once instead of each sending the origin one more request: without this a
+// slow origin saw its load multiplied by its slowness. Entries live as long
+// as the fetch (at most SlowContinue), and there are at most maxSlowFlights.
+type slowFlights struct {
+	mu sync.Mutex
+	m  map[string]struct{}
+}
+
+const maxSlowFlights = 10000
+
+func (f *slowFlights) running(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.m[key]
+	return ok
+}
+
+func (f *slowFlights) start(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.m[key]; ok || len(f.m) >= maxSlowFlights {
+		return false
+	}
+	f.m[key] = struct{}{}
+	return true
+}
+
+func (f *slowFlights) end(key string) {
+	f.mu.Lock()
+	delete(f.m, key)
+	f.mu.Unlock()
 }
 
 // CaddyModule returns the Caddy module information.
@@ -85,6 +122,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Retry == 0 {
 		h.Retry = caddy.Duration(10 * time.Second)
 	}
+	h.slowing = &slowFlights{m: map[string]struct{}{}}
 	if h.SlowContinue == 0 {
 		h.SlowContinue = caddy.Duration(30 * time.Second)
 	}
@@ -133,6 +171,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	iw := &interceptWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h}
 	var err error
 	if h.Slow > 0 && (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Header.Get("Upgrade") == "" {
+		if h.slowing.running(slowKey(r)) {
+			// The origin is still working on this URL for an earlier
+			// client: this one (often that client's own retry) waits
+			// with it instead of asking again.
+			substitutes.WithLabelValues("slow").Inc()
+			return h.writeSlow(w, r)
+		}
 		var substituted bool
 		substituted, err = h.serveWithDeadline(iw, r, next)
 		if substituted {
@@ -231,10 +276,23 @@ func (h *Handler) serveWithDeadline(iw *interceptWriter, r *http.Request, next c
 		// The response started just now; it is the client's after all.
 		return false, <-done
 	}
+	if key := slowKey(r); h.slowing.start(key) {
+		go func() {
+			<-done // bounded by SlowContinue
+			h.slowing.end(key)
+		}()
+	}
 	substitutes.WithLabelValues("slow").Inc()
-	return true, pages.Write(iw.ResponseWriter, r, pages.Slow, h.slowTmpl, http.StatusServiceUnavailable,
+	return true, h.writeSlow(iw.ResponseWriter, r)
+}
+
+func (h *Handler) writeSlow(w http.ResponseWriter, r *http.Request) error {
+	return pages.Write(w, r, pages.Slow, h.slowTmpl, http.StatusServiceUnavailable,
 		pages.Data{Site: h.SiteName, RefreshSeconds: 2})
 }
+
+// slowKey names the resource a slow fetch is for.
+func slowKey(r *http.Request) string { return r.Host + r.URL.RequestURI() }
 
 // deadlineGate decides, once, whether the origin's response or the
 // substitute goes to the client.
