@@ -156,7 +156,9 @@ func TestDNSDropsStaleView(t *testing.T) {
 // With a manager, the plugin is not ready until the first view arrives:
 // before it, every answer would ignore the placement.
 func TestDNSNotReadyBeforeFirstView(t *testing.T) {
-	fm := &fakeManager{changed: make(chan struct{}), sites: map[string][]viewEntry{}}
+	// Once released, the manager answers at once (a view at version 1).
+	fm := &fakeManager{wait: 100 * time.Millisecond, changed: make(chan struct{}), sites: map[string][]viewEntry{}}
+	fm.set(map[string][]viewEntry{"hot.example": {{Node: "fe1", Addr: "127.0.0.10", Healthy: true, Ready: true}}})
 	hold := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-hold // the manager is slow to answer the first poll
