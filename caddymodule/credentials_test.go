@@ -236,7 +236,7 @@ func TestNoTrustStoreInstall(t *testing.T) {
 // failed until a restart.
 func TestTMPCertsRotate(t *testing.T) {
 	if testing.Short() {
-		t.Skip("150 s of rotation")
+		t.Skip("skipped in -short mode: 150 s of rotation")
 	}
 	const streamFor = 150 * time.Second
 	origin := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {

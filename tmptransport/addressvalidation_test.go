@@ -73,7 +73,7 @@ func TestRetryIsFollowed(t *testing.T) {
 // the flood, still completes its handshake within 1 s each time.
 func TestSpoofedInitialsDoNotBlockDial(t *testing.T) {
 	if testing.Short() {
-		t.Skip("35 s of flooding")
+		t.Skip("skipped in -short mode: 35 s of flooding")
 	}
 	p := getPKI(t)
 	l := holdingListener(t, p.serverConfig())

@@ -17,11 +17,11 @@ import (
 // front-end, even one behind the flooded prefix, answers the Retry and is
 // admitted under the validated budget, which spoofed packets cannot reach.
 type admission struct {
-	cfg        *Config
-	unvalid    int
-	valid      int
-	perPrefix  map[netip.Prefix]*[2]int // [unvalidated, validated]; entries at zero are deleted
-	alwaysTest bool                     // RetryThreshold < 0
+	cfg         *Config
+	unvalid     int
+	valid       int
+	perPrefix   map[netip.Prefix]*[2]int // [unvalidated, validated]; entries at zero are deleted
+	alwaysRetry bool                     // RetryThreshold < 0
 }
 
 type admitVerdict int
@@ -33,7 +33,7 @@ const (
 )
 
 func newAdmission(cfg *Config) *admission {
-	return &admission{cfg: cfg, perPrefix: make(map[netip.Prefix]*[2]int), alwaysTest: cfg.RetryThreshold < 0}
+	return &admission{cfg: cfg, perPrefix: make(map[netip.Prefix]*[2]int), alwaysRetry: cfg.RetryThreshold < 0}
 }
 
 // sourcePrefix is the prefix a source's half-open budget is counted in:
@@ -53,7 +53,7 @@ func sourcePrefix(a net.Addr) netip.Prefix {
 func (a *admission) decide(prefix netip.Prefix, validated bool) (admitVerdict, Refusal) {
 	c := a.perPrefix[prefix]
 	if !validated {
-		if a.alwaysTest || a.unvalid >= a.cfg.RetryThreshold || (c != nil && c[0] >= a.cfg.MaxPendingPerPrefix) {
+		if a.alwaysRetry || a.unvalid >= a.cfg.RetryThreshold || (c != nil && c[0] >= a.cfg.MaxPendingPerPrefix) {
 			return admitRetry, 0
 		}
 	}

@@ -35,7 +35,7 @@ func cpuTime(t testing.TB) time.Duration {
 // every test that ran before.
 func TestIdleSessionSleeps(t *testing.T) {
 	if testing.Short() {
-		t.Skip("30 s of idling")
+		t.Skip("skipped in -short mode: 30 s of idling")
 	}
 	if os.Getenv(idleChildEnv) == "1" {
 		idleChild(t)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,7 +113,7 @@ func TestHandshakeFailuresVisible(t *testing.T) {
 	// packets the attacker recorded.
 	go serveAndHold(ctx, l)
 	time.Sleep(600 * time.Millisecond) // the half-open sessions time out
-	rec := &recordingConn{PacketConn: attacker("127.0.0.1"), mu: make(chan struct{}, 1)}
+	rec := &recordingConn{PacketConn: attacker("127.0.0.1")}
 	c, err := DialConn(ctx, rec, l.Addr(), p.clientConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -158,34 +159,26 @@ func TestHandshakeFailuresVisible(t *testing.T) {
 	}
 }
 
-// recordingConn keeps the short-header packets a dialer sends.
+// recordingConn keeps the last short-header packet a dialer sends.
 type recordingConn struct {
 	net.PacketConn
-	mu   chan struct{}
+	mu   sync.Mutex
 	last []byte
 }
 
 func (r *recordingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if len(p) > 0 && p[0]&flagLong == 0 {
 		b := append([]byte(nil), p...)
-		r.lock()
+		r.mu.Lock()
 		r.last = b
-		r.unlock()
+		r.mu.Unlock()
 	}
 	return r.PacketConn.WriteTo(p, addr)
 }
 
-func (r *recordingConn) lock() {
-	if r.mu == nil {
-		panic("recordingConn: lock before init")
-	}
-	r.mu <- struct{}{}
-}
-func (r *recordingConn) unlock() { <-r.mu }
-
 func (r *recordingConn) lastShort() []byte {
-	r.lock()
-	defer r.unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	return r.last
 }
 

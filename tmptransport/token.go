@@ -37,7 +37,6 @@ const (
 // tokenMinter makes and checks tokens for one listener.
 type tokenMinter struct {
 	root []byte
-	now  func() time.Time
 
 	mu   sync.Mutex
 	keys [2]epochKey // the two newest epochs used
@@ -49,7 +48,7 @@ type epochKey struct {
 }
 
 func newTokenMinter(root []byte) *tokenMinter {
-	return &tokenMinter{root: root, now: time.Now}
+	return &tokenMinter{root: root}
 }
 
 // key returns the AEAD of an epoch, deriving it at most once per epoch.
@@ -93,7 +92,7 @@ func tokenAD(kind, epoch byte, id sessionID, addr net.Addr) []byte {
 
 // mint makes a Retry token for a session ID and client address.
 func (m *tokenMinter) mint(id sessionID, addr net.Addr) []byte {
-	now := m.now()
+	now := time.Now()
 	epoch := now.UnixNano() / int64(tokenEpoch)
 	aead, err := m.key(epoch)
 	if err != nil {
@@ -113,7 +112,7 @@ func (m *tokenMinter) valid(tok []byte, id sessionID, addr net.Addr) bool {
 	if len(tok) != tokenLen || tok[0] != tokenKindRetry {
 		return false
 	}
-	now := m.now()
+	now := time.Now()
 	cur := now.UnixNano() / int64(tokenEpoch)
 	var epoch int64
 	switch tok[1] {

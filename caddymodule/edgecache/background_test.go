@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,10 +114,10 @@ func TestRefreshDoesNotLaunderForwardedHeaders(t *testing.T) {
 // place for a whole session, and a refresh got through only by replaying
 // the cookie of the visitor who triggered it.
 func TestBackgroundFetchSkipsWaitingRoom(t *testing.T) {
-	var version atomicInt
+	var version atomic.Int64
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=1, stale-while-revalidate=60")
-		fmt.Fprintf(w, "v%d", version.load())
+		fmt.Fprintf(w, "v%d", version.Load())
 	})
 	room := fmt.Sprintf("bg%d", time.Now().UnixNano())
 	e := swrEdge(t, o, fmt.Sprintf(`	waiting_room %s {
@@ -139,27 +140,10 @@ func TestBackgroundFetchSkipsWaitingRoom(t *testing.T) {
 		t.Fatalf("a second visitor in a full room: %q", b)
 	}
 	time.Sleep(1100 * time.Millisecond)
-	version.store(1)
+	version.Store(1)
 	e.get("/page", "Cookie", session) // stale: starts the refresh
 	waitFor(t, "the refresh to reach the origin and land", func() bool {
 		_, b := e.get("/page", "Cookie", session)
 		return b == "v1"
 	})
-}
-
-type atomicInt struct {
-	mu sync.Mutex
-	v  int
-}
-
-func (a *atomicInt) load() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.v
-}
-
-func (a *atomicInt) store(v int) {
-	a.mu.Lock()
-	a.v = v
-	a.mu.Unlock()
 }
