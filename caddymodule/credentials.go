@@ -8,11 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -23,6 +20,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/conductor-edge/conductor/caddymodule/internal/fleetca"
+	"github.com/conductor-edge/conductor/internal/nodeid"
 	"github.com/conductor-edge/conductor/tmptransport"
 )
 
@@ -30,7 +29,7 @@ import (
 // every front-end verifies, besides the node's role: trust comes from the
 // fleet CA and the role, not from host names, because back-ends are
 // addressed by IP as often as by name.
-const TMPServerName = "conductor-tmp"
+const TMPServerName = nodeid.ServerName
 
 // The defaults of a node's credentials.
 const (
@@ -70,28 +69,15 @@ type TLSConfig struct {
 	ServerName string `json:"server_name,omitempty"`
 }
 
-// nodeURI is the identity a node certificate carries.
-func nodeURI(fleet, role, name string) *url.URL {
-	return &url.URL{Scheme: "conductor", Host: fleet, Path: "/" + role + "/" + url.PathEscape(name)}
-}
-
-// peerRole returns the role a certificate gives its holder in fleet, or
-// "" if it is no node certificate of that fleet (a URI of the fleet, a
-// known role, and a node name).
+// peerRole returns the role a certificate gives its holder on a TMP link
+// of fleet, or "" if it is no TMP node certificate of that fleet (a URI of
+// the fleet, a TMP role, and a node name).
 func peerRole(cert *x509.Certificate, fleet string) string {
-	for _, u := range cert.URIs {
-		if u.Scheme != "conductor" || u.Host != fleet {
-			continue
-		}
-		role, name, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
-		if name == "" || strings.Contains(name, "/") {
-			continue // a node certificate names its node
-		}
-		if role == "frontend" || role == "backend" || role == "both" {
-			return role
-		}
+	id, ok := nodeid.FromCert(cert, fleet)
+	if !ok || (id.Role != "frontend" && id.Role != "backend" && id.Role != "both") {
+		return ""
 	}
-	return ""
+	return id.Role
 }
 
 // credentials are a node's TMP identity: its current certificate, the CAs
@@ -137,13 +123,13 @@ func (t *TLSConfig) newCredentials(ctx caddy.Context, name, role string, log *za
 	if t.CertFile != "" {
 		c.load = t.loadFiles
 	} else {
-		issuer, err := newFleetIssuer(ctx, t.CA, c.fleet)
+		issuer, err := fleetca.New(ctx, t.CA, c.fleet)
 		if err != nil {
 			return nil, err
 		}
 		c.fleetIssued = true
 		c.load = func() (*tls.Certificate, *x509.CertPool, error) {
-			cert, pool, err := issuer.issue(c, c.lifetime)
+			cert, pool, err := c.issue(issuer)
 			if err == nil && t.CAFile != "" {
 				err = appendCAFile(pool, t.CAFile)
 			}
@@ -332,34 +318,26 @@ func (r *credsRef) clientTLS() *tls.Config {
 	}
 }
 
-// issueNodeCert signs a node certificate for both ends of a TMP link.
-func issueNodeCert(c *credentials, lifetime time.Duration, chain []*x509.Certificate, caKey any) (*tls.Certificate, error) {
+// issue has the fleet CA sign a new key for this node, and returns the
+// certificate with the fleet's root.
+func (c *credentials) issue(ca *fleetca.Issuer) (*tls.Certificate, *x509.CertPool, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: c.name, OrganizationalUnit: []string{"conductor " + c.role}},
-		DNSNames:     []string{c.serverName},
-		URIs:         []*url.URL{nodeURI(c.fleet, c.role, c.name)},
-		NotBefore:    now.Add(-time.Minute), // clock skew between nodes
-		NotAfter:     now.Add(lifetime),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	id := nodeid.ID{Fleet: c.fleet, Role: c.role, Name: c.name}
+	if c.serverName != nodeid.ServerName {
+		id.Hosts = []string{c.serverName}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, chain[0], &key.PublicKey, caKey)
+	chain, _, err := ca.Issue(&key.PublicKey, id, c.lifetime)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	cert := &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	for _, ic := range chain {
-		cert.Certificate = append(cert.Certificate, ic.Raw)
+	cert := &tls.Certificate{Certificate: chain, PrivateKey: key}
+	if cert.Leaf, err = x509.ParseCertificate(chain[0]); err != nil {
+		return nil, nil, err
 	}
-	cert.Leaf, err = x509.ParseCertificate(der)
-	return cert, err
+	return cert, ca.Roots(), nil
 }
 
 func defaultNodeName() string {

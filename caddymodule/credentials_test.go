@@ -21,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 
+	"github.com/conductor-edge/conductor/caddymodule/internal/fleetca"
 	"github.com/conductor-edge/conductor/internal/inproc"
 	"github.com/conductor-edge/conductor/tmptransport"
 )
@@ -213,7 +214,7 @@ func TestNoTrustStoreInstall(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(storage, "pki", "authorities", "local")); err == nil {
 				t.Error("the fleet CA's node loaded Caddy's local CA")
 			}
-			if _, err := os.Stat(filepath.Join(storage, "pki", "authorities", fleetCAID(defaultFleet), "root.crt")); err != nil {
+			if _, err := os.Stat(filepath.Join(storage, "pki", "authorities", fleetca.ID(defaultFleet), "root.crt")); err != nil {
 				t.Errorf("no fleet CA in storage: %v", err)
 			}
 		} else if !strings.Contains(string(log), "root certificate trust store installation disabled") {

@@ -51,16 +51,19 @@ func newHandler(cfg *config) *Handler {
 	return h
 }
 
-func (h *Handler) start() {
+func (h *Handler) start() error {
 	for _, z := range h.cfg.zones {
 		for _, f := range h.cfg.frontends {
 			frontendHealthy.WithLabelValues(z, f.name).Set(b2f(f.healthy.Load()))
 		}
 	}
-	h.health.start()
 	if h.view != nil {
-		h.view.start()
+		if err := h.view.start(); err != nil {
+			return err
+		}
 	}
+	h.health.start()
+	return nil
 }
 
 func (h *Handler) stop() {

@@ -2,9 +2,9 @@ package corednsplugin
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"github.com/conductor-edge/conductor/internal/enrol"
 	"io"
 	"math"
 	"net"
@@ -34,6 +34,7 @@ var log = clog.NewWithPlugin(pluginName)
 // fresh view arrives.
 type managerView struct {
 	cfg     *config
+	id      *enrol.Identity
 	client  *http.Client
 	sites   atomic.Pointer[map[string][]*frontend] // by zone (FQDN)
 	updated atomic.Int64                           // unix ns of the last view; 0: none yet
@@ -46,11 +47,7 @@ type managerView struct {
 }
 
 func newManagerView(cfg *config) *managerView {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if cfg.managerCA != nil {
-		tr.TLSClientConfig = &tls.Config{RootCAs: cfg.managerCA, MinVersion: tls.VersionTLS12}
-	}
-	v := &managerView{cfg: cfg, client: &http.Client{Timeout: 40 * time.Second, Transport: tr}}
+	v := &managerView{cfg: cfg}
 	empty := map[string][]*frontend{}
 	v.sites.Store(&empty)
 	zones := strings.Join(cfg.zones, ",")
@@ -70,12 +67,27 @@ func (v *managerView) ready() bool { return v.updated.Load() != 0 }
 
 func (v *managerView) frontends(zone string) []*frontend { return (*v.sites.Load())[zone] }
 
-func (v *managerView) start() {
+// start loads the plugin's node certificate (enrolling it with
+// manager_join the first time) and follows the manager. Without a
+// certificate it fails, and CoreDNS with it, saying what to set.
+func (v *managerView) start() error {
+	ectx, ecancel := context.WithTimeout(context.Background(), 30*time.Second)
+	id, err := enrol.Load(ectx, enrol.Config{Dir: v.cfg.managerIdentity, Managers: v.cfg.managers, Roots: v.cfg.managerCA,
+		JoinToken: v.cfg.managerJoin, Name: v.cfg.managerNode, Role: "dns"})
+	ecancel()
+	if err != nil {
+		return fmt.Errorf("plugin/conductor: manager: %v", err)
+	}
+	v.id = id
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = id.TLSConfig()
+	v.client = &http.Client{Timeout: 40 * time.Second, Transport: tr}
 	ctx, cancel := context.WithCancel(context.Background())
 	v.cancel = cancel
 	v.wg.Add(2)
 	go v.run(ctx)
 	go v.reportAge(ctx)
+	return nil
 }
 
 // reportAge keeps the view-age gauge current between views.
@@ -117,6 +129,9 @@ func (v *managerView) run(ctx context.Context) {
 	defer v.wg.Done()
 	var version uint64
 	for ctx.Err() == nil {
+		if err := v.id.MaybeRenew(ctx); err != nil {
+			log.Warningf("%v", err)
+		}
 		next, err := v.poll(ctx, version)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -138,9 +153,6 @@ func (v *managerView) poll(ctx context.Context, version uint64) (uint64, error) 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/view?wait=%d", v.cfg.managers[v.cur], version), nil)
 	if err != nil {
 		return 0, err
-	}
-	if v.cfg.managerToken != "" {
-		req.Header.Set("Authorization", "Bearer "+v.cfg.managerToken)
 	}
 	resp, err := v.client.Do(req)
 	if err != nil {

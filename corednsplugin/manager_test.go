@@ -1,10 +1,14 @@
 package corednsplugin
 
 import (
+	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -12,6 +16,9 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/conductor-edge/conductor/internal/fleettest"
+	"github.com/conductor-edge/conductor/internal/nodeid"
 )
 
 // fakeManager serves /v1/view with long-poll semantics.
@@ -33,8 +40,13 @@ func (f *fakeManager) set(sites map[string][]viewEntry) {
 }
 
 func (f *fakeManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("Authorization") != "Bearer tok" {
+	// The fleet's manager knows its DNS servers by their certificate.
+	if len(r.TLS.VerifiedChains) == 0 {
 		http.Error(w, "no", http.StatusUnauthorized)
+		return
+	}
+	if id, ok := nodeid.FromCert(r.TLS.VerifiedChains[0][0], "conductor"); !ok || id.Role != "dns" {
+		http.Error(w, "not a DNS server", http.StatusForbidden)
 		return
 	}
 	wait, _ := strconv.ParseUint(r.URL.Query().Get("wait"), 10, 64)
@@ -58,16 +70,34 @@ func (f *fakeManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]any{"version": f.version, "sites": f.sites})
 }
 
+// managerServer serves h over HTTPS that asks for a fleet certificate,
+// and returns the Corefile lines of a DNS server enrolled in that fleet
+// (its certificate already in its identity directory).
+func managerServer(t *testing.T, h http.Handler) (*httptest.Server, string) {
+	t.Helper()
+	ca := fleettest.NewCA(t, "test fleet")
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool()}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	ca.WriteIdentity(t, filepath.Join(dir, "id"), nodeid.ID{Fleet: "conductor", Role: "dns", Name: "dns1"})
+	serverCA := filepath.Join(dir, "manager.crt")
+	os.WriteFile(serverCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
+	return srv, fmt.Sprintf("manager %s\n\t\tmanager_ca %s\n\t\tmanager_node dns1\n\t\tmanager_identity_dir %s", srv.URL, serverCA, filepath.Join(dir, "id"))
+}
+
 func TestManagerModeAnswersWithTheManagersFrontEnds(t *testing.T) {
 	fm := &fakeManager{changed: make(chan struct{}), sites: map[string][]viewEntry{}}
-	srv := httptest.NewServer(fm)
-	defer srv.Close()
+	_, mgr := managerServer(t, fm)
 	h := handlerFor(t, `conductor hot.example {
-		manager `+srv.URL+` tok
+		`+mgr+`
 		region 10.1.0.0/16 eu
 		answers 3
 	}`)
-	h.start()
+	if err := h.start(); err != nil {
+		t.Fatal(err)
+	}
 	defer h.stop()
 	fm.set(map[string][]viewEntry{"hot.example": {
 		{Node: "fe1", Addr: "127.0.0.10", Region: "eu", Healthy: true, Ready: true},
@@ -119,14 +149,16 @@ func TestDNSDropsStaleView(t *testing.T) {
 	// The manager's long-poll answers every 200 ms when nothing changes
 	// (a real one every 25 s, against a default max age of 75 s).
 	fm := &fakeManager{wait: 200 * time.Millisecond, changed: make(chan struct{}), sites: map[string][]viewEntry{}}
-	srv := httptest.NewServer(fm)
+	srv, mgr := managerServer(t, fm)
 	h := handlerFor(t, `conductor hot.example {
 		frontend static 127.0.0.20
-		manager `+srv.URL+` tok
+		`+mgr+`
 		manager_max_age 1s
 		health_check 1h
 	}`)
-	h.start()
+	if err := h.start(); err != nil {
+		t.Fatal(err)
+	}
 	defer h.stop()
 	fm.set(map[string][]viewEntry{"hot.example": {{Node: "fe1", Addr: "127.0.0.10", Healthy: true, Ready: true}}})
 	answer := func() string {
@@ -160,17 +192,18 @@ func TestDNSNotReadyBeforeFirstView(t *testing.T) {
 	fm := &fakeManager{wait: 100 * time.Millisecond, changed: make(chan struct{}), sites: map[string][]viewEntry{}}
 	fm.set(map[string][]viewEntry{"hot.example": {{Node: "fe1", Addr: "127.0.0.10", Healthy: true, Ready: true}}})
 	hold := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, mgr := managerServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-hold // the manager is slow to answer the first poll
 		fm.ServeHTTP(w, r)
 	}))
-	defer srv.Close()
 	defer close(hold)
 	h := handlerFor(t, `conductor hot.example {
-		manager `+srv.URL+` tok
+		`+mgr+`
 		fallback 127.0.0.99
 	}`)
-	h.start()
+	if err := h.start(); err != nil {
+		t.Fatal(err)
+	}
 	defer h.stop()
 	time.Sleep(200 * time.Millisecond)
 	if h.Ready() {

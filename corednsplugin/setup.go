@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,8 @@ import (
 	"github.com/coredns/coredns/plugin/pkg/edns"
 	"github.com/miekg/dns"
 
-	"github.com/conductor-edge/conductor/internal/bearer"
+	"github.com/conductor-edge/conductor/internal/enrol"
+	"github.com/conductor-edge/conductor/internal/nodeid"
 )
 
 const pluginName = "conductor"
@@ -37,10 +39,7 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, err)
 	}
 	h := newHandler(cfg)
-	c.OnStartup(func() error {
-		h.start()
-		return nil
-	})
+	c.OnStartup(h.start)
 	c.OnShutdown(func() error {
 		h.stop()
 		return nil
@@ -68,10 +67,14 @@ type config struct {
 	startHealthy bool
 	// manager, when set, is the shifting manager whose view lists the
 	// front-ends of each site (those holding its bundle, with their health,
-	// load and region); managerToken authenticates to it.
-	managers     []string
-	managerToken string
-	managerCA    *x509.CertPool // trusted for the manager's HTTPS, besides the system roots
+	// load and region). The plugin is a node of the fleet in the role
+	// "dns": it enrols once with managerJoin, keeps its certificate in
+	// managerIdentity, and presents it to the manager.
+	managers        []string
+	managerCA       *x509.CertPool // trusted for the manager's HTTPS, besides the system roots
+	managerNode     string
+	managerJoin     string
+	managerIdentity string
 	// managerMaxAge is how long a manager view is answered from (default
 	// 75 s: three of the manager's 25 s long-polls).
 	managerMaxAge time.Duration
@@ -88,8 +91,11 @@ type config struct {
 //		sticky
 //		health_check INTERVAL [timeout DURATION] [up N] [down N]
 //		max_load LOAD
-//		manager URL... [TOKEN]
+//		manager URL...
 //		manager_ca FILE
+//		manager_node NAME
+//		manager_join TOKEN
+//		manager_identity_dir DIR
 //		manager_max_age DURATION
 //	}
 func parse(c *caddy.Controller) (*config, error) {
@@ -109,6 +115,14 @@ func parse(c *caddy.Controller) (*config, error) {
 	}
 	if len(cfg.frontends) == 0 && len(cfg.fallback) == 0 && len(cfg.managers) == 0 {
 		return nil, c.Err("no frontend, no manager and no fallback: nothing to answer with")
+	}
+	if len(cfg.managers) > 0 {
+		if cfg.managerNode == "" {
+			cfg.managerNode = defaultNodeName()
+		}
+		if cfg.managerIdentity == "" {
+			cfg.managerIdentity = defaultIdentityDir(cfg.managerNode)
+		}
 	}
 	return cfg, nil
 }
@@ -138,29 +152,35 @@ func parseOption(c *caddy.Controller, cfg *config) error {
 		}
 		cfg.regions = append(cfg.regions, regionPrefix{p.Masked(), args[1]})
 	case "manager":
-		// manager URL... [TOKEN]: several URLs for managers sharing etcd;
-		// the plugin follows whichever leads.
-		cfg.managers, cfg.managerToken = nil, ""
-		for i, a := range args {
-			switch {
-			case strings.HasPrefix(a, "http://") || strings.HasPrefix(a, "https://"):
-				cfg.managers = append(cfg.managers, strings.TrimSuffix(a, "/"))
-			case i == len(args)-1 && len(cfg.managers) > 0:
-				cfg.managerToken = a
-			default:
-				return c.Errf("manager: %q is not a URL; want URL... [TOKEN]", a)
+		// manager URL...: several URLs for managers sharing etcd; the
+		// plugin follows whichever leads.
+		cfg.managers = nil
+		for _, a := range args {
+			if !strings.Contains(a, "://") {
+				return c.Errf("manager: %q is not a URL: the manager token was replaced; the plugin enrols once with manager_join TOKEN (an admin mints one with role dns), then presents its certificate", a)
 			}
-		}
-		if len(cfg.managers) == 0 {
-			return c.Errf("manager: want URL... [TOKEN]")
-		}
-		if cfg.managerToken == "" {
-			return c.Errf("manager: the manager's TOKEN is required after the URLs (a manager does not answer without it)")
-		}
-		for _, m := range cfg.managers {
-			if err := bearer.CheckURL(m); err != nil {
+			if err := enrol.CheckURL(a); err != nil {
 				return c.Errf("manager: %v", err)
 			}
+			cfg.managers = append(cfg.managers, strings.TrimSuffix(a, "/"))
+		}
+		if len(cfg.managers) == 0 {
+			return c.Errf("manager: want URL...")
+		}
+	case "manager_node", "manager_join", "manager_identity_dir":
+		if len(args) != 1 || args[0] == "" {
+			return c.ArgErr()
+		}
+		switch opt {
+		case "manager_node":
+			if !nodeid.Valid(args[0]) {
+				return c.Errf("manager_node %q: 1-64 characters of [A-Za-z0-9._-]", args[0])
+			}
+			cfg.managerNode = args[0]
+		case "manager_join":
+			cfg.managerJoin = args[0]
+		default:
+			cfg.managerIdentity = args[0]
 		}
 	case "manager_max_age":
 		if len(args) != 1 {
@@ -318,4 +338,28 @@ func parseFrontend(args []string) (*frontend, error) {
 		}
 	}
 	return fe, nil
+}
+
+// defaultNodeName is the plugin's node name when manager_node is not set:
+// the host's name.
+func defaultNodeName() string {
+	h, err := os.Hostname()
+	if err != nil || !nodeid.Valid(h) {
+		return "coredns"
+	}
+	return h
+}
+
+// defaultIdentityDir keeps the plugin's certificate under the user's data
+// directory ($XDG_DATA_HOME, else ~/.local/share), like Caddy keeps its own.
+func defaultIdentityDir(node string) string {
+	base := os.Getenv("XDG_DATA_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			home = os.TempDir()
+		}
+		base = filepath.Join(home, ".local", "share")
+	}
+	return filepath.Join(base, "coredns", "conductor", node)
 }

@@ -58,23 +58,30 @@ func TestSetupParsesAndRejects(t *testing.T) {
 	}
 }
 
-// The plugin's side of the control plane's credentials: a manager without
-// its token refuses to load, and says what to set.
+// The plugin's side of the control plane's credentials: with a manager,
+// a plugin that was never enrolled and has no join token refuses to
+// start, and says what to set; the old token refuses to load.
 func TestEmptyCredentialRefusesToStart(t *testing.T) {
-	_, err := parse(caddy.NewTestController("dns", "conductor {\n\tmanager https://manager.example:7443\n}"))
-	if err == nil || !strings.Contains(err.Error(), "TOKEN is required") {
-		t.Fatalf("manager without a token: %v", err)
+	cfg, err := parse(caddy.NewTestController("dns", "conductor {\n\tmanager https://manager.example:7443\n\tmanager_node dns1\n\tmanager_identity_dir "+t.TempDir()+"\n}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := newHandler(cfg).start(); err == nil || !strings.Contains(err.Error(), "node dns1 is not enrolled: set join_token") {
+		t.Fatalf("manager without an identity or a join token: %v", err)
+	}
+	if _, err := parse(caddy.NewTestController("dns", "conductor {\n\tmanager https://manager.example:7443 tok\n}")); err == nil || !strings.Contains(err.Error(), "manager_join") {
+		t.Fatalf("the old manager token: %v", err)
 	}
 }
 
-// The plugin never sends the manager's token over plain HTTP off this
-// machine: an http:// manager that is not loopback refuses to load.
+// The plugin sends no secret over plain HTTP: an http:// manager, even on
+// loopback, refuses to load (the join token is a secret, and the plugin's
+// identity is its TLS certificate).
 func TestNoBearerOverPlainHTTP(t *testing.T) {
-	_, err := parse(caddy.NewTestController("dns", "conductor {\n\tmanager http://192.0.2.1:7443 tok\n}"))
-	if err == nil || !strings.Contains(err.Error(), "in clear") {
-		t.Fatalf("plain-HTTP manager off loopback: %v", err)
-	}
-	if _, err := parse(caddy.NewTestController("dns", "conductor {\n\tmanager http://127.0.0.1:7443 tok\n}")); err != nil {
-		t.Fatalf("a loopback manager: %v", err)
+	for _, u := range []string{"http://192.0.2.1:7443", "http://127.0.0.1:7443"} {
+		_, err := parse(caddy.NewTestController("dns", "conductor {\n\tmanager "+u+"\n}"))
+		if err == nil || !strings.Contains(err.Error(), "want an https:// URL") {
+			t.Fatalf("plain-HTTP manager %s: %v", u, err)
+		}
 	}
 }

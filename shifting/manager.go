@@ -3,7 +3,6 @@ package shifting
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,8 +21,16 @@ import (
 
 // Config configures a Manager.
 type Config struct {
-	// Token authenticates nodes and operators (Authorization: Bearer).
-	Token string
+	// Fleet names the fleet whose node certificates the API accepts
+	// (their URI SAN conductor://<fleet>/<role>/<name>). The TLS layer
+	// verifies the chain against the fleet CA; Fleet is checked here.
+	Fleet string
+	// Operators are the operators' credentials.
+	Operators []Operator
+	// Issuer is the fleet CA, which signs node certificates at enrolment
+	// and renewal; CertLifetime is their lifetime (default 24h).
+	Issuer       Issuer
+	CertLifetime time.Duration
 	// SigningKey verifies bundle signatures; nil accepts unsigned bundles.
 	SigningKey ed25519.PublicKey
 	Store      Store
@@ -56,6 +63,7 @@ type Manager struct {
 	// previous leader left. Until then it must not answer: winning comes
 	// before loading, and an answer in between would show an empty state.
 	leading atomic.Bool
+	mux     *http.ServeMux
 }
 
 // New loads the state and returns a manager; Run drives its placement.
@@ -66,12 +74,17 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.Fleet == "" {
+		cfg.Fleet = "conductor"
+	}
 	cfg.Policy.defaults()
 	st, err := cfg.Store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("shifting: loading state: %v", err)
 	}
-	return &Manager{cfg: cfg, logger: cfg.Logger, state: st, changed: make(chan struct{})}, nil
+	m := &Manager{cfg: cfg, logger: cfg.Logger, state: st, changed: make(chan struct{})}
+	m.mux = m.routes()
+	return m, nil
 }
 
 // Run runs placement every Policy.Interval until ctx ends; with an
@@ -170,82 +183,117 @@ func (m *Manager) bumpLocked() {
 }
 
 // ServeHTTP is the manager's API and status page.
-//
-//	POST   /v1/nodes/{id}/report          a node's report
-//	GET    /v1/nodes/{id}/assignments     ?wait=VERSION long-polls: {version, sites: {site: digest}}
-//	POST   /v1/bundles                    bundle bytes; X-Bundle-Digest, X-Bundle-Signature (hex)
-//	GET    /v1/bundles/{digest}
-//	POST   /v1/sites/{site}/assign        {"node": id} (operator placement, pinned)
-//	POST   /v1/sites/{site}/pull          {"node": id}: a front-end asks for a site on a first request
-//	DELETE /v1/sites/{site}/assign/{node}
-//	GET    /v1/view                       ?site=S&wait=VERSION: the front-ends per site, for DNS
-//	GET    /v1/events                     server-sent events: the view, on every change
-//	GET    /v1/state                      everything, for the status page
-//	GET    /status                        the status page
 func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/status" || r.URL.Path == "/" {
-		serveStatus(w, r)
-		return
-	}
-	if !m.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="conductor"`)
-		http.Error(w, "missing or wrong token", http.StatusUnauthorized)
-		return
-	}
-	if e := m.cfg.Election; e != nil && !(e.Leader() && m.leading.Load()) {
-		leader := e.LeaderID(r.Context())
-		w.Header().Set("X-Conductor-Leader", leader)
-		http.Error(w, "not the leading manager; the leader is "+leader, http.StatusServiceUnavailable)
-		return
-	}
-	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	switch {
-	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "nodes" && parts[3] == "report" && r.Method == http.MethodPost:
-		m.handleReport(w, r, parts[2])
-	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "nodes" && parts[3] == "assignments" && r.Method == http.MethodGet:
-		m.handleAssignments(w, r, parts[2])
-	case len(parts) == 2 && parts[0] == "v1" && parts[1] == "bundles" && r.Method == http.MethodPost:
-		m.handleUpload(w, r)
-	case len(parts) == 3 && parts[0] == "v1" && parts[1] == "bundles" && r.Method == http.MethodGet:
-		m.handleDownload(w, r, parts[2])
-	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "sites" && parts[3] == "assign" && r.Method == http.MethodPost:
-		m.handleAssign(w, r, parts[2])
-	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "sites" && parts[3] == "pull" && r.Method == http.MethodPost:
-		m.handlePull(w, r, parts[2])
-	case len(parts) == 5 && parts[0] == "v1" && parts[1] == "sites" && parts[3] == "assign" && r.Method == http.MethodDelete:
-		m.handleRelease(w, r, parts[2], parts[4])
-	case len(parts) == 2 && parts[0] == "v1" && parts[1] == "view" && r.Method == http.MethodGet:
-		m.handleView(w, r)
-	case len(parts) == 2 && parts[0] == "v1" && parts[1] == "events" && r.Method == http.MethodGet:
-		m.handleEvents(w, r)
-	case len(parts) == 2 && parts[0] == "v1" && parts[1] == "state" && r.Method == http.MethodGet:
-		m.mu.Lock()
-		b, _ := json.Marshal(m.state)
-		m.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(b)
-	default:
-		http.Error(w, "no such endpoint", http.StatusNotFound)
-	}
+	m.mux.ServeHTTP(w, r)
 }
 
-func (m *Manager) authorized(r *http.Request) bool {
-	if m.cfg.Token == "" {
-		return true
+// routes lists the API, with who may call each endpoint (auth.go).
+//
+//	POST   /v1/nodes/{id}/report          a node's report                    the node itself
+//	GET    /v1/nodes/{id}/assignments     ?wait=VERSION long-polls           the node itself
+//	DELETE /v1/nodes/{id}                 revoke a node's certificates       admin
+//	POST   /v1/enroll                     join token + CSR → certificate     the join token
+//	POST   /v1/renew                      CSR → a new certificate            any node, as itself
+//	POST   /v1/join-tokens                {node, role, hosts, ttl}           admin
+//	POST   /v1/bundles                    bundle bytes; X-Bundle-Digest,     admin
+//	                                      X-Bundle-Signature (hex)
+//	GET    /v1/bundles/{digest}                                              any node, admin
+//	POST   /v1/sites/{site}/assign        {"node": id}, pinned               admin
+//	DELETE /v1/sites/{site}/assign/{id}                                      admin
+//	POST   /v1/sites/{site}/pull          {"node": id}: a front-end asks     the front-end itself
+//	                                      for a site on a first request
+//	GET    /v1/view                       ?site=S&wait=VERSION, for DNS      any node, read
+//	GET    /v1/events                     server-sent events of the view     any node, read
+//	GET    /v1/state                      everything, for the status page    read
+//	GET    /status                        the status page (it reads          everyone (no data)
+//	                                      /v1/state with the operator's key)
+func (m *Manager) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", serveStatus)
+	mux.HandleFunc("GET /status", serveStatus)
+	h := func(pattern string, may access, f func(http.ResponseWriter, *http.Request, caller)) {
+		mux.Handle(pattern, m.guard(may, f))
 	}
-	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return subtle.ConstantTimeCompare([]byte(got), []byte(m.cfg.Token)) == 1
+	h("POST /v1/nodes/{id}/report", nodeSelf, m.handleReport)
+	h("GET /v1/nodes/{id}/assignments", nodeSelf, m.handleAssignments)
+	h("DELETE /v1/nodes/{id}", operatorWith(RoleAdmin), m.handleRevoke)
+	h("POST /v1/enroll", open, m.handleEnroll)
+	h("POST /v1/renew", anyNode, m.handleRenew)
+	h("POST /v1/join-tokens", operatorWith(RoleAdmin), m.handleJoinToken)
+	h("POST /v1/bundles", operatorWith(RoleAdmin), m.handleUpload)
+	h("GET /v1/bundles/{digest}", either(anyNode, operatorWith(RoleAdmin)), m.handleDownload)
+	h("POST /v1/sites/{site}/assign", operatorWith(RoleAdmin), m.handleAssign)
+	h("DELETE /v1/sites/{site}/assign/{id}", operatorWith(RoleAdmin), m.handleRelease)
+	h("POST /v1/sites/{site}/pull", anyNode, m.handlePull)
+	h("GET /v1/view", viewer, m.handleView)
+	h("GET /v1/events", viewer, m.handleEvents)
+	h("GET /v1/state", operatorWith(RoleRead), m.handleState)
+	return mux
 }
 
-func (m *Manager) handleReport(w http.ResponseWriter, r *http.Request, id string) {
+// guard checks the caller, then leadership, then calls f.
+func (m *Manager) guard(may access, f func(http.ResponseWriter, *http.Request, caller)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := m.identify(r)
+		if err := may(c, r); err != nil {
+			if err == errNoCredential {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="conductor"`)
+				http.Error(w, err.Error(), http.StatusUnauthorized)
+				return
+			}
+			http.Error(w, c.String()+" may not "+r.Method+" "+r.URL.Path+": "+err.Error(), http.StatusForbidden)
+			return
+		}
+		if e := m.cfg.Election; e != nil && !(e.Leader() && m.leading.Load()) {
+			leader := e.LeaderID(r.Context())
+			w.Header().Set("X-Conductor-Leader", leader)
+			http.Error(w, "not the leading manager; the leader is "+leader, http.StatusServiceUnavailable)
+			return
+		}
+		f(w, r, c)
+	})
+}
+
+// handleState shows everything but the join tokens' hashes.
+func (m *Manager) handleState(w http.ResponseWriter, r *http.Request, _ caller) {
+	m.mu.Lock()
+	st := *m.state
+	st.JoinTokens = make(map[string]*JoinToken, len(m.state.JoinTokens))
+	for id, jt := range m.state.JoinTokens {
+		c := *jt
+		c.Hash = ""
+		st.JoinTokens[id[:8]] = &c
+	}
+	b, _ := json.Marshal(&st)
+	m.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}
+
+// handleReport takes a node's report. The node is known by its
+// certificate (nodeSelf checked the path), and the report may say only
+// what the certificate allows: the node's own ID, its role, and addresses
+// pinned at enrolment. Otherwise a node could point DNS anywhere.
+func (m *Manager) handleReport(w http.ResponseWriter, r *http.Request, c caller) {
+	id := c.node.Name
 	var rep NodeReport
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&rep); err != nil {
 		http.Error(w, "report: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if rep.ID != id || id == "" || (rep.Role != "frontend" && rep.Role != "backend") {
+	if rep.ID != id || (rep.Role != "frontend" && rep.Role != "backend") {
 		http.Error(w, "report: id must match the path, role must be frontend or backend", http.StatusBadRequest)
 		return
+	}
+	if rep.Role != c.node.Role && c.node.Role != "both" {
+		http.Error(w, fmt.Sprintf("report: role %s, but the node's certificate says %s", rep.Role, c.node.Role), http.StatusForbidden)
+		return
+	}
+	for _, a := range []string{rep.Addr, rep.Probe} {
+		if !c.node.Claims(a) {
+			http.Error(w, fmt.Sprintf("report: address %s is not pinned in the node's certificate (it may claim %v)", a, c.node.Hosts), http.StatusForbidden)
+			return
+		}
 	}
 	now := time.Now()
 	m.mu.Lock()
@@ -310,7 +358,8 @@ type Assignments struct {
 	Peers map[string][]string `json:"peers,omitempty"`
 }
 
-func (m *Manager) handleAssignments(w http.ResponseWriter, r *http.Request, node string) {
+func (m *Manager) handleAssignments(w http.ResponseWriter, r *http.Request, c caller) {
+	node := c.node.Name
 	m.waitChange(r)
 	m.mu.Lock()
 	out := Assignments{Version: m.state.Version, Sites: map[string]string{}, Peers: map[string][]string{}}
@@ -326,7 +375,7 @@ func (m *Manager) handleAssignments(w http.ResponseWriter, r *http.Request, node
 	writeJSON(w, out)
 }
 
-func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request, _ caller) {
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxBundleBytes+1))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -377,7 +426,8 @@ func (m *Manager) siteLocked(name string) *Site {
 	return s
 }
 
-func (m *Manager) handleDownload(w http.ResponseWriter, r *http.Request, digest string) {
+func (m *Manager) handleDownload(w http.ResponseWriter, r *http.Request, _ caller) {
+	digest := r.PathValue("digest")
 	m.mu.Lock()
 	info := m.state.Bundles[digest]
 	m.mu.Unlock()
@@ -418,7 +468,8 @@ func (m *Manager) siteForNodeLocked(w http.ResponseWriter, r *http.Request, site
 	return s, req.Node, true
 }
 
-func (m *Manager) handleAssign(w http.ResponseWriter, r *http.Request, site string) {
+func (m *Manager) handleAssign(w http.ResponseWriter, r *http.Request, c caller) {
+	site := r.PathValue("site")
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, node, ok := m.siteForNodeLocked(w, r, site)
@@ -428,7 +479,7 @@ func (m *Manager) handleAssign(w http.ResponseWriter, r *http.Request, site stri
 	now := time.Now()
 	s.Assigned[node] = &Assignment{Node: node, Since: now, Pinned: true, Reason: "operator"}
 	s.LastChange = now
-	d := Decision{Time: now, Site: site, Node: node, Action: "assign", Reason: "operator request", By: "operator"}
+	d := Decision{Time: now, Site: site, Node: node, Action: "assign", Reason: "operator request", By: c.operator.Name}
 	m.recordLocked(d)
 	m.bumpLocked()
 	writeJSON(w, d)
@@ -444,11 +495,16 @@ type PullAnswer struct {
 // handlePull assigns the site to the asking front-end, on demand: the
 // first request for a site the front-end lacks. Placement may release it
 // later, like any assignment it did not get from the operator.
-func (m *Manager) handlePull(w http.ResponseWriter, r *http.Request, site string) {
+func (m *Manager) handlePull(w http.ResponseWriter, r *http.Request, c caller) {
+	site := r.PathValue("site")
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, node, ok := m.siteForNodeLocked(w, r, site)
 	if !ok {
+		return
+	}
+	if node != c.node.Name || !isFrontend(c.node) {
+		http.Error(w, "a front-end pulls sites for itself only", http.StatusForbidden)
 		return
 	}
 	ans := PullAnswer{Digest: s.Bundle, Peers: m.peersLocked(site, node)}
@@ -477,7 +533,8 @@ func (m *Manager) peersLocked(site, node string) []string {
 	return peers
 }
 
-func (m *Manager) handleRelease(w http.ResponseWriter, r *http.Request, site, node string) {
+func (m *Manager) handleRelease(w http.ResponseWriter, r *http.Request, c caller) {
+	site, node := r.PathValue("site"), r.PathValue("id")
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.state.Sites[site]
@@ -486,7 +543,7 @@ func (m *Manager) handleRelease(w http.ResponseWriter, r *http.Request, site, no
 		return
 	}
 	delete(s.Assigned, node)
-	m.recordLocked(Decision{Time: time.Now(), Site: site, Node: node, Action: "release", Reason: "operator request", By: "operator"})
+	m.recordLocked(Decision{Time: time.Now(), Site: site, Node: node, Action: "release", Reason: "operator request", By: c.operator.Name})
 	m.bumpLocked()
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -530,7 +587,7 @@ func (m *Manager) viewLocked(only string) View {
 	return v
 }
 
-func (m *Manager) handleView(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleView(w http.ResponseWriter, r *http.Request, _ caller) {
 	m.waitChange(r)
 	m.mu.Lock()
 	v := m.viewLocked(r.URL.Query().Get("site"))
@@ -538,7 +595,7 @@ func (m *Manager) handleView(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, v)
 }
 
-func (m *Manager) handleEvents(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleEvents(w http.ResponseWriter, r *http.Request, _ caller) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)

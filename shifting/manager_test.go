@@ -2,62 +2,24 @@ package shifting
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 )
 
-type client struct {
-	t     *testing.T
-	base  string
-	token string
-}
-
-func (c client) do(method, path string, body []byte, hdr ...string) (*http.Response, []byte) {
-	c.t.Helper()
-	req, _ := http.NewRequest(method, c.base+path, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b
-}
-
 func TestManagerAPI(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(nil)
-	m, err := New(Config{Token: "s3cret", SigningKey: pub, Store: FileStore{Dir: t.TempDir()}, Policy: Policy{Interval: 50 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go m.Run(ctx)
-	srv := httptest.NewServer(m)
-	defer srv.Close()
-	c := client{t, srv.URL, "s3cret"}
+	f := newTestFleet(t, Config{SigningKey: pub})
+	m, c, fe1 := f.m, f.admin, f.enrolNode("fe1", "frontend", "127.0.0.2")
 
-	if r, _ := (client{t, srv.URL, "wrong"}).do("GET", "/v1/state", nil); r.StatusCode != 401 {
-		t.Fatalf("wrong token: %d", r.StatusCode)
+	if r, _ := (client{t, f.srv.URL, "wrong", f.srv.Client()}).do("GET", "/v1/state", nil); r.StatusCode != 401 {
+		t.Fatalf("wrong key: %d", r.StatusCode)
 	}
-	rep, _ := json.Marshal(NodeReport{ID: "fe1", Role: "frontend", Region: "eu", Addr: "127.0.0.2"})
-	if r, b := c.do("POST", "/v1/nodes/fe1/report", rep); r.StatusCode != 204 {
+	if r, b := postReport(t, fe1, "/v1/nodes/fe1/report", NodeReport{ID: "fe1", Role: "frontend", Region: "eu", Addr: "127.0.0.2"}); r.StatusCode != 204 {
 		t.Fatalf("report: %d %s", r.StatusCode, b)
-	}
-	if r, _ := c.do("POST", "/v1/nodes/fe2/report", rep); r.StatusCode != 400 {
-		t.Fatalf("report for another id: %d", r.StatusCode)
 	}
 	data, digest, sig, err := Build(siteDir(t, "shop.example", "1", fileRoutes, map[string]string{"index.html": "v1"}), priv)
 	if err != nil {
@@ -74,13 +36,13 @@ func TestManagerAPI(t *testing.T) {
 	var as Assignments
 	deadline := time.Now().Add(5 * time.Second)
 	for len(as.Sites) == 0 && time.Now().Before(deadline) {
-		_, b := c.do("GET", "/v1/nodes/fe1/assignments?wait="+itoa(as.Version), nil)
+		_, b := fe1.do("GET", "/v1/nodes/fe1/assignments?wait="+itoa(as.Version), nil)
 		json.Unmarshal(b, &as)
 	}
 	if as.Sites["shop.example"] != digest {
 		t.Fatalf("assignments %+v", as)
 	}
-	if r, b := c.do("GET", "/v1/bundles/"+digest, nil); r.StatusCode != 200 || !bytes.Equal(b, data) || r.Header.Get("X-Bundle-Signature") != hex.EncodeToString(sig) {
+	if r, b := fe1.do("GET", "/v1/bundles/"+digest, nil); r.StatusCode != 200 || !bytes.Equal(b, data) || r.Header.Get("X-Bundle-Signature") != hex.EncodeToString(sig) {
 		t.Fatalf("download: %d", r.StatusCode)
 	}
 	_, b := c.do("GET", "/v1/view?site=shop.example", nil)
@@ -104,18 +66,13 @@ func itoa(v uint64) string { b, _ := json.Marshal(v); return string(b) }
 // A front-end that stops reporting leaves the DNS view without anything
 // else changing: the view's long-poll must still wake.
 func TestViewLongPollWakesWhenANodeGoesSilent(t *testing.T) {
-	m, err := New(Config{Store: FileStore{Dir: t.TempDir()}, Policy: Policy{Interval: 50 * time.Millisecond, Settle: time.Hour}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newTestFleet(t, Config{Policy: Policy{Interval: 50 * time.Millisecond, Settle: time.Hour}})
+	m := f.m
+	m.mu.Lock()
 	m.state.Nodes["fe1"] = &Node{LastSeen: time.Now().Add(-9900 * time.Millisecond), Report: NodeReport{ID: "fe1", Role: "frontend", Addr: "127.0.0.2"}}
 	m.state.Sites["s"] = &Site{Name: "s", Bundle: "sha256:x", Demand: map[string]float64{}, Assigned: map[string]*Assignment{"fe1": {Node: "fe1", Pinned: true}}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go m.Run(ctx)
-	srv := httptest.NewServer(m)
-	defer srv.Close()
-	c := client{t, srv.URL, ""}
+	m.mu.Unlock()
+	c := f.reader
 	_, b := c.do("GET", "/v1/view?site=s", nil)
 	var v View
 	json.Unmarshal(b, &v)

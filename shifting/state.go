@@ -96,6 +96,10 @@ type Snapshot struct {
 	Sites     map[string]*Site       `json:"sites"`
 	Bundles   map[string]*BundleInfo `json:"bundles"`
 	Decisions []Decision             `json:"decisions"`
+	// JoinTokens are the outstanding join tokens, by ID.
+	JoinTokens map[string]*JoinToken `json:"join_tokens,omitempty"`
+	// Revoked: certificates a node got before this time are refused.
+	Revoked map[string]time.Time `json:"revoked,omitempty"`
 }
 
 func newSnapshot() *Snapshot {

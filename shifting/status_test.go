@@ -19,7 +19,7 @@ import (
 // them, and the recent decisions with their reasons.
 func TestStatusPageShowsTopologySitesAndDecisions(t *testing.T) {
 	bin := chromium.Find(t)
-	m, err := New(Config{Token: "tok", Store: FileStore{Dir: t.TempDir()}})
+	m, err := New(Config{Operators: []Operator{{Name: "viewer", Role: RoleRead, KeyHash: HashKey("tok")}}, Store: FileStore{Dir: t.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestStatusPageShowsTopologySitesAndDecisions(t *testing.T) {
 	srv := httptest.NewServer(m)
 	defer srv.Close()
 
-	dom := string(chromium.Run(t, bin, "--virtual-time-budget=5000", "--dump-dom", srv.URL+"/status#token=tok"))
+	dom := string(chromium.Run(t, bin, "--virtual-time-budget=5000", "--dump-dom", srv.URL+"/status#key=tok"))
 	for _, want := range []string{"fe-paris-1", "be-origin-1", "shop.example", "v7", "118.5", "12.5 ms", "estimated demand 150 req/s above the target", "0.42"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("status page lacks %q", want)
@@ -44,7 +44,7 @@ func TestStatusPageShowsTopologySitesAndDecisions(t *testing.T) {
 	if t.Failed() {
 		t.Logf("DOM: %.2000s", dom)
 	}
-	// Without the token it says how to get in, and shows no state.
+	// Without the key it says how to get in, and shows no state.
 	dom = string(chromium.Run(t, bin, "--virtual-time-budget=3000", "--dump-dom", srv.URL+"/status"))
 	if !strings.Contains(dom, "401") || strings.Contains(dom, "fe-paris-1") {
 		t.Errorf("without a token: %.500s", dom)
@@ -53,7 +53,7 @@ func TestStatusPageShowsTopologySitesAndDecisions(t *testing.T) {
 	if dir := os.Getenv("CONDUCTOR_SCREENSHOTS"); dir != "" {
 		shot = filepath.Join(dir, "status.png")
 	}
-	chromium.Run(t, bin, "--window-size=1280,800", "--virtual-time-budget=3000", "--screenshot="+shot, srv.URL+"/status#token=tok")
+	chromium.Run(t, bin, "--window-size=1280,800", "--virtual-time-budget=3000", "--screenshot="+shot, srv.URL+"/status#key=tok")
 	b, err := os.ReadFile(shot)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/hex"
@@ -18,7 +19,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/conductor-edge/conductor/internal/bearer"
+	"github.com/conductor-edge/conductor/internal/enrol"
+	"github.com/conductor-edge/conductor/internal/nodeid"
 	"github.com/conductor-edge/conductor/shifting"
 )
 
@@ -32,10 +34,18 @@ type App struct {
 	// managers sharing etcd: the agent uses whichever leads.
 	Manager  string   `json:"manager"`
 	Managers []string `json:"managers,omitempty"`
-	Token    string   `json:"token,omitempty"`
-	Node     string   `json:"node"`
-	Role     string   `json:"role,omitempty"` // frontend (default) or backend
-	Region   string   `json:"region,omitempty"`
+	// JoinToken enrols the node once (an admin mints it for this node's
+	// name, role and addresses). The certificate it gets is kept in
+	// IdentityDir (default: Caddy's data directory,
+	// conductor/identity/<node>) and renewed with itself; the token is not
+	// sent again.
+	JoinToken   string `json:"join_token,omitempty"`
+	IdentityDir string `json:"identity_dir,omitempty"`
+	// Fleet names the fleet (default "conductor").
+	Fleet  string `json:"fleet,omitempty"`
+	Node   string `json:"node"`
+	Role   string `json:"role,omitempty"` // frontend (default) or backend
+	Region string `json:"region,omitempty"`
 	// Addr is where clients reach this node (DNS answers it).
 	Addr string `json:"addr,omitempty"`
 	// Admin is this Caddy's admin endpoint. Default http://localhost:2019.
@@ -82,13 +92,19 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Manager == "" || a.Node == "" {
 		return fmt.Errorf("conductor_agent: manager and node are required")
 	}
-	if a.Token == "" {
-		return fmt.Errorf("conductor_agent: token is required: set token <secret>, the manager's token (an agent without one would report to anyone)")
+	if !nodeid.Valid(a.Node) {
+		return fmt.Errorf("conductor_agent: node %q: 1-64 characters of [A-Za-z0-9._-]", a.Node)
 	}
 	for _, m := range append([]string{a.Manager}, a.Managers...) {
-		if err := bearer.CheckURL(m); err != nil {
+		if err := enrol.CheckURL(m); err != nil {
 			return fmt.Errorf("conductor_agent: manager %v", err)
 		}
+	}
+	if a.IdentityDir == "" {
+		a.IdentityDir = filepath.Join(caddy.AppDataDir(), "conductor", "identity", a.Node)
+	}
+	if a.Fleet == "" {
+		a.Fleet = "conductor"
 	}
 	if a.Role == "" {
 		a.Role = "frontend"
@@ -128,11 +144,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Start joins (or starts) the process's worker with this config.
+// Start loads the node's identity (enrolling it with the join token the
+// first time: not in Provision, which `caddy validate` runs too), then
+// joins (or starts) the process's worker with this config.
 func (a *App) Start() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id, err := enrol.Load(ctx, enrol.Config{Dir: a.IdentityDir, Managers: append([]string{a.Manager}, a.Managers...), Roots: a.roots,
+		JoinToken: a.JoinToken, Fleet: a.Fleet, Name: a.Node, Role: a.Role, Logger: a.logger})
+	if err != nil {
+		return fmt.Errorf("conductor_agent: %v", err)
+	}
 	workerMu.Lock()
 	defer workerMu.Unlock()
 	cfg := a.config()
+	cfg.id = id
 	if theWorker == nil {
 		theWorker = newWorker(cfg, a.logger)
 		theWorker.start()
@@ -164,7 +190,7 @@ func (a *App) Stop() error {
 func (a *App) config() workerConfig {
 	c := workerConfig{
 		report:   shifting.NodeReport{ID: a.Node, Role: a.Role, Region: a.Region, Addr: a.Addr, Probe: strings.TrimPrefix(a.Probe, "http://")},
-		managers: append([]string{a.Manager}, a.Managers...), token: a.Token, admin: a.Admin, server: a.Server, probe: a.Probe,
+		managers: append([]string{a.Manager}, a.Managers...), admin: a.Admin, server: a.Server, probe: a.Probe,
 		bundleDir: a.BundleDir, interval: time.Duration(a.Interval), roots: a.roots,
 	}
 	if a.SigningKey != "" {

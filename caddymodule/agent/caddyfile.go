@@ -25,7 +25,9 @@ func init() {
 //
 //	conductor_agent {
 //	    manager     <url...>         several: the managers sharing etcd
-//	    token       <token>
+//	    join_token  <token>         once, to enrol (an admin mints it)
+//	    identity_dir <dir>          where the node certificate is kept
+//	    fleet       <name>
 //	    node        <id>
 //	    role        frontend|backend
 //	    region      <region>
@@ -57,7 +59,13 @@ func parseAgent(d *caddyfile.Dispenser, _ any) (any, error) {
 		}
 		switch sub {
 		case "token":
-			a.Token = v
+			return nil, d.Errf("conductor_agent: token was replaced: a node enrols once with join_token <token> (an admin mints one for it: POST /v1/join-tokens), then proves who it is with its certificate; see the README, \"Security model\"")
+		case "join_token":
+			a.JoinToken = v
+		case "identity_dir":
+			a.IdentityDir = v
+		case "fleet":
+			a.Fleet = v
 		case "node":
 			a.Node = v
 		case "role":
@@ -95,7 +103,10 @@ func parseAgent(d *caddyfile.Dispenser, _ any) (any, error) {
 //
 //	conductor_manager {
 //	    listen      <address>
-//	    token       <token>
+//	    operator    <name> read|admin <key | sha256:hex>   one per operator
+//	    fleet       <name>
+//	    cert_lifetime <duration>    of node certificates
+//	    server_names <host...>      in the manager's own certificate
 //	    signing_key <hex Ed25519 public key>
 //	    state_dir   <dir>
 //	    target_rps  <requests/s per front-end>
@@ -115,6 +126,21 @@ func parseManager(d *caddyfile.Dispenser, _ any) (any, error) {
 		if sub == "etcd" {
 			m.Etcd = d.RemainingArgs()
 			if len(m.Etcd) == 0 {
+				return nil, d.ArgErr()
+			}
+			continue
+		}
+		if sub == "operator" {
+			args := d.RemainingArgs()
+			if len(args) != 3 {
+				return nil, d.Errf("conductor_manager: operator <name> read|admin <key>")
+			}
+			m.Operators = append(m.Operators, OperatorKey{Name: args[0], Role: args[1], Key: args[2]})
+			continue
+		}
+		if sub == "server_names" {
+			m.ServerNames = d.RemainingArgs()
+			if len(m.ServerNames) == 0 {
 				return nil, d.ArgErr()
 			}
 			continue
@@ -148,7 +174,11 @@ func parseManager(d *caddyfile.Dispenser, _ any) (any, error) {
 		case "listen":
 			m.Listen = v
 		case "token":
-			m.Token = v
+			return nil, d.Errf("conductor_manager: token was replaced: operators have their own keys (operator <name> read|admin <key>), and nodes enrol with join tokens; see the README, \"Security model\"")
+		case "fleet":
+			m.Fleet = v
+		case "cert_lifetime":
+			err = dur(&m.CertLifetime)
 		case "signing_key":
 			m.SigningKey = v
 		case "state_dir":

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +13,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/filestorage"
+
+	"github.com/conductor-edge/conductor/internal/enrol"
 )
 
 // loadErr adapts and loads a Caddyfile that must fail to provision, and
@@ -32,20 +37,37 @@ func loadErr(t *testing.T, caddyfile string) error {
 // to set. Before, a manager with no token served an open API, and an agent
 // with none reported to it.
 func TestEmptyCredentialRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
 	for name, c := range map[string]struct{ caddyfile, want string }{
-		"manager without token": {`{
+		"manager without operators": {`{
 	admin off
+	storage file_system ` + dir + `
 	conductor_manager {
 		listen 127.0.0.1:0
 	}
-}`, "conductor_manager: token is required: set token <secret>"},
-		"agent without token": {`{
+}`, "conductor_manager: no operator: set operator <name> admin <key>"},
+		"manager with an empty key": {`{
+	admin off
+	storage file_system ` + dir + `
+	conductor_manager {
+		listen 127.0.0.1:0
+		operator alice admin ""
+	}
+}`, "operator alice: the key is empty or shorter than 16 characters"},
+		"manager with the old fleet token": {`{
+	conductor_manager {
+		listen 127.0.0.1:0
+		token s3cret
+	}
+}`, "token was replaced"},
+		"agent never enrolled, without a join token": {`{
 	admin off
 	conductor_agent {
 		manager https://manager.example:7443
 		node fe1
+		identity_dir ` + dir + `/fe1
 	}
-}`, "conductor_agent: token is required: set token <secret>"},
+}`, "node fe1 is not enrolled: set join_token"},
 	} {
 		if err := loadErr(t, c.caddyfile); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want it to say %q", name, err, c.want)
@@ -53,37 +75,55 @@ func TestEmptyCredentialRefusesToStart(t *testing.T) {
 	}
 }
 
-// A bearer secret never travels over plain HTTP off this machine: an agent
-// refuses an http:// manager that is not loopback, a manager refuses to
-// serve plain HTTP beyond loopback, the worker checks every URL before it
-// sends the token, and peers get no token at all (they serve bundles by
-// digest). Before, the agent sent the token as a bearer header over plain
-// http:// to every peer front-end.
+// A secret never travels over plain HTTP: an agent refuses an http://
+// manager (even on loopback: its join token is a secret, and its identity
+// is its TLS certificate), the manager serves HTTPS only, and neither the
+// manager nor the peers get a bearer secret from the worker. Before, the
+// agent sent the fleet token as a bearer header over plain http:// to
+// every peer front-end.
 func TestNoBearerOverPlainHTTP(t *testing.T) {
-	for name, c := range map[string]struct{ caddyfile, want string }{
-		"agent to a plain-HTTP manager": {`{
+	if err := loadErr(t, `{
 	admin off
 	conductor_agent {
-		manager http://192.0.2.1:7443
-		token a-token-of-some-length
+		manager http://127.0.0.1:7443
+		join_token 0011.2233
 		node fe1
 	}
-}`, "the token would travel in clear"},
-		"manager serving plain HTTP on all addresses": {`{
-	admin off
-	conductor_manager {
-		listen 0.0.0.0:7443
-		token a-token-of-some-length
-	}
-}`, "nodes would send the token in clear"},
-	} {
-		if err := loadErr(t, c.caddyfile); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: %v, want it to say %q", name, err, c.want)
-		}
+}`); err == nil || !strings.Contains(err.Error(), "want an https:// URL") {
+		t.Errorf("agent to a plain-HTTP manager: %v", err)
 	}
 
+	// The manager answers plain HTTP with nothing but an error.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(`{
+	admin off
+	storage file_system `+t.TempDir()+`
+	conductor_manager {
+		listen `+addr+`
+		operator alice admin a-key-of-some-length-for-alice
+		state_dir `+t.TempDir()+`
+	}
+}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + addr + "/v1/state")
+	if err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.Contains(string(b), "HTTPS") {
+			t.Errorf("plain HTTP to the manager: %d %s", resp.StatusCode, b)
+		}
+	}
+	caddy.Stop()
+
 	// The worker's own requests, against a server on loopback that
-	// records what it gets.
+	// records what it gets: no Authorization, to the manager or a peer.
 	var mu sync.Mutex
 	got := map[string]string{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -93,25 +133,25 @@ func TestNoBearerOverPlainHTTP(t *testing.T) {
 	}))
 	defer srv.Close()
 	w := &worker{}
-	w.reconfigure(workerConfig{token: "secret-token", managers: []string{srv.URL}})
+	w.reconfigure(workerConfig{managers: []string{srv.URL}})
 	ctx := context.Background()
-	if _, _, err := w.request(ctx, http.MethodGet, srv.URL+"/v1/nodes/fe1/assignments", nil); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{"/v1/nodes/fe1/assignments", peerPath + "sha256:00"} {
+		if _, _, err := w.request(ctx, http.MethodGet, srv.URL+p, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, _, err := w.request(ctx, http.MethodGet, srv.URL+peerPath+"sha256:00", nil); err != nil {
-		t.Fatal(err)
+	// Enrolment refuses a plain-HTTP manager before it sends the token.
+	if _, err := enrol.Load(ctx, enrol.Config{Dir: t.TempDir(), Managers: []string{srv.URL}, JoinToken: "0011.2233", Name: "fe1", Role: "frontend"}); err == nil || !strings.Contains(err.Error(), "https") {
+		t.Errorf("enrolment over plain HTTP: %v", err)
 	}
 	mu.Lock()
-	if got["/v1/nodes/fe1/assignments"] != "Bearer secret-token" {
-		t.Errorf("the loopback manager did not get the token: %q", got["/v1/nodes/fe1/assignments"])
+	defer mu.Unlock()
+	for p, a := range got {
+		if a != "" {
+			t.Errorf("%s got a bearer secret: %q", p, a)
+		}
 	}
-	if a := got[peerPath+"sha256:00"]; a != "" {
-		t.Errorf("a peer got the token: %q", a)
-	}
-	mu.Unlock()
-	// Off loopback over plain HTTP, the request is refused before it is
-	// sent (192.0.2.1 is TEST-NET-1: nothing is dialed).
-	if _, _, err := w.request(ctx, http.MethodGet, "http://192.0.2.1:7443/v1/nodes/fe1/report", nil); err == nil || !strings.Contains(err.Error(), "in clear") {
-		t.Errorf("a plain-HTTP manager off loopback: %v", err)
+	if _, sent := got["/v1/enroll"]; sent || len(got) != 2 {
+		t.Errorf("requests seen: %v", got)
 	}
 }

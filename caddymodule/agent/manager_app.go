@@ -18,7 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/conductor-edge/conductor/internal/bearer"
+	"github.com/conductor-edge/conductor/caddymodule/internal/fleetca"
 	"github.com/conductor-edge/conductor/shifting"
 )
 
@@ -29,19 +29,30 @@ func init() {
 // ManagerApp is `conductor_manager`: the shifting manager, run by Caddy
 // on its own listener, its state kept in StateDir.
 type ManagerApp struct {
-	Listen     string         `json:"listen"`
-	Token      string         `json:"token,omitempty"`
-	SigningKey string         `json:"signing_key,omitempty"`
-	StateDir   string         `json:"state_dir,omitempty"`
-	TargetRPS  float64        `json:"target_rps,omitempty"`
-	MaxLoad    float64        `json:"max_load,omitempty"`
-	Hysteresis caddy.Duration `json:"hysteresis,omitempty"`
-	Settle     caddy.Duration `json:"settle,omitempty"`
-	Interval   caddy.Duration `json:"interval,omitempty"`
-	// TLSCert and TLSKey (PEM files) make the API HTTPS: nodes send their
-	// token only over TLS.
-	TLSCert string `json:"tls_cert,omitempty"`
-	TLSKey  string `json:"tls_key,omitempty"`
+	Listen string `json:"listen"`
+	// Operators are the operators' keys and roles (read, admin). Nodes
+	// need none: they enrol with a join token and then present their
+	// fleet certificate.
+	Operators []OperatorKey `json:"operators,omitempty"`
+	// Fleet names the fleet (default "conductor"); its CA, kept in Caddy's
+	// storage, signs the nodes' certificates, for CertLifetime (default
+	// 24h; nodes renew them when a third is left).
+	Fleet        string         `json:"fleet,omitempty"`
+	CertLifetime caddy.Duration `json:"cert_lifetime,omitempty"`
+	SigningKey   string         `json:"signing_key,omitempty"`
+	StateDir     string         `json:"state_dir,omitempty"`
+	TargetRPS    float64        `json:"target_rps,omitempty"`
+	MaxLoad      float64        `json:"max_load,omitempty"`
+	Hysteresis   caddy.Duration `json:"hysteresis,omitempty"`
+	Settle       caddy.Duration `json:"settle,omitempty"`
+	Interval     caddy.Duration `json:"interval,omitempty"`
+	// TLSCert and TLSKey (PEM files) are the API's server certificate.
+	// Without them the fleet CA issues one for the listen address and
+	// ServerNames, and nodes trust the fleet's root (written to
+	// <state_dir>/fleet-ca.crt).
+	TLSCert     string   `json:"tls_cert,omitempty"`
+	TLSKey      string   `json:"tls_key,omitempty"`
+	ServerNames []string `json:"server_names,omitempty"`
 	// Etcd lists etcd endpoints: state and bundles live there, under
 	// EtcdPrefix (default /conductor/), and the managers sharing it elect
 	// one leader.
@@ -55,6 +66,8 @@ type ManagerApp struct {
 	EtcdCert string `json:"etcd_cert,omitempty"`
 	EtcdKey  string `json:"etcd_key,omitempty"`
 
+	ca     *fleetca.Issuer
+	cert   *serverCert
 	etcd   *clientv3.Client
 	m      *shifting.Manager
 	ln     net.Listener
@@ -77,14 +90,21 @@ func (a *ManagerApp) Provision(ctx caddy.Context) error {
 	if a.Listen == "" {
 		return errors.New("conductor_manager: listen is required")
 	}
-	if a.Token == "" {
-		return errors.New("conductor_manager: token is required: set token <secret>; nodes and the DNS plugin send it (without one the API would be open to anyone)")
-	}
-	if a.TLSCert == "" && !bearer.IsLoopbackListen(a.Listen) {
-		return fmt.Errorf("conductor_manager: listen %s without tls: nodes would send the token in clear; set tls <cert_file> <key_file>, or listen on a loopback address", a.Listen)
+	operators, err := a.operators()
+	if err != nil {
+		return err
 	}
 	if a.StateDir == "" {
 		a.StateDir = filepath.Join(caddy.AppDataDir(), "conductor", "manager")
+	}
+	if a.Fleet == "" {
+		a.Fleet = "conductor"
+	}
+	if a.ca, err = fleetca.New(ctx, "", a.Fleet); err != nil {
+		return fmt.Errorf("conductor_manager: %v", err)
+	}
+	if a.cert, err = a.serverCert(); err != nil {
+		return fmt.Errorf("conductor_manager: %v", err)
 	}
 	var key ed25519.PublicKey
 	if a.SigningKey != "" {
@@ -114,7 +134,8 @@ func (a *ManagerApp) Provision(ctx caddy.Context) error {
 		election = el
 	}
 	m, err := shifting.New(shifting.Config{
-		Token: a.Token, SigningKey: key, Store: store, Election: election, Logger: a.logger,
+		Fleet: a.Fleet, Operators: operators, Issuer: a.ca, CertLifetime: time.Duration(a.CertLifetime),
+		SigningKey: key, Store: store, Election: election, Logger: a.logger,
 		Policy: shifting.Policy{TargetRPS: a.TargetRPS, MaxLoad: a.MaxLoad, Hysteresis: time.Duration(a.Hysteresis),
 			Settle: time.Duration(a.Settle), Interval: time.Duration(a.Interval)},
 	})
@@ -165,15 +186,15 @@ func (a *ManagerApp) Start() error {
 	if err != nil {
 		return err
 	}
-	a.ln = lnAny.(net.Listener)
-	if a.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(a.TLSCert, a.TLSKey)
-		if err != nil {
-			a.ln.Close()
-			return fmt.Errorf("conductor_manager: tls: %v", err)
-		}
-		a.ln = tls.NewListener(a.ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})
-	}
+	// Always HTTPS. Nodes present their fleet certificate (verified
+	// here against the fleet's root); operators and enrolling nodes send
+	// none, and show a key or a join token instead.
+	a.ln = tls.NewListener(lnAny.(net.Listener), &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: a.cert.get,
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		ClientCAs:      a.ca.Roots(),
+	})
 	a.srv = &http.Server{Handler: a.m, ReadHeaderTimeout: 10 * time.Second}
 	var ctx context.Context
 	ctx, a.cancel = context.WithCancel(context.Background())
@@ -183,7 +204,7 @@ func (a *ManagerApp) Start() error {
 		a.m.Run(ctx)
 	}()
 	go a.srv.Serve(a.ln)
-	a.logger.Info("manager serving", zap.String("listen", a.Listen))
+	a.logger.Info("manager serving", zap.String("listen", "https://"+a.Listen), zap.String("fleet_root", a.rootFile()), zap.Int("operators", len(a.Operators)))
 	return nil
 }
 

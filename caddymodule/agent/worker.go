@@ -19,19 +19,18 @@ import (
 	"time"
 
 	"crypto/ed25519"
-	"crypto/tls"
 	"crypto/x509"
 
 	"go.uber.org/zap"
 
-	"github.com/conductor-edge/conductor/internal/bearer"
+	"github.com/conductor-edge/conductor/internal/enrol"
 	"github.com/conductor-edge/conductor/shifting"
 )
 
 type workerConfig struct {
 	report    shifting.NodeReport
 	managers  []string
-	token     string
+	id        *enrol.Identity // this node's certificate, for the manager
 	admin     string
 	server    string
 	probe     string
@@ -70,11 +69,12 @@ func newWorker(cfg workerConfig, logger *zap.Logger) *worker {
 		pulling: map[string]bool{}, noSite: map[string]time.Time{}, peers: map[string][]string{}}
 }
 
-// clientFor trusts the configured CA for the manager's HTTPS.
+// clientFor presents the node's certificate to the manager and trusts the
+// configured CA for the manager's.
 func clientFor(cfg workerConfig) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if cfg.roots != nil {
-		tr.TLSClientConfig = &tls.Config{RootCAs: cfg.roots, MinVersion: tls.VersionTLS12}
+	if cfg.id != nil {
+		tr.TLSClientConfig = cfg.id.TLSConfig()
 	}
 	return &http.Client{Timeout: 40 * time.Second, Transport: tr}
 }
@@ -109,19 +109,12 @@ func (w *worker) conf() workerConfig {
 }
 
 func (w *worker) request(ctx context.Context, method, url string, body []byte) (*http.Response, []byte, error) {
-	cfg := w.conf()
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, nil, err
 	}
-	// The token goes to the manager only, and never in clear off this
-	// machine. Peers serve bundles by digest without it (pull.go).
-	if strings.Contains(url, "/v1/") && cfg.token != "" {
-		if err := bearer.CheckURL(url); err != nil {
-			return nil, nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+cfg.token)
-	}
+	// No bearer secret goes anywhere: the manager knows this node by its
+	// certificate, and peers serve bundles by digest (pull.go).
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -167,6 +160,11 @@ func (w *worker) reportLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(cfg.interval):
+		}
+		if cfg.id != nil {
+			if err := cfg.id.MaybeRenew(ctx); err != nil {
+				w.logger.Warn("node certificate", zap.Error(err))
+			}
 		}
 		rep := cfg.report
 		rep.RPS, rep.SiteRPS, rep.ClientLatencyMS = meter.take(time.Now())

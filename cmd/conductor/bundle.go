@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/conductor-edge/conductor/internal/bearer"
 	"github.com/conductor-edge/conductor/shifting"
 )
 
@@ -20,7 +21,7 @@ import (
 func runBundle(args []string) int {
 	usage := func() int {
 		fmt.Fprintln(os.Stderr, `usage: conductor bundle build DIR [-o FILE] [-key KEYFILE]
-       conductor bundle push FILE -manager URL [-token TOKEN] [-ca PEMFILE]
+       conductor bundle push FILE -manager URL -key ADMIN_KEY [-ca PEMFILE]
        conductor bundle keygen -o KEYFILE     (prints the public key for signing_key)`)
 		return 2
 	}
@@ -72,7 +73,7 @@ func runBundle(args []string) int {
 	case "push":
 		fs := flag.NewFlagSet("conductor bundle push", flag.ContinueOnError)
 		manager := fs.String("manager", "", "manager URL")
-		token := fs.String("token", "", "manager token")
+		key := fs.String("key", os.Getenv("CONDUCTOR_ADMIN_KEY"), "an operator key with the admin role (default: $CONDUCTOR_ADMIN_KEY)")
 		caFile := fs.String("ca", "", "trust this CA (PEM) for the manager's HTTPS certificate")
 		if len(args) < 2 {
 			return usage()
@@ -80,6 +81,10 @@ func runBundle(args []string) int {
 		file := args[1]
 		if err := fs.Parse(args[2:]); err != nil || *manager == "" {
 			return usage()
+		}
+		if err := bearer.CheckURL(*manager); err != nil {
+			fmt.Fprintln(os.Stderr, "bundle: -manager", err)
+			return 1
 		}
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -90,8 +95,8 @@ func runBundle(args []string) int {
 		req, _ := http.NewRequest(http.MethodPost, strings.TrimSuffix(*manager, "/")+"/v1/bundles", bytes.NewReader(data))
 		req.Header.Set("X-Bundle-Digest", shifting.Digest(data))
 		req.Header.Set("X-Bundle-Signature", strings.TrimSpace(string(sig)))
-		if *token != "" {
-			req.Header.Set("Authorization", "Bearer "+*token)
+		if *key != "" {
+			req.Header.Set("Authorization", "Bearer "+*key)
 		}
 		client := http.DefaultClient
 		if *caFile != "" {

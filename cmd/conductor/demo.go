@@ -75,7 +75,6 @@ func runDemo(args []string) int {
 		FrontendExtra: fmt.Sprintf(demoFrontend, pagesDir),
 		BackendExtra:  demoBackend,
 		Manager:       *manager,
-		ManagerToken:  demoToken,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -150,18 +149,20 @@ a{color:#2f6fed}</style></head>
 <p>It may have sold out or moved. The <a href="/">catalogue</a> has everything we have today.</p></main></body></html>
 `
 
-// demoToken authenticates the demo's nodes to its manager.
-const demoToken = "conductor-demo"
-
+// managerHelp says how to reach the manager: the read-only status page
+// URL, and what the admin key is for. The keys are random per run; the
+// demo's nodes enrolled with join tokens minted with the admin key.
 func managerHelp(t *topology.Topology, manager string) string {
 	if manager == "" {
 		return ""
 	}
 	return fmt.Sprintf(`
-Shifting manager (status page): %[1]s/status#token=%[2]s
-  (its certificate is self-signed: %[3]s)
+Shifting manager, status page (read-only operator; the key is in the fragment):
+  %[1]s
+  (the manager's certificate is from the fleet CA: %[3]s)
+Admin (the admin key is in %[4]s):
   conductor bundle build ./mysite -o site.bundle
-  conductor bundle push site.bundle -manager %[1]s -token %[2]s -ca %[3]s
-  curl --cacert %[3]s -H 'Authorization: Bearer %[2]s' -d '{"node":"fe1"}' %[1]s/v1/sites/<site>/assign`,
-		t.ManagerURL(), demoToken, t.ManagerCA())
+  conductor bundle push site.bundle -manager %[2]s -key "$(cat %[4]s)" -ca %[3]s
+  curl --cacert %[3]s -H "Authorization: Bearer $(cat %[4]s)" -d '{"node":"fe1"}' %[2]s/v1/sites/<site>/assign`,
+		t.StatusURL(), t.ManagerURL(), t.ManagerCA(), t.AdminKeyFile())
 }

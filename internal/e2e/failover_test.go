@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conductor-edge/conductor/internal/enrol"
 	"github.com/conductor-edge/conductor/internal/etcdtest"
 	"github.com/conductor-edge/conductor/shifting"
 )
@@ -21,27 +25,29 @@ import (
 func startEtcd(t *testing.T) string { return etcdtest.Start(t) }
 
 type managerProc struct {
-	addr string
-	cmd  *exec.Cmd
+	addr, dir string
+	cmd       *exec.Cmd
 }
 
 func startManager(t *testing.T, dir, etcd string) *managerProc {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	cf := filepath.Join(dir, "manager-"+addr+".Caddyfile")
+	// Managers that share etcd share the fleet CA too: the same storage.
 	os.WriteFile(cf, []byte(fmt.Sprintf(`{
 	admin off
 	persist_config off
 	storage file_system %s
 	conductor_manager {
 		listen %s
-		token %s
+		operator admin admin %s
+		state_dir %s
 		etcd %s
 		interval 200ms
 		settle 1h
 	}
 }
-`, filepath.Join(dir, "storage-"+addr), addr, managerToken, etcd)), 0o644)
+`, filepath.Join(dir, "storage"), addr, e2eAdminKey, filepath.Join(dir, "state-"+addr), etcd)), 0o644)
 	cmd := exec.Command(binary, "caddy", "run", "--config", cf, "--adapter", "caddyfile")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logf, _ := os.Create(filepath.Join(dir, "manager-"+addr+".log"))
@@ -54,16 +60,43 @@ func startManager(t *testing.T, dir, etcd string) *managerProc {
 		cmd.Wait()
 		logf.Close()
 	})
-	return &managerProc{addr: addr, cmd: cmd}
+	return &managerProc{addr: addr, dir: dir, cmd: cmd}
 }
 
+// fleetRoot is the fleet CA's root, in the managers' shared storage.
+func fleetRoot(dir string) string {
+	return filepath.Join(dir, "storage", "pki", "authorities", "conductor-conductor", "root.crt")
+}
+
+// managerClient trusts the fleet's root, which signed the managers'
+// certificates, and presents tc's client certificate if any.
+func managerClient(dir string, tc *tls.Config) *http.Client {
+	pool := x509.NewCertPool()
+	if pem, err := os.ReadFile(fleetRoot(dir)); err == nil {
+		pool.AppendCertsFromPEM(pem)
+	}
+	if tc == nil {
+		tc = &tls.Config{}
+	}
+	tc = tc.Clone()
+	tc.RootCAs = pool
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+}
+
+// do calls the manager as the admin operator.
 func (m *managerProc) do(method, path string, body []byte, hdr ...string) (int, []byte) {
-	req, _ := http.NewRequest(method, "http://"+m.addr+path, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+managerToken)
+	return m.doAs(managerClient(m.dir, nil), e2eAdminKey, method, path, body, hdr...)
+}
+
+func (m *managerProc) doAs(c *http.Client, key, method, path string, body []byte, hdr ...string) (int, []byte) {
+	req, _ := http.NewRequest(method, "https://"+m.addr+path, bytes.NewReader(body))
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := client.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, nil
 	}
@@ -96,15 +129,21 @@ func TestManagerFailoverWithEtcd(t *testing.T) {
 	if code, _ := follower.do("POST", "/v1/sites/x/assign", []byte(`{"node":"fe1"}`)); code != 503 {
 		t.Fatalf("the follower took a write: %d", code)
 	}
-	startAgentNode(t, dir, a, b)
+	startAgentNode(t, dir, leader, a, b)
 	waitUntil(t, 15*time.Second, "fe2's agent to report to the leader", func() bool {
 		code, body := leader.do("GET", "/v1/state", nil)
 		var st shifting.Snapshot
 		return code == 200 && json.Unmarshal(body, &st) == nil && st.Nodes["fe2"] != nil
 	})
-	// State through the leader: a front-end, a bundle, an assignment.
+	// State through the leader: a front-end (enrolled here, as an agent
+	// would), a bundle, an assignment.
+	id, err := enrol.Load(context.Background(), enrol.Config{Dir: filepath.Join(dir, "identity-fe1"), Managers: []string{"https://" + leader.addr},
+		Roots: managerClient(dir, nil).Transport.(*http.Transport).TLSClientConfig.RootCAs, JoinToken: joinToken(t, leader, "fe1", "127.0.0.2"), Name: "fe1", Role: "frontend"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	rep, _ := json.Marshal(shifting.NodeReport{ID: "fe1", Role: "frontend", Region: "eu", Addr: "127.0.0.2"})
-	if code, body := leader.do("POST", "/v1/nodes/fe1/report", rep); code != 204 {
+	if code, body := leader.doAs(managerClient(dir, id.TLSConfig()), "", "POST", "/v1/nodes/fe1/report", rep); code != 204 {
 		t.Fatalf("report: %d %s", code, body)
 	}
 	data, digest := siteBundle(t, "ha.example", "1", `[{"handle": [{"handler": "static_response", "body": "ok"}]}]`, nil)
@@ -149,14 +188,27 @@ func TestManagerFailoverWithEtcd(t *testing.T) {
 	})
 }
 
-// startAgentNode runs a Caddy whose conductor_agent knows both managers.
-func startAgentNode(t *testing.T, dir string, managers ...*managerProc) {
+// joinToken mints a join token for a front-end at the leader.
+func joinToken(t *testing.T, leader *managerProc, node string, hosts ...string) string {
+	t.Helper()
+	body, _ := json.Marshal(shifting.JoinRequest{Node: node, Role: "frontend", Hosts: hosts})
+	code, out := leader.do("POST", "/v1/join-tokens", body)
+	var ans shifting.JoinAnswer
+	if code != 201 || json.Unmarshal(out, &ans) != nil {
+		t.Fatalf("join token: %d %s", code, out)
+	}
+	return ans.Token
+}
+
+// startAgentNode runs a Caddy whose conductor_agent knows the managers,
+// enrolled with a join token from the leader.
+func startAgentNode(t *testing.T, dir string, leader *managerProc, managers ...*managerProc) {
 	t.Helper()
 	admin := freePort(t, "127.0.0.1")
 	site := freePort(t, "127.0.0.1")
 	urls := ""
 	for _, m := range managers {
-		urls += " http://" + m.addr
+		urls += " https://" + m.addr
 	}
 	cf := filepath.Join(dir, "agent.Caddyfile")
 	os.WriteFile(cf, []byte(fmt.Sprintf(`{
@@ -165,7 +217,9 @@ func startAgentNode(t *testing.T, dir string, managers ...*managerProc) {
 	storage file_system %s
 	conductor_agent {
 		manager%s
-		token %s
+		join_token %s
+		ca_file %s
+		identity_dir %s
 		node fe2
 		region eu
 		addr 127.0.0.2
@@ -177,7 +231,7 @@ func startAgentNode(t *testing.T, dir string, managers ...*managerProc) {
 http://127.0.0.1:%d {
 	respond "fe2"
 }
-`, admin, filepath.Join(dir, "agent-storage"), urls, managerToken, admin, filepath.Join(dir, "agent-bundles"), site)), 0o644)
+`, admin, filepath.Join(dir, "agent-storage"), urls, joinToken(t, leader, "fe2", "127.0.0.2"), fleetRoot(dir), filepath.Join(dir, "identity-fe2"), admin, filepath.Join(dir, "agent-bundles"), site)), 0o644)
 	cmd := exec.Command(binary, "caddy", "run", "--config", cf, "--adapter", "caddyfile")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logf, _ := os.Create(filepath.Join(dir, "agent.log"))

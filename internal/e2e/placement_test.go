@@ -38,7 +38,6 @@ func TestPlacementFollowsDemandIntoDNS(t *testing.T) {
 		FrontendRegions: []string{"eu", "eu", "us"},
 		AdminBase:       admin,
 		Manager:         fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
-		ManagerToken:    managerToken,
 		// Every node here shares one machine, whose load average says
 		// nothing about any one of them: load limits are set out of reach.
 		ManagerExtra: "target_rps 20\n\t\tmax_load 1000\n\t\tsettle 2s\n\t\thysteresis 8s\n\t\tinterval 500ms",
@@ -75,10 +74,17 @@ func TestPlacementFollowsDemandIntoDNS(t *testing.T) {
 	// DNS follows the manager: eu and us clients by ECS.
 	dnsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	corefile := filepath.Join(dir, "Corefile.manager")
+	dnsToken, err := tp.JoinToken("dns1", "dns")
+	if err != nil {
+		t.Fatal(err)
+	}
 	os.WriteFile(corefile, []byte(fmt.Sprintf(`%s.:%s {
 	conductor {
-		manager %s %s
+		manager %s
 		manager_ca %s
+		manager_node dns1
+		manager_join %s
+		manager_identity_dir %s
 		region 10.1.0.0/16 eu
 		region 10.2.0.0/16 us
 		answers 3
@@ -86,7 +92,7 @@ func TestPlacementFollowsDemandIntoDNS(t *testing.T) {
 		ttl 1
 	}
 }
-`, site, port(dnsAddr), tp.ManagerURL(), managerToken, tp.ManagerCA())), 0o644)
+`, site, port(dnsAddr), tp.ManagerURL(), tp.ManagerCA(), dnsToken, filepath.Join(dir, "identity-dns1"))), 0o644)
 	startDNS(t, corefile)
 	answer := func(subnet string) []string {
 		m := new(dns.Msg)

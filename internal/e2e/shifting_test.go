@@ -19,12 +19,13 @@ import (
 	"github.com/conductor-edge/conductor/shifting"
 )
 
-const managerToken = "e2e-manager-token"
+// e2eAdminKey is the admin operator's key of the tests' managers.
+const e2eAdminKey = "e2e-admin-key-0123456789"
 
 func managerDo(t *testing.T, tp *topology.Topology, method, path string, body []byte, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, tp.ManagerURL()+path, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+managerToken)
+	req.Header.Set("Authorization", "Bearer "+tp.Opts.ManagerAdminKey)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -73,14 +74,13 @@ func TestBundleShiftedToAFrontEnd(t *testing.T) {
 	dir := filepath.Join(tmpDir, "shifting")
 	admin := freeAdminBase(t, 3)
 	tp, err := topology.Start(context.Background(), topology.Options{
-		Binary:       binary,
-		Dir:          dir,
-		OriginAddr:   fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
-		BackendTMP:   fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
-		Frontends:    []string{fmt.Sprintf("127.0.0.8:%d", freePort(t, "127.0.0.8")), fmt.Sprintf("127.0.0.9:%d", freePort(t, "127.0.0.9"))},
-		AdminBase:    admin,
-		Manager:      fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
-		ManagerToken: managerToken,
+		Binary:     binary,
+		Dir:        dir,
+		OriginAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
+		BackendTMP: fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
+		Frontends:  []string{fmt.Sprintf("127.0.0.8:%d", freePort(t, "127.0.0.8")), fmt.Sprintf("127.0.0.9:%d", freePort(t, "127.0.0.9"))},
+		AdminBase:  admin,
+		Manager:    fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
 		// Placement must not act on its own here: the test makes the decision.
 		ManagerExtra: "settle 10m",
 		Progress:     func(f string, a ...any) { t.Logf(f, a...) },
@@ -184,13 +184,13 @@ func TestBundleShiftedToAFrontEnd(t *testing.T) {
 			t.Fatalf("after a refused bundle: %d %q", code, body)
 		}
 	}
-	// The status page is served, over HTTPS; the API wants the token.
+	// The status page is served, over HTTPS; the API wants a key.
 	if r, body := managerDo(t, tp, "GET", "/status", nil); r.StatusCode != 200 || !strings.Contains(string(body), "Topology") {
 		t.Fatalf("status page: %d", r.StatusCode)
 	}
 	req, _ := http.NewRequest("GET", tp.ManagerURL()+"/v1/state", nil)
 	if resp, err := tp.ManagerClient().Do(req); err != nil || resp.StatusCode != 401 {
-		t.Fatalf("state without a token: %v %v", err, resp)
+		t.Fatalf("state without a key: %v %v", err, resp)
 	}
 }
 

@@ -5,18 +5,16 @@
 package topology
 
 import (
+	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -66,10 +64,14 @@ type Options struct {
 	// OriginArgs are extra arguments to `conductor origin` (-max-rps …).
 	OriginArgs []string
 	// Manager, if set, is the listen address of a shifting manager (process
-	// "manager", `conductor_manager` in its own Caddy), with ManagerToken.
-	// Every front-end then runs `conductor_agent` reporting to it.
-	Manager      string
-	ManagerToken string
+	// "manager", `conductor_manager` in its own Caddy). Its operators are
+	// "admin" with ManagerAdminKey and "viewer" (read-only) with
+	// ManagerReadKey (random when empty). Every node then runs
+	// `conductor_agent`, enrolled with a join token the topology mints as
+	// the admin once the manager is up.
+	Manager         string
+	ManagerAdminKey string
+	ManagerReadKey  string
 	// ManagerExtra is inserted in the manager's conductor_manager block.
 	ManagerExtra string
 	// FrontendRegions gives front-end i its region (default "local").
@@ -103,13 +105,26 @@ func (o *Options) defaults() {
 	if o.Progress == nil {
 		o.Progress = func(string, ...any) {}
 	}
+	if o.ManagerAdminKey == "" {
+		o.ManagerAdminKey = randomKey()
+	}
+	if o.ManagerReadKey == "" {
+		o.ManagerReadKey = randomKey()
+	}
+}
+
+func randomKey() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // Topology is a running set of processes.
 type Topology struct {
-	Opts  Options
-	mu    sync.Mutex
-	procs map[string]*exec.Cmd
+	Opts   Options
+	mu     sync.Mutex
+	procs  map[string]*exec.Cmd
+	agents map[string]string // node → its conductor_agent block, once enrolled
 }
 
 // BackendAdmin returns the (first) back-end's admin address.
@@ -186,9 +201,12 @@ func (t *Topology) frontendRegion(i int) string {
 // ManagerCA.
 func (t *Topology) ManagerURL() string { return "https://" + t.Opts.Manager }
 
-// ManagerCA is the PEM file of the manager's (self-signed) certificate,
-// which agents and DNS trust.
-func (t *Topology) ManagerCA() string { return filepath.Join(t.Opts.Dir, "manager.crt") }
+// ManagerCA is the fleet's root, which the manager writes to its state
+// directory when it starts and whose CA signed its certificate: agents
+// and DNS trust it.
+func (t *Topology) ManagerCA() string {
+	return filepath.Join(t.Opts.Dir, "manager-state", "fleet-ca.crt")
+}
 
 // ManagerClient is an HTTP client that trusts the manager's certificate.
 func (t *Topology) ManagerClient() *http.Client {
@@ -199,33 +217,88 @@ func (t *Topology) ManagerClient() *http.Client {
 	return &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
-// writeManagerCert makes the manager's certificate for its IP address.
-func (t *Topology) writeManagerCert() error {
-	host, _, _ := net.SplitHostPort(t.Opts.Manager)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// JoinToken mints a join token for a node, as the admin.
+func (t *Topology) JoinToken(node, role string, hosts ...string) (string, error) {
+	body, _ := json.Marshal(map[string]any{"node": node, "role": role, "hosts": hosts})
+	req, _ := http.NewRequest(http.MethodPost, t.ManagerURL()+"/v1/join-tokens", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+t.Opts.ManagerAdminKey)
+	resp, err := t.ManagerClient().Do(req)
 	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		Token string `json:"token"`
+	}
+	if resp.StatusCode != http.StatusCreated || json.NewDecoder(resp.Body).Decode(&ans) != nil {
+		return "", fmt.Errorf("minting a join token for %s: %s", node, resp.Status)
+	}
+	return ans.Token, nil
+}
+
+// AdminKeyFile holds the admin operator's key (0600), for the demo's
+// instructions: a key on a command line would be in the shell history.
+func (t *Topology) AdminKeyFile() string { return filepath.Join(t.Opts.Dir, "admin.key") }
+
+// StatusURL is the status page's URL for the read-only operator (the key
+// is in the fragment, which the browser never sends).
+func (t *Topology) StatusURL() string { return t.ManagerURL() + "/status#key=" + t.Opts.ManagerReadKey }
+
+// identityDir is where node keeps its enrolled certificate.
+func (t *Topology) identityDir(node string) string {
+	return filepath.Join(t.Opts.Dir, "identity", node)
+}
+
+// enrolNodes mints a join token for every node, as the admin, once the
+// manager is up, and writes the nodes' configurations with their agents.
+func (t *Topology) enrolNodes() error {
+	if err := os.RemoveAll(filepath.Join(t.Opts.Dir, "identity")); err != nil {
 		return err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "conductor manager"},
-		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP(host)}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	t.agents = map[string]string{}
+	for i, b := range t.backends() {
+		host, _, _ := net.SplitHostPort(b)
+		a, err := t.agentBlock(fmt.Sprintf("be%d", i+1), "backend", fmt.Sprintf("\t\tregion local\n\t\taddr %s\n\t\tadmin http://%s\n", host, t.BackendAdminN(i)), host)
+		if err != nil {
+			return err
+		}
+		t.agents[fmt.Sprintf("be%d", i+1)] = a
+		if err := os.WriteFile(t.BackendConfig(i), []byte(t.BackendCaddyfile(i)), 0o644); err != nil {
+			return err
+		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	for i, fe := range t.Opts.Frontends {
+		host, _, _ := net.SplitHostPort(fe)
+		a, err := t.agentBlock(fmt.Sprintf("fe%d", i+1), "frontend", fmt.Sprintf("\t\tregion %s\n\t\taddr %s\n\t\tadmin http://%s\n\t\tprobe %s\n\t\tbundle_dir %s\n",
+			t.frontendRegion(i), host, t.FrontendAdmin(i), fe, filepath.Join(t.Opts.Dir, fmt.Sprintf("bundles-fe%d", i+1))), host)
+		if err != nil {
+			return err
+		}
+		t.agents[fmt.Sprintf("fe%d", i+1)] = a
+		if err := os.WriteFile(t.FrontendConfig(i), []byte(t.FrontendCaddyfile(i, t.Opts.FrontendExtra)), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// agentBlock is a node's conductor_agent block, enrolled with a fresh join
+// token (hosts are the addresses it may report).
+func (t *Topology) agentBlock(node, role, body string, hosts ...string) (string, error) {
+	tok, err := t.JoinToken(node, role, hosts...)
 	if err != nil {
-		return err
+		return "", err
 	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(t.ManagerCA(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(t.Opts.Dir, "manager.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	return fmt.Sprintf(`	conductor_agent {
+		manager %s
+		join_token %s
+		identity_dir %s
+		ca_file %s
+		node %s
+		role %s
+		interval 500ms
+%s	}
+`, t.ManagerURL(), tok, t.identityDir(node), t.ManagerCA(), node, role, body), nil
 }
 
 // ManagerConfig returns the manager's Caddyfile path.
@@ -239,13 +312,13 @@ func (t *Topology) ManagerCaddyfile() string {
 	persist_config off
 	conductor_manager {
 		listen %s
-		token %s
-		tls %s %s
+		operator admin admin %s
+		operator viewer read %s
 		state_dir %s
 		%s
 	}
 }
-`, filepath.Join(t.Opts.Dir, "storage"), t.Opts.Manager, t.Opts.ManagerToken, t.ManagerCA(), filepath.Join(t.Opts.Dir, "manager.key"),
+`, filepath.Join(t.Opts.Dir, "storage"), t.Opts.Manager, t.Opts.ManagerAdminKey, t.Opts.ManagerReadKey,
 		filepath.Join(t.Opts.Dir, "manager-state"), t.Opts.ManagerExtra)
 }
 
@@ -253,20 +326,9 @@ func (t *Topology) ManagerCaddyfile() string {
 func (t *Topology) BackendCaddyfile(i int) string {
 	host, port, _ := net.SplitHostPort(t.backends()[i])
 	g := t.globals(t.BackendAdminN(i), fmt.Sprintf("be%d", i+1), "backend")
-	if t.Opts.Manager != "" {
+	if a := t.agents[fmt.Sprintf("be%d", i+1)]; a != "" {
 		// Back-ends report too: load, requests and inventory.
-		g = t.globalsIn(t.BackendAdminN(i), fmt.Sprintf("be%d", i+1), "backend", "local", fmt.Sprintf(`	conductor_agent {
-		manager %s
-		token %s
-		node be%d
-		role backend
-		region local
-		addr %s
-		admin http://%s
-		ca_file %s
-		interval 500ms
-	}
-`, t.ManagerURL(), t.Opts.ManagerToken, i+1, host, t.BackendAdminN(i), t.ManagerCA()))
+		g = t.globalsIn(t.BackendAdminN(i), fmt.Sprintf("be%d", i+1), "backend", "local", a)
 	}
 	switch t.Opts.Transport {
 	case "http1", "h2c":
@@ -303,23 +365,9 @@ func (t *Topology) FrontendCaddyfile(i int, extra string) string {
 	case "h2c":
 		transport = "transport http {\n\t\t\tversions h2c\n\t\t}"
 	}
-	agentCfg, meter := "", ""
-	if t.Opts.Manager != "" {
+	agentCfg, meter := t.agents[fmt.Sprintf("fe%d", i+1)], ""
+	if agentCfg != "" {
 		meter = "conductor_meter\n\tconductor_pull\n\t"
-		agentCfg = fmt.Sprintf(`	conductor_agent {
-		manager %s
-		token %s
-		node fe%d
-		region %s
-		addr %s
-		admin http://%s
-		probe %s
-		bundle_dir %s
-		ca_file %s
-		interval 500ms
-	}
-`, t.ManagerURL(), t.Opts.ManagerToken, i+1, t.frontendRegion(i), host, t.FrontendAdmin(i), t.Opts.Frontends[i],
-			filepath.Join(t.Opts.Dir, fmt.Sprintf("bundles-fe%d", i+1)), t.ManagerCA())
 	}
 	return t.globalsIn(t.FrontendAdmin(i), fmt.Sprintf("fe%d", i+1), "frontend", t.frontendRegion(i), agentCfg) + fmt.Sprintf(`
 http://:%s {
@@ -380,9 +428,10 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 	type step struct {
 		name, what string
 		ready      func() error
+		after      func() error // once ready
 	}
 	if opts.Manager != "" {
-		if err := t.writeManagerCert(); err != nil {
+		if err := os.WriteFile(t.AdminKeyFile(), []byte(opts.ManagerAdminKey+"\n"), 0o600); err != nil {
 			return nil, err
 		}
 		if err := os.WriteFile(t.ManagerConfig(), []byte(t.ManagerCaddyfile()), 0o644); err != nil {
@@ -393,7 +442,7 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 	if len(opts.OriginCommand) > 0 {
 		originWhat = "origin " + filepath.Base(opts.OriginCommand[0]) + " on http://" + opts.OriginAddr
 	}
-	steps := []step{{"origin", originWhat, func() error { return httpOK("http://" + opts.OriginAddr + "/") }}}
+	steps := []step{{"origin", originWhat, func() error { return httpOK("http://" + opts.OriginAddr + "/") }, nil}}
 	if opts.Manager != "" {
 		steps = append(steps, step{"manager", "shifting manager on " + t.ManagerURL(), func() error {
 			resp, err := t.ManagerClient().Get(t.ManagerURL() + "/status")
@@ -402,21 +451,21 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 			}
 			resp.Body.Close()
 			return nil
-		}})
+		}, t.enrolNodes})
 	}
 	for i, b := range t.backends() {
 		admin := t.BackendAdminN(i)
-		steps = append(steps, step{backendName(i), "back-end Caddy (TMP on " + b + ")", func() error { return httpOK("http://" + admin + "/config/") }})
+		steps = append(steps, step{backendName(i), "back-end Caddy (TMP on " + b + ")", func() error { return httpOK("http://" + admin + "/config/") }, nil})
 	}
 	for i := range opts.Frontends {
 		i := i
-		steps = append(steps, step{fmt.Sprintf("frontend%d", i+1), "front-end Caddy on " + t.FrontendURL(i), func() error { return httpOK(t.FrontendURL(i) + "/") }})
+		steps = append(steps, step{fmt.Sprintf("frontend%d", i+1), "front-end Caddy on " + t.FrontendURL(i), func() error { return httpOK(t.FrontendURL(i) + "/") }, nil})
 	}
 	if opts.DNSAddr != "" {
 		if err := os.WriteFile(t.DNSConfig(), []byte(t.Corefile()), 0o644); err != nil {
 			return nil, err
 		}
-		steps = append(steps, step{"dns", "CoreDNS with the conductor plugin on " + opts.DNSAddr, func() error { return dnsOK(opts.DNSAddr, opts.Site) }})
+		steps = append(steps, step{"dns", "CoreDNS with the conductor plugin on " + opts.DNSAddr, func() error { return dnsOK(opts.DNSAddr, opts.Site) }, nil})
 	}
 	for _, s := range steps {
 		opts.Progress("starting %s …", s.what)
@@ -427,6 +476,12 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 		if err := waitFor(ctx, 60*time.Second, s.ready); err != nil {
 			t.Stop()
 			return nil, fmt.Errorf("%s did not become ready: %w (log: %s)", s.name, err, t.logPath(s.name))
+		}
+		if s.after != nil {
+			if err := s.after(); err != nil {
+				t.Stop()
+				return nil, fmt.Errorf("%s: %w", s.name, err)
+			}
 		}
 		opts.Progress("%s ready", s.name)
 	}

@@ -1,8 +1,9 @@
-package caddymodule
+// Package fleetca is the fleet CA: it signs node certificates, for TMP
+// links and for the control plane, and nothing else.
+package fleetca
 
 import (
 	"crypto"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddypki"
+
+	"github.com/conductor-edge/conductor/internal/nodeid"
 )
 
 // The fleet CA signs node certificates and nothing else. It is a CA of
@@ -22,8 +25,8 @@ import (
 // and a node must not change the trust store of the machine it runs on.
 const fleetIntermediateLifetime = 30 * 24 * time.Hour
 
-// fleetIssuer issues node certificates from a CA.
-type fleetIssuer struct {
+// Issuer issues node certificates from a CA.
+type Issuer struct {
 	ctx  caddy.Context
 	mu   sync.Mutex
 	ca   *caddypki.CA
@@ -31,8 +34,10 @@ type fleetIssuer struct {
 	make func() (*caddypki.CA, error)
 }
 
-func newFleetIssuer(ctx caddy.Context, caID, fleet string) (*fleetIssuer, error) {
-	f := &fleetIssuer{ctx: ctx}
+// New loads (or creates) the CA of fleet, kept in Caddy's storage. With
+// caID, it is that CA of Caddy's pki app instead.
+func New(ctx caddy.Context, caID, fleet string) (*Issuer, error) {
+	f := &Issuer{ctx: ctx}
 	if caID != "" {
 		app, err := ctx.App("pki")
 		if err != nil {
@@ -64,7 +69,15 @@ func newFleetIssuer(ctx caddy.Context, caID, fleet string) (*fleetIssuer, error)
 			IntermediateLifetime:   caddy.Duration(fleetIntermediateLifetime),
 			InstallTrust:           &no,
 		}
-		if err := ca.Provision(ctx, fleetCAID(fleet), ctx.Logger()); err != nil {
+		// Nodes and managers that share storage may start together: the
+		// lock keeps them from generating two roots (caddypki does not
+		// lock; its CAs are made by one process).
+		lock := "conductor-fleet-ca-" + fleet
+		if err := ctx.Storage().Lock(ctx, lock); err != nil {
+			return nil, fmt.Errorf("fleet CA: locking storage: %w", err)
+		}
+		defer ctx.Storage().Unlock(ctx, lock)
+		if err := ca.Provision(ctx, ID(fleet), ctx.Logger()); err != nil {
 			return nil, fmt.Errorf("fleet CA: %w", err)
 		}
 		return ca, nil
@@ -74,11 +87,13 @@ func newFleetIssuer(ctx caddy.Context, caID, fleet string) (*fleetIssuer, error)
 	return f, err
 }
 
-// fleetCAID is the storage ID of a fleet's CA (pki/authorities/<id>).
-func fleetCAID(fleet string) string { return "conductor-" + fleet }
+// ID is the storage ID of a fleet's CA (pki/authorities/<id>).
+func ID(fleet string) string { return "conductor-" + fleet }
 
-// issue signs a node certificate and returns it with the fleet's root.
-func (f *fleetIssuer) issue(c *credentials, lifetime time.Duration) (*tls.Certificate, *x509.CertPool, error) {
+// Issue signs a certificate for pub that names id (nodeid.Template) and
+// returns the chain, leaf first, and the fleet's root, in DER. A node
+// certificate never outlives the intermediate that signed it.
+func (f *Issuer) Issue(pub crypto.PublicKey, id nodeid.ID, lifetime time.Duration) ([][]byte, []byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.renewIntermediate(); err != nil {
@@ -88,22 +103,33 @@ func (f *fleetIssuer) issue(c *credentials, lifetime time.Duration) (*tls.Certif
 	if len(chain) == 0 {
 		return nil, nil, errors.New("the CA has no intermediate certificate")
 	}
-	// A node certificate never outlives the intermediate that signed it.
-	lifetime = min(lifetime, time.Until(chain[0].NotAfter))
-	cert, err := issueNodeCert(c, lifetime, chain, crypto.Signer(f.ca.IntermediateKey()))
-	if err != nil {
-		return nil, nil, err
+	signer, ok := f.ca.IntermediateKey().(crypto.Signer)
+	if !ok {
+		return nil, nil, errors.New("the CA's intermediate key cannot sign")
 	}
+	der, err := nodeid.Sign(pub, id, lifetime, chain, signer)
+	return der, f.ca.RootCertificate().Raw, err
+}
+
+// Root is the fleet's root certificate.
+func (f *Issuer) Root() *x509.Certificate {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ca.RootCertificate()
+}
+
+// Roots is a pool holding the fleet's root.
+func (f *Issuer) Roots() *x509.CertPool {
 	pool := x509.NewCertPool()
-	pool.AddCert(f.ca.RootCertificate())
-	return cert, pool, nil
+	pool.AddCert(f.Root())
+	return pool
 }
 
 // renewIntermediate replaces the fleet's own intermediate when a fifth of
 // its lifetime is left: the stored one is removed and the CA provisioned
 // anew, which generates the next (caddypki renews only the pki app's CAs).
 // Nodes that race here each make one; all chain to the same root.
-func (f *fleetIssuer) renewIntermediate() error {
+func (f *Issuer) renewIntermediate() error {
 	if !f.own {
 		return nil
 	}
