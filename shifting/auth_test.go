@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +183,54 @@ func TestStatusPageNeedsReadRole(t *testing.T) {
 	r, b = f.anon.do("GET", "/status", nil)
 	if r.StatusCode != 200 || !strings.Contains(string(b), "/v1/state") || strings.Contains(string(b), "fe1") {
 		t.Errorf("status page HTML: %d", r.StatusCode)
+	}
+}
+
+// A node renews its certificate with itself: same name, role and pinned
+// addresses, a new key, and no join token.
+func TestNodeRenewsItsCertificate(t *testing.T) {
+	f := newTestFleet(t, Config{CertLifetime: 2 * time.Second})
+	id, err := enrol.Load(context.Background(), enrol.Config{Dir: t.TempDir(), Managers: []string{f.srv.URL}, Roots: f.serverRoots(),
+		JoinToken: f.joinToken("fe1", "frontend", "127.0.0.2"), Name: "fe1", Role: "frontend"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := id.Certificate().Leaf
+	// Two seconds are less than a third of its life (the minute it is
+	// backdated counts): it renews now.
+	if err := id.MaybeRenew(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cur := id.Certificate().Leaf
+	got, _ := nodeid.FromCert(cur, "conductor")
+	if cur.SerialNumber.Cmp(old.SerialNumber) == 0 || got.Name != "fe1" || got.Role != "frontend" || !got.Claims("127.0.0.2") {
+		t.Fatalf("renewed certificate: serial %v (old %v), identity %+v", cur.SerialNumber, old.SerialNumber, got)
+	}
+	if r, b := postReport(t, f.nodeClient(id.TLSConfig()), "/v1/nodes/fe1/report", NodeReport{ID: "fe1", Role: "frontend", Addr: "127.0.0.2"}); r.StatusCode != 204 {
+		t.Fatalf("report with the renewed certificate: %d %s", r.StatusCode, b)
+	}
+}
+
+// At most maxJoinTokens join tokens are outstanding; past that, minting
+// answers 429 until some are used or expire.
+func TestJoinTokensAreBounded(t *testing.T) {
+	m, err := New(Config{Store: FileStore{Dir: t.TempDir()}, Operators: []Operator{{Name: "a", Role: RoleAdmin, KeyHash: HashKey(adminKey)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mint := func() int {
+		req := httptest.NewRequest(http.MethodPost, "/v1/join-tokens", strings.NewReader(`{"node":"fe1","role":"frontend"}`))
+		req.Header.Set("Authorization", "Bearer "+adminKey)
+		rec := httptest.NewRecorder()
+		m.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for i := range maxJoinTokens {
+		if c := mint(); c != http.StatusCreated {
+			t.Fatalf("token %d: %d", i, c)
+		}
+	}
+	if c := mint(); c != http.StatusTooManyRequests {
+		t.Fatalf("token %d: %d, want 429", maxJoinTokens+1, c)
 	}
 }

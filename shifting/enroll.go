@@ -53,7 +53,7 @@ type JoinToken struct {
 // Join tokens are bounded: at most maxJoinTokens outstanding, for at most
 // maxJoinTTL each.
 const (
-	maxJoinTokens     = 1024
+	maxJoinTokens     = 256
 	defaultJoinTTL    = 15 * time.Minute
 	maxJoinTTL        = 24 * time.Hour
 	defaultCertLife   = 24 * time.Hour
@@ -125,8 +125,12 @@ func (m *Manager) handleJoinToken(w http.ResponseWriter, r *http.Request, c call
 		m.state.JoinTokens = map[string]*JoinToken{}
 	}
 	m.state.JoinTokens[hex.EncodeToString(id[:])] = jt
-	m.bumpLocked()
+	err := m.saveLocked()
 	m.mu.Unlock()
+	if err != nil {
+		http.Error(w, "join token: the state could not be saved", http.StatusServiceUnavailable)
+		return
+	}
 	m.logger.Info("join token minted", zap.String("node", req.Node), zap.String("role", req.Role), zap.Strings("hosts", req.Hosts), zap.Time("expires", jt.Expires), zap.String("by", c.operator.Name))
 	w.WriteHeader(http.StatusCreated)
 	writeJSON(w, JoinAnswer{Token: hex.EncodeToString(id[:]) + "." + hex.EncodeToString(secret[:]), Node: req.Node, Expires: jt.Expires})
@@ -148,8 +152,9 @@ func validHost(h string) bool {
 	return true
 }
 
-// takeJoinToken checks a join token and removes it, so that it works once.
-func (m *Manager) takeJoinToken(raw string) (*JoinToken, error) {
+// takeJoinToken checks a join token and, with take, removes it, so that
+// it works once.
+func (m *Manager) takeJoinToken(raw string, take bool) (*JoinToken, error) {
 	idHex, secretHex, _ := strings.Cut(raw, ".")
 	secret, err := hex.DecodeString(secretHex)
 	if err != nil || len(idHex) != 32 || len(secret) != 16 {
@@ -166,8 +171,15 @@ func (m *Manager) takeJoinToken(raw string) (*JoinToken, error) {
 	if subtle.ConstantTimeCompare(sum[:], want) != 1 {
 		return nil, errors.New("unknown or used join token")
 	}
+	if !take {
+		return jt, nil
+	}
 	delete(m.state.JoinTokens, idHex)
-	m.bumpLocked() // saved before the certificate goes out: a token is never good twice
+	// Saved before the certificate goes out: a token is never good twice,
+	// not even after a crash or with another leader.
+	if err := m.saveLocked(); err != nil {
+		return nil, errors.New("the state could not be saved; try again")
+	}
 	if time.Now().After(jt.Expires) {
 		return nil, errors.New("join token expired")
 	}
@@ -181,15 +193,27 @@ func (m *Manager) handleEnroll(w http.ResponseWriter, r *http.Request, _ caller)
 		http.Error(w, "enrolment needs a join token (Authorization: Bearer <token>)", http.StatusUnauthorized)
 		return
 	}
+	// The token is checked before the request is parsed (a signature
+	// check is work that nobody without a token may cause), and taken
+	// after (a malformed request does not use it up).
+	refuse := func(err error) {
+		if m.peerLog.Allow() { // a peer can trigger this: at most one a second
+			m.logger.Warn("enrolment refused", zap.String("remote", r.RemoteAddr), zap.Error(err))
+		}
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+	}
+	if _, err := m.takeJoinToken(raw, false); err != nil {
+		refuse(err)
+		return
+	}
 	pub, err := readCSR(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	jt, err := m.takeJoinToken(raw)
+	jt, err := m.takeJoinToken(raw, true)
 	if err != nil {
-		m.logger.Warn("enrolment refused", zap.String("remote", r.RemoteAddr), zap.Error(err))
-		http.Error(w, err.Error(), http.StatusUnauthorized)
+		refuse(err)
 		return
 	}
 	id := nodeid.ID{Fleet: m.cfg.Fleet, Role: jt.Role, Name: jt.Node, Hosts: jt.Hosts}

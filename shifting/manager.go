@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 )
 
 // Config configures a Manager.
@@ -64,6 +65,8 @@ type Manager struct {
 	// before loading, and an answer in between would show an empty state.
 	leading atomic.Bool
 	mux     *http.ServeMux
+	// peerLog limits the logs that anyone on the network can cause.
+	peerLog *rate.Limiter
 }
 
 // New loads the state and returns a manager; Run drives its placement.
@@ -82,7 +85,7 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shifting: loading state: %v", err)
 	}
-	m := &Manager{cfg: cfg, logger: cfg.Logger, state: st, changed: make(chan struct{})}
+	m := &Manager{cfg: cfg, logger: cfg.Logger, state: st, changed: make(chan struct{}), peerLog: rate.NewLimiter(1, 3)}
 	m.mux = m.routes()
 	return m, nil
 }
@@ -177,9 +180,17 @@ func (m *Manager) bumpLocked() {
 	m.state.Version++
 	close(m.changed)
 	m.changed = make(chan struct{})
-	if err := m.cfg.Store.Save(m.state); err != nil {
+	m.saveLocked()
+}
+
+// saveLocked saves the state; a change that nodes and DNS do not see (a
+// join token) is saved without waking them.
+func (m *Manager) saveLocked() error {
+	err := m.cfg.Store.Save(m.state)
+	if err != nil {
 		m.logger.Error("saving state", zap.Error(err))
 	}
+	return err
 }
 
 // ServeHTTP is the manager's API and status page.

@@ -103,11 +103,7 @@ func (f *Issuer) Issue(pub crypto.PublicKey, id nodeid.ID, lifetime time.Duratio
 	if len(chain) == 0 {
 		return nil, nil, errors.New("the CA has no intermediate certificate")
 	}
-	signer, ok := f.ca.IntermediateKey().(crypto.Signer)
-	if !ok {
-		return nil, nil, errors.New("the CA's intermediate key cannot sign")
-	}
-	der, err := nodeid.Sign(pub, id, lifetime, chain, signer)
+	der, err := nodeid.Sign(pub, id, lifetime, chain, f.ca.IntermediateKey())
 	return der, f.ca.RootCertificate().Raw, err
 }
 
