@@ -300,7 +300,7 @@ func (m *Manager) handleReport(w http.ResponseWriter, r *http.Request, c caller)
 		http.Error(w, fmt.Sprintf("report: role %s, but the node's certificate says %s", rep.Role, c.node.Role), http.StatusForbidden)
 		return
 	}
-	for _, a := range []string{rep.Addr, rep.Probe} {
+	for _, a := range []string{rep.Addr, rep.Probe, rep.Peer} {
 		if !c.node.Claims(a) {
 			http.Error(w, fmt.Sprintf("report: address %s is not pinned in the node's certificate (it may claim %v)", a, c.node.Hosts), http.StatusForbidden)
 			return
@@ -500,7 +500,7 @@ func (m *Manager) handleAssign(w http.ResponseWriter, r *http.Request, c caller)
 // install, and which peers already hold it.
 type PullAnswer struct {
 	Digest string   `json:"digest"`
-	Peers  []string `json:"peers"` // front-end addresses (host:port of their HTTP server) holding the bundle
+	Peers  []string `json:"peers"` // front-ends holding the bundle (host:port of their peer listener)
 }
 
 // handlePull assigns the site to the asking front-end, on demand: the
@@ -536,8 +536,8 @@ func (m *Manager) peersLocked(site, node string) []string {
 	now := time.Now()
 	peers := []string{}
 	for id, n := range m.state.Nodes {
-		if id != node && n.Healthy(now) && n.Report.Bundles[site] == s.Bundle && n.Report.Probe != "" {
-			peers = append(peers, n.Report.Probe)
+		if id != node && n.Healthy(now) && n.Report.Bundles[site] == s.Bundle && n.Report.Peer != "" {
+			peers = append(peers, n.Report.Peer)
 		}
 	}
 	slices.Sort(peers)

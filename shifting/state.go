@@ -14,9 +14,11 @@ type NodeReport struct {
 	Region string `json:"region"`
 	// Addr is where clients reach the node (an IP for DNS answers).
 	Addr string `json:"addr"`
-	// Probe is the node's HTTP address (host:port): peers fetch bundles
-	// from it.
+	// Probe is the node's HTTP address (host:port).
 	Probe string `json:"probe,omitempty"`
+	// Peer is where the node serves bundles to its peers (host:port,
+	// HTTPS with mutual TLS).
+	Peer string `json:"peer,omitempty"`
 	// Load is the node's CPU load (load average ÷ cores).
 	Load     float64 `json:"load"`
 	MemBytes uint64  `json:"mem_bytes"`

@@ -56,6 +56,10 @@ type App struct {
 	// Probe is this node's HTTP address; after installing a bundle the
 	// agent asks it for the site's "/" and rolls back on a 5xx.
 	Probe string `json:"probe,omitempty"`
+	// PeerListen is where this front-end serves its bundles to its peers,
+	// over mutual TLS (host:port; port 0 picks one). Its host must be one
+	// the node's join token pinned. Empty: peers fetch from the manager.
+	PeerListen string `json:"peer_listen,omitempty"`
 	// BundleDir is where bundles are unpacked. Default: Caddy's data
 	// directory, conductor/bundles.
 	BundleDir string `json:"bundle_dir,omitempty"`
@@ -159,8 +163,16 @@ func (a *App) Start() error {
 	defer workerMu.Unlock()
 	cfg := a.config()
 	cfg.id = id
+	w := theWorker
+	if w == nil {
+		w = newWorker(cfg, a.logger)
+	}
+	if err := w.setPeer(&cfg); err != nil {
+		return fmt.Errorf("conductor_agent: %v", err)
+	}
 	if theWorker == nil {
-		theWorker = newWorker(cfg, a.logger)
+		theWorker = w
+		theWorker.reconfigure(cfg)
 		theWorker.start()
 	} else {
 		theWorker.reconfigure(cfg)
@@ -191,7 +203,7 @@ func (a *App) config() workerConfig {
 	c := workerConfig{
 		report:   shifting.NodeReport{ID: a.Node, Role: a.Role, Region: a.Region, Addr: a.Addr, Probe: strings.TrimPrefix(a.Probe, "http://")},
 		managers: append([]string{a.Manager}, a.Managers...), admin: a.Admin, server: a.Server, probe: a.Probe,
-		bundleDir: a.BundleDir, interval: time.Duration(a.Interval), roots: a.roots,
+		bundleDir: a.BundleDir, interval: time.Duration(a.Interval), roots: a.roots, fleet: a.Fleet, peerListen: a.PeerListen,
 	}
 	if a.SigningKey != "" {
 		k, _ := hex.DecodeString(a.SigningKey)

@@ -35,6 +35,7 @@ func init() {
 //	    admin       <this Caddy's admin URL>
 //	    server      <HTTP server name>
 //	    probe       <this node's HTTP address>
+//	    peer_listen <host:port>     serves bundles to peers (mutual TLS)
 //	    bundle_dir  <dir>
 //	    signing_key <hex Ed25519 public key>
 //	    ca_file     <PEM: the CA that signed the manager's certificate>
@@ -80,6 +81,8 @@ func parseAgent(d *caddyfile.Dispenser, _ any) (any, error) {
 			a.Server = v
 		case "probe":
 			a.Probe = v
+		case "peer_listen":
+			a.PeerListen = v
 		case "bundle_dir":
 			a.BundleDir = v
 		case "signing_key":

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -29,8 +28,7 @@ func init() {
 // fetches from them before falling back to the manager. The request
 // itself goes on to the next handler (the proxy to the origin) rather
 // than wait: installing reloads Caddy's config, which waits for in-flight
-// requests. It also serves this node's bundles to its peers, at
-// /.well-known/conductor-bundle/{digest}, to whoever names the digest.
+// requests. Peers fetch bundles from each other over peer_listen (peer.go).
 type Pull struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -48,31 +46,8 @@ func (Pull) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 	if wk == nil {
 		return next.ServeHTTP(w, r)
 	}
-	if strings.HasPrefix(r.URL.Path, peerPath) {
-		return wk.servePeer(w, r, strings.TrimPrefix(r.URL.Path, peerPath))
-	}
 	wk.maybePull(siteOf(r.Host))
 	return next.ServeHTTP(w, r)
-}
-
-// servePeer hands a held bundle to a peer. The digest is the capability:
-// a SHA-256 that only the manager's assignments name, and the peer checks
-// the bytes against it (and the signature) before it installs anything.
-// No token is asked for, so none is ever sent to a peer, which is reached
-// over plain HTTP on its probe address.
-func (w *worker) servePeer(rw http.ResponseWriter, r *http.Request, digest string) error {
-	if !strings.HasPrefix(digest, "sha256:") || strings.ContainsAny(digest, "/\\.") {
-		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("bad digest"))
-	}
-	data, err := os.ReadFile(w.rawPath(digest))
-	if err != nil {
-		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("bundle %s not held here", digest))
-	}
-	sig, _ := os.ReadFile(w.rawPath(digest) + ".sig")
-	rw.Header().Set("Content-Type", "application/gzip")
-	rw.Header().Set("X-Bundle-Signature", string(sig))
-	_, err = rw.Write(data)
-	return err
 }
 
 func (w *worker) rawPath(digest string) string {
@@ -136,7 +111,7 @@ func (w *worker) fetch(ctx context.Context, digest string) ([]byte, []byte, stri
 	peers := w.peers[digest]
 	w.mu.Unlock()
 	for _, p := range peers {
-		resp, data, err := w.request(ctx, http.MethodGet, "http://"+p+peerPath+digest, nil)
+		resp, data, err := w.peerGet(ctx, "https://"+p+peerPath+digest)
 		if err == nil && resp.StatusCode == http.StatusOK {
 			sig, _ := hex.DecodeString(resp.Header.Get("X-Bundle-Signature"))
 			return data, sig, "peer " + p, nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,16 +29,20 @@ import (
 )
 
 type workerConfig struct {
-	report    shifting.NodeReport
-	managers  []string
-	id        *enrol.Identity // this node's certificate, for the manager
-	admin     string
-	server    string
-	probe     string
-	bundleDir string
-	key       ed25519.PublicKey
-	interval  time.Duration
-	roots     *x509.CertPool
+	report   shifting.NodeReport
+	managers []string
+	id       *enrol.Identity // this node's certificate, for the manager and peers
+	fleet    string
+	// peerListen is where this front-end serves bundles to its peers
+	// (peer.go); empty: it serves none.
+	peerListen string
+	admin      string
+	server     string
+	probe      string
+	bundleDir  string
+	key        ed25519.PublicKey
+	interval   time.Duration
+	roots      *x509.CertPool
 }
 
 // LinkSource, when set (caddymodule sets it), reports this node's TMP
@@ -48,6 +53,8 @@ var LinkSource func() map[string]shifting.LinkQuality
 type worker struct {
 	logger *zap.Logger
 	client *http.Client
+	peerC  *http.Client // to peers (peer.go)
+	peer   *peerServer  // serving peers, if peer_listen is set
 
 	mu        sync.Mutex
 	cfg       workerConfig
@@ -65,8 +72,12 @@ type worker struct {
 }
 
 func newWorker(cfg workerConfig, logger *zap.Logger) *worker {
-	return &worker{cfg: cfg, logger: logger, installed: map[string]string{}, client: clientFor(cfg),
+	w := &worker{cfg: cfg, logger: logger, installed: map[string]string{}, client: clientFor(cfg),
 		pulling: map[string]bool{}, noSite: map[string]time.Time{}, peers: map[string][]string{}}
+	if cfg.id != nil {
+		w.peerC = peerClient(cfg.id)
+	}
+	return w
 }
 
 // clientFor presents the node's certificate to the manager and trusts the
@@ -90,6 +101,67 @@ func (w *worker) start() {
 func (w *worker) stop() {
 	w.cancel()
 	w.wg.Wait()
+	w.mu.Lock()
+	p := w.peer
+	w.peer = nil
+	w.mu.Unlock()
+	if p != nil {
+		p.stop()
+	}
+}
+
+// setPeer starts, moves or stops the peer server to match cfg, and notes
+// its address in the report. The server outlives config reloads with the
+// worker.
+func (w *worker) setPeer(cfg *workerConfig) error {
+	w.mu.Lock()
+	old := w.peer
+	w.mu.Unlock()
+	if old != nil && old.addr == cfg.peerListen || old != nil && strings.HasSuffix(cfg.peerListen, ":0") && hostOf(old.addr) == hostOf(cfg.peerListen) {
+		cfg.report.Peer = old.addr
+		return nil
+	}
+	if old != nil {
+		old.stop()
+	}
+	var p *peerServer
+	if cfg.peerListen != "" && cfg.id != nil {
+		var err error
+		if p, err = startPeerServer(cfg.peerListen, cfg.id, cfg.fleet, w); err != nil {
+			return err
+		}
+		cfg.report.Peer = p.addr
+	}
+	w.mu.Lock()
+	w.peer = p
+	w.mu.Unlock()
+	return nil
+}
+
+func hostOf(addr string) string {
+	h, _, _ := net.SplitHostPort(addr)
+	return h
+}
+
+// peerGet fetches from a peer.
+func (w *worker) peerGet(ctx context.Context, url string) (*http.Response, []byte, error) {
+	w.mu.Lock()
+	c := w.peerC
+	w.mu.Unlock()
+	if c == nil {
+		return nil, nil, fmt.Errorf("no node certificate to show peers")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 300<<20))
+	return resp, b, err
 }
 
 // reconfigure takes a new config's settings; after a reload the routes it
@@ -99,6 +171,9 @@ func (w *worker) reconfigure(cfg workerConfig) {
 	w.cfg = cfg
 	w.reconcile = true
 	w.client = clientFor(cfg)
+	if cfg.id != nil {
+		w.peerC = peerClient(cfg.id)
+	}
 	w.mu.Unlock()
 }
 

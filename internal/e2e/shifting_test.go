@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -143,7 +144,9 @@ func TestBundleShiftedToAFrontEnd(t *testing.T) {
 		_, body := hostGet(t, tp.FrontendURL(1)+"/", site)
 		return body == "bundle v1"
 	})
-	if log, _ := os.ReadFile(filepath.Join(dir, "frontend2.log")); !strings.Contains(string(log), `"from":"peer `+strings.TrimPrefix(fe1, "http://")) {
+	// It fetched it from fe1's peer listener, over mutual TLS.
+	fe1Host, _, _ := net.SplitHostPort(strings.TrimPrefix(fe1, "http://"))
+	if log, _ := os.ReadFile(filepath.Join(dir, "frontend2.log")); !strings.Contains(string(log), `"from":"peer `+fe1Host+":") {
 		t.Errorf("fe2 did not fetch the bundle from its peer fe1")
 	}
 

@@ -73,8 +73,9 @@ func CheckURL(raw string) error {
 
 // Identity is a node's enrolled certificate.
 type Identity struct {
-	cfg  Config
-	cert atomic.Pointer[tls.Certificate]
+	cfg   Config
+	cert  atomic.Pointer[tls.Certificate]
+	fleet atomic.Pointer[x509.CertPool] // the fleet's root, as the manager gave it
 }
 
 // Load returns the node's stored identity, or enrols it with the join
@@ -97,6 +98,7 @@ func Load(ctx context.Context, cfg Config) (*Identity, error) {
 		why := id.unusable(&cert)
 		if why == "" {
 			id.cert.Store(&cert)
+			id.loadFleetRoot()
 			return id, nil
 		}
 		if cfg.JoinToken == "" {
@@ -126,6 +128,18 @@ func (id *Identity) unusable(c *tls.Certificate) string {
 }
 
 func (id *Identity) path(name string) string { return filepath.Join(id.cfg.Dir, name) }
+
+// loadFleetRoot reads the fleet's root that the manager gave.
+func (id *Identity) loadFleetRoot() {
+	pool := x509.NewCertPool()
+	if pem, err := os.ReadFile(id.path("fleet-ca.crt")); err == nil {
+		pool.AppendCertsFromPEM(pem)
+	}
+	id.fleet.Store(pool)
+}
+
+// FleetRoots holds the fleet's root: peers' certificates chain to it.
+func (id *Identity) FleetRoots() *x509.CertPool { return id.fleet.Load() }
 
 // Certificate is the current certificate.
 func (id *Identity) Certificate() *tls.Certificate { return id.cert.Load() }
@@ -235,6 +249,7 @@ func (id *Identity) store(key *ecdsa.PrivateKey, ans Answer) error {
 		return err
 	}
 	id.cert.Store(&cert)
+	id.loadFleetRoot()
 	return nil
 }
 

@@ -60,7 +60,7 @@ func (c *CA) Pool() *x509.CertPool {
 }
 
 // WriteIdentity issues a certificate for id and writes it, with its key,
-// as node.pem in dir: a node enrolled before.
+// as node.pem in dir, and the root as fleet-ca.crt: a node enrolled before.
 func (c *CA) WriteIdentity(t testing.TB, dir string, id nodeid.ID) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -78,6 +78,9 @@ func (c *CA) WriteIdentity(t testing.TB, dir string, id nodeid.ID) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "node.pem"), out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "fleet-ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Cert.Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

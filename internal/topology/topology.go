@@ -269,8 +269,8 @@ func (t *Topology) enrolNodes() error {
 	}
 	for i, fe := range t.Opts.Frontends {
 		host, _, _ := net.SplitHostPort(fe)
-		a, err := t.agentBlock(fmt.Sprintf("fe%d", i+1), "frontend", fmt.Sprintf("\t\tregion %s\n\t\taddr %s\n\t\tadmin http://%s\n\t\tprobe %s\n\t\tbundle_dir %s\n",
-			t.frontendRegion(i), host, t.FrontendAdmin(i), fe, filepath.Join(t.Opts.Dir, fmt.Sprintf("bundles-fe%d", i+1))), host)
+		a, err := t.agentBlock(fmt.Sprintf("fe%d", i+1), "frontend", fmt.Sprintf("\t\tregion %s\n\t\taddr %s\n\t\tadmin http://%s\n\t\tprobe %s\n\t\tpeer_listen %s:0\n\t\tbundle_dir %s\n",
+			t.frontendRegion(i), host, t.FrontendAdmin(i), fe, host, filepath.Join(t.Opts.Dir, fmt.Sprintf("bundles-fe%d", i+1))), host)
 		if err != nil {
 			return err
 		}
