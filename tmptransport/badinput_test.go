@@ -24,7 +24,7 @@ func (nopConn) SetWriteDeadline(time.Time) error          { return nil }
 
 // harness is an established server session driven directly, without
 // sockets or goroutines: tests seal packets as the client would and feed them
-// to handleDatagram.
+// to handleDatagramLocked.
 type harness struct {
 	s     *Session
 	write *packetKey // the client's write key
@@ -45,7 +45,7 @@ func newHarness2(t testing.TB) *harness {
 	s.keys, _ = newAppKeys(c2s, s2c)
 	s.established, s.confirmed = true, true
 	s.peerParams = &transportParams{InitialMaxStreamData: 1 << 18, InitialMaxData: 1 << 20, MaxStreams: 16, MaxPacketSize: 1452}
-	s.peerMaxData, s.peerMaxStreams = 1<<20, 16
+	s.sendFC.limit, s.tab.peerMax = 1<<20, 16
 	s.hs = nil
 	s.lastRecv = time.Now()
 	w, _ := newPacketKey(suite, make([]byte, 32))
@@ -66,7 +66,7 @@ func (h *harness) seal(payload []byte) []byte {
 func (h *harness) feed(pkt []byte) {
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
-	h.s.handleDatagram(datagram{b: pkt, at: time.Now()})
+	h.s.handleDatagramLocked(datagram{b: pkt, at: time.Now()})
 }
 
 func (h *harness) err() error {
@@ -188,9 +188,9 @@ func FuzzHandshakeInput(f *testing.F) {
 		defer s.hs.close()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.handleDatagram(datagram{b: append([]byte(nil), in...), at: time.Now()})
+		s.handleDatagramLocked(datagram{b: append([]byte(nil), in...), at: time.Now()})
 		if s.hs != nil {
-			s.handleDatagram(datagram{b: append([]byte(nil), in...), at: time.Now()})
+			s.handleDatagramLocked(datagram{b: append([]byte(nil), in...), at: time.Now()})
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // The handshake is TLS 1.3 driven through crypto/tls's QUIC API (RFC 9001
@@ -251,3 +252,25 @@ func (h *handshake) close() {
 }
 
 func (h *handshake) connectionState() tls.ConnectionState { return h.conn.ConnectionState() }
+
+// hsProgress is the session's side of the handshake: the Initial and
+// Handshake packets' numbers and retransmission, the anti-amplification
+// counts, the Retry a client followed, and the packets that arrived before
+// the keys to open them. Guarded by the session lock.
+type hsProgress struct {
+	pn        uint64
+	rto       time.Duration
+	next      time.Time // the next retransmission
+	resendNow bool
+	sent      [2]int // flights sent, per packet type
+	recvBytes int    // for the 3× anti-amplification limit (server)
+	sentBytes int
+	deadline  time.Time
+	// addrValidated (server): the client proved it receives at its address,
+	// by a Retry token or a Handshake packet; until then the 3× limit holds.
+	addrValidated bool
+	retried       bool   // client: a Retry was followed (only one is)
+	retryToken    []byte // client: the token every later Initial carries
+	pendingHS     [][]byte
+	pendingApp    [][]byte
+}

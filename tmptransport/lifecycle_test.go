@@ -309,7 +309,7 @@ func TestNoHeadOfLineBlockingAcrossStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.s.mu.Lock()
-	a, other := h.s.streams[0], h.s.streams[2]
+	a, other := h.s.tab.streams[0], h.s.tab.streams[2]
 	h.s.mu.Unlock()
 	if a.rb.readable() {
 		t.Fatal("stream 0 readable across a gap")

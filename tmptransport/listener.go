@@ -221,7 +221,7 @@ func (l *Listener) open(b []byte, id sessionID, addr net.Addr) *Session {
 		return nil
 	}
 	s := newSession(l.cfg, false, l.conn, addr, id, l)
-	s.addrValidated = validated
+	s.hsp.addrValidated = validated
 	s.admittedValidated = validated
 	s.prefix = prefix
 	l.sessions[id] = s

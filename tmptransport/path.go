@@ -123,16 +123,16 @@ func (s *Session) sendPathLocked(now time.Time) {
 	b := s.finishPathPacket(pkt, hdr, now)
 	p.sent += len(b)
 	p.tries++
-	p.nextSend = now.Add(max(2*s.rtt.pto(), 50*time.Millisecond))
+	p.nextSend = now.Add(max(2*s.lr.rtt.pto(), 50*time.Millisecond))
 	s.directed = append(s.directed, directedPacket{b, p.addr})
 }
 
 // finishPathPacket seals a path packet and records it, so that the peer's
 // ACK of it is an ACK of a packet we sent.
 func (s *Session) finishPathPacket(pkt []byte, hdr int, now time.Time) []byte {
-	pn := s.pn
+	pn := s.lr.pn
 	b := s.finishShort(pkt, hdr)
-	s.sent.onSent(&sentPacket{pn: pn, sent: now, size: len(b)})
+	s.lr.sent.onSent(&sentPacket{pn: pn, sent: now, size: len(b)})
 	s.counters.packetsSent++
 	s.counters.bytesSent += uint64(len(b))
 	return b

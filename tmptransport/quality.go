@@ -5,6 +5,27 @@ import (
 	"time"
 )
 
+// linkQuality is the session's side of the link-quality exchange
+// (SPEC §8): our meter of what arrives, the peer's last report of what
+// reached it, and when ours is due. Guarded by the session lock.
+type linkQuality struct {
+	mine     qualityMeter
+	peer     linkQualityFrame // the peer's last report: our outbound direction
+	peerAt   time.Time
+	peerRecv uint64 // totals of the peer's reports
+	peerLost uint64
+	next     time.Time // our next report
+	queued   bool      // our report waits to be sent
+}
+
+// onPeerReport takes the peer's report.
+func (l *linkQuality) onPeerReport(f *linkQualityFrame, now time.Time) {
+	l.peer = *f
+	l.peerAt = now
+	l.peerRecv += f.PacketsReceived
+	l.peerLost += f.PacketsLost
+}
+
 // qualityMeter measures the receive side of a session over fixed intervals:
 // packets received and missing (gaps in packet numbers), bytes and rate, and
 // delay variation. Each interval's result goes to the peer in a LINK_QUALITY

@@ -14,8 +14,14 @@ import (
 // goroutine and no buffer exist until data flows, so a session can hold tens
 // of thousands of idle streams.
 //
-// All state is guarded by the session's lock; the blocking calls wait on the
-// stream's own channels so that a slow reader never blocks another stream.
+// Locks, taken in this order: the session's mu guards the send side, flow
+// control (fc) and the lifecycle flags; the stream's rmu guards the receive
+// buffer and what a reader checks (readClosed, recvReset, readDeadline), so
+// that Read never takes mu; the session's creditMu guards creditBytes and
+// creditQueued, by which a reader hands what it consumed to the session.
+// zrmu and zwmu serialize the zstd decoder and encoder. The blocking calls
+// wait on the stream's own channels, so a slow reader never blocks another
+// stream.
 type Stream struct {
 	id       uint64
 	sess     *Session
@@ -25,17 +31,16 @@ type Stream struct {
 	local    bool // opened by this end
 
 	// Send side.
-	sb            sendBuffer
-	peerMax       uint64 // peer's MAX_STREAM_DATA
-	writeClosed   bool
-	sendReset     *StreamError // set when we reset or the peer sent STOP_SENDING
-	resetQueued   bool
-	resetAcked    bool
-	resetFinal    uint64
-	openQueued    bool
-	stopQueued    bool
-	maxDataQueued bool
-	ctrlListed    bool // on the session's control list
+	sb          sendBuffer
+	peerMax     uint64 // peer's MAX_STREAM_DATA
+	writeClosed bool
+	sendReset   *StreamError // set when we reset or the peer sent STOP_SENDING
+	resetQueued bool
+	resetAcked  bool
+	resetFinal  uint64
+	openQueued  bool
+	stopQueued  bool
+	ctrlListed  bool // on the session's control list
 
 	// Receive side. rmu guards rb, readClosed, recvReset and readDeadline,
 	// so that readers never take the session lock: with a thousand busy
@@ -43,9 +48,7 @@ type Stream struct {
 	// own goroutine (lock convoy). Lock order: session mu, then rmu.
 	rmu          sync.Mutex
 	rb           recvBuffer
-	recvMax      uint64 // our advertised MAX_STREAM_DATA
-	recvWindow   uint64 // current window size (auto-tuned)
-	lastUpdate   time.Time
+	fc           receiveWindow // guarded by the session's mu, not rmu
 	readClosed   bool
 	recvReset    *StreamError
 	peerOpened   bool // STREAM_OPEN received (peer-initiated streams)
@@ -71,16 +74,15 @@ type Stream struct {
 
 func newStream(sess *Session, id uint64, prio Priority, local bool) *Stream {
 	s := &Stream{
-		id:         id,
-		sess:       sess,
-		prio:       prio,
-		local:      local,
-		peerMax:    sess.peerParams.InitialMaxStreamData,
-		recvWindow: uint64(sess.cfg.InitialStreamWindow),
-		readCh:     make(chan struct{}, 1),
-		writeCh:    make(chan struct{}, 1),
+		id:      id,
+		sess:    sess,
+		prio:    prio,
+		local:   local,
+		peerMax: sess.peerParams.InitialMaxStreamData,
+		fc:      newReceiveWindow(sess.cfg.InitialStreamWindow, sess.cfg.MaxStreamWindow),
+		readCh:  make(chan struct{}, 1),
+		writeCh: make(chan struct{}, 1),
 	}
-	s.recvMax = s.recvWindow
 	s.entry = blendEntry{src: s, prio: int(prio)}
 	return s
 }
@@ -128,7 +130,7 @@ func (s *Stream) blendPending() int {
 	return int(min(n, 1<<30))
 }
 
-func (s *Stream) blendIdle() { s.sess.noteBlocked(s) }
+func (s *Stream) blendIdle() { s.sess.noteBlockedLocked(s) }
 
 // Read reads stream data. It returns io.EOF after the peer's FIN.
 func (s *Stream) Read(p []byte) (int, error) {
@@ -255,7 +257,7 @@ func (s *Stream) rawWrite(p []byte) (int, error) {
 			s.sb.write(p[:n])
 			p = p[n:]
 			written += n
-			sess.updateReady(s)
+			sess.updateReadyLocked(s)
 			sess.wakeLocked()
 		}
 		dl := s.writeDeadline
@@ -299,7 +301,7 @@ func (s *Stream) CloseWrite() error {
 	}
 	s.writeClosed = true
 	s.sb.finQueued = true
-	sess.updateReady(s)
+	sess.updateReadyLocked(s)
 	sess.wakeLocked()
 	return nil
 }
@@ -350,13 +352,13 @@ func (s *Stream) closeReadLocked(code ErrorCode) {
 	s.rb.discard()
 	stop := !s.rb.atEOF() && s.recvReset == nil && !s.rb.hasFinal
 	s.rmu.Unlock()
-	s.sess.creditSession(unread)
+	s.sess.creditSessionLocked(unread)
 	if stop {
 		s.stopQueued = true
-		s.sess.queueStreamControl(s)
+		s.sess.queueStreamControlLocked(s)
 	}
 	signal(s.readCh)
-	s.sess.maybeFinish(s)
+	s.sess.maybeFinishLocked(s)
 }
 
 // Close closes the stream for writing (FIN after buffered data) and for
@@ -394,7 +396,7 @@ func (s *Stream) resetLocked(code ErrorCode, remote bool) {
 	s.sb.discard()
 	s.resetQueued = true
 	s.sess.blend.unready(&s.entry)
-	s.sess.queueStreamControl(s)
+	s.sess.queueStreamControlLocked(s)
 	signal(s.writeCh)
 }
 

@@ -1,0 +1,124 @@
+package tmptransport
+
+// Streams as the application sees them: opening (within the peer's
+// MAX_STREAMS), accepting, queueing a stream's control frames, and
+// finishing a stream whose both directions are done. The table itself is
+// streamtable.go. All but OpenStream and AcceptStream run with s.mu held.
+
+import "context"
+
+// OpenStream opens a stream with the given priority (0 most urgent). It
+// blocks while the peer's stream limit is reached.
+func (s *Session) OpenStream(ctx context.Context, prio Priority) (*Stream, error) {
+	return s.OpenStreamOptions(ctx, OpenStreamOptions{Priority: prio})
+}
+
+// OpenStreamOptions opens a stream with options.
+func (s *Session) OpenStreamOptions(ctx context.Context, o OpenStreamOptions) (*Stream, error) {
+	if o.Priority >= NumPriorities {
+		return nil, ErrInvalidPriority
+	}
+	for {
+		s.mu.Lock()
+		if s.closeErr != nil {
+			err := s.closeErr
+			s.mu.Unlock()
+			return nil, err
+		}
+		if s.draining {
+			s.mu.Unlock()
+			return nil, ErrSessionClosing
+		}
+		if !s.established {
+			s.mu.Unlock()
+			return nil, ErrHandshakeTimeout
+		}
+		if s.tab.canOpen() {
+			st := newStream(s, s.tab.openLocal(), o.Priority, true)
+			st.compress = o.Compress
+			st.openQueued = true
+			s.tab.streams[st.id] = st
+			s.blend.add(&st.entry)
+			s.queueStreamControlLocked(st)
+			s.updateFlowsLocked()
+			s.wakeLocked()
+			s.mu.Unlock()
+			return st, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.openSig:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.closed:
+		}
+	}
+}
+
+// AcceptStream waits for the next stream the peer opens.
+func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
+	for {
+		s.mu.Lock()
+		if len(s.tab.acceptQ) > 0 {
+			st := s.tab.acceptQ[0]
+			s.tab.acceptQ[0] = nil
+			s.tab.acceptQ = s.tab.acceptQ[1:]
+			s.mu.Unlock()
+			return st, nil
+		}
+		if s.closeErr != nil {
+			err := s.closeErr
+			s.mu.Unlock()
+			return nil, err
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.acceptSig:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.closed:
+		}
+	}
+}
+
+// updateFlowsLocked tells the controller how many streams are active: the
+// number of streams it is hosting (seed: "When a new TCP connection is added
+// to the TMP connection, the TMP connection becomes more aggressive").
+func (s *Session) updateFlowsLocked() {
+	n := max(len(s.tab.streams), 1)
+	if n != s.flows {
+		s.flows = n
+		s.cc.SetFlows(n)
+	}
+}
+
+func (s *Session) queueStreamControlLocked(st *Stream) {
+	if !st.ctrlListed {
+		st.ctrlListed = true
+		s.ctrl = append(s.ctrl, st)
+	}
+	s.wakeLocked()
+}
+
+// maybeFinishLocked removes a stream whose both directions are done.
+func (s *Session) maybeFinishLocked(st *Stream) {
+	if st.finished || !st.sendDone() || !st.recvDone() {
+		return
+	}
+	if st.local || st.peerOpened {
+		// A peer stream is finished only once the application could see it.
+		st.rmu.Lock()
+		reset := st.recvReset != nil
+		st.rmu.Unlock()
+		if !st.local && !st.accepted && !reset {
+			return
+		}
+	}
+	st.finished = true
+	s.tab.remove(st)
+	s.blend.remove(&st.entry)
+	if !st.local {
+		s.wakeLocked() // a MAX_STREAMS to send
+	}
+	s.updateFlowsLocked()
+}
