@@ -252,7 +252,7 @@ func TestWaitingRoomIsFIFOAndRefusesForgedAndReplayedCookies(t *testing.T) {
 	waiting_room %s {
 		total_active_users 2
 		new_users_per_minute 6000
-		session_duration 1s
+		session_duration 4s
 		refresh 1s
 		secret "a test secret of enough length"
 	}
@@ -313,12 +313,17 @@ func TestWaitingRoomIsFIFOAndRefusesForgedAndReplayedCookies(t *testing.T) {
 	if ra := get(visitor(), "Cookie", cookieName+"="+qc.Value); !strings.Contains(ra.room, "position=5") {
 		t.Fatalf("replayed cookie kept its place: %+v", ra)
 	}
-	// An active session's cookie from another address is refused.
+	// An active session's cookie from another address is refused. (The
+	// session lasts 4 s, which all of the above takes well within, even
+	// on a loaded machine; with 1 s, it once did not.)
 	var ac *http.Cookie
 	for _, c := range a.Jar.Cookies(u.URL) {
 		if c.Name == cookieName {
 			ac = c
 		}
+	}
+	if ac == nil {
+		t.Fatal("the first visitor's session cookie is gone: its session ended before the test got here")
 	}
 	if ra := get(visitor(), "Cookie", cookieName+"="+ac.Value, "X-Forwarded-For", "203.0.113.9"); !strings.HasPrefix(ra.room, "queued") {
 		t.Fatalf("active cookie from another address got in: %+v", ra)
@@ -326,7 +331,7 @@ func TestWaitingRoomIsFIFOAndRefusesForgedAndReplayedCookies(t *testing.T) {
 
 	// FIFO: the first two stop browsing; their sessions end and the line
 	// moves in ticket order as visitors check in.
-	time.Sleep(1200 * time.Millisecond)
+	time.Sleep(4200 * time.Millisecond)
 	type admission struct{ seq, ticket int }
 	var order []admission
 	deadline := time.Now().Add(10 * time.Second)

@@ -8,14 +8,14 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/gorilla/securecookie"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/gorilla/securecookie"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/conductor-edge/conductor/caddymodule/internal/clientip"
+	"github.com/conductor-edge/conductor/caddymodule/priority"
 	"github.com/conductor-edge/conductor/tmptransport"
 )
 
@@ -139,8 +139,8 @@ func (p *Priority) Validate() error {
 		return fmt.Errorf("priority: default %d out of range 0..%d", *p.Default, tmptransport.NumPriorities-1)
 	}
 	for i, r := range p.Rules {
-		if r.Priority < 0 || r.Priority >= tmptransport.NumPriorities {
-			return fmt.Errorf("priority rule %d: priority %d out of range 0..%d", i, r.Priority, tmptransport.NumPriorities-1)
+		if !priority.Valid(r.Priority) {
+			return fmt.Errorf("priority rule %d: priority %d out of range 0..%d", i, r.Priority, priority.Levels-1)
 		}
 	}
 	return nil
@@ -148,10 +148,11 @@ func (p *Priority) Validate() error {
 
 // ServeHTTP classifies the request and passes it on.
 func (p *Priority) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	prio := DefaultPriority
+	def := priority.Default
 	if p.Default != nil {
-		prio = *p.Default
+		def = *p.Default
 	}
+	prio := def
 	for _, rule := range p.Rules {
 		ok, err := rule.matchers.MatchWithError(r)
 		if err != nil {
@@ -164,12 +165,9 @@ func (p *Priority) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	}
 	if !p.budget.allow(prio, clientip.Of(r)) {
 		p.demoted.Inc()
-		prio = DefaultPriority
-		if p.Default != nil {
-			prio = *p.Default
-		}
+		prio = def
 	}
-	caddyhttp.SetVar(r.Context(), PriorityVar, prio)
+	priority.Set(r.Context(), prio)
 	p.counter.WithLabelValues(strconv.Itoa(prio)).Inc()
 	return next.ServeHTTP(w, r)
 }

@@ -6,26 +6,18 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
+	"github.com/conductor-edge/conductor/caddymodule/priority"
 	"github.com/conductor-edge/conductor/tmptransport"
 )
 
 func init() {
 	caddy.RegisterModule(Transport{})
 }
-
-// PriorityVar is the request variable that carries a request's priority
-// (0 most urgent … 4); the `priority` handler sets it.
-const PriorityVar = "conductor_priority"
-
-// DefaultPriority is used when a request has no priority.
-const DefaultPriority = 2
 
 // Transport is the `tmp` reverse-proxy transport: each proxied request opens
 // one stream, at the request's priority, on the pooled TMP session to the
@@ -82,8 +74,8 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 
 // Validate rejects bad configuration.
 func (t *Transport) Validate() error {
-	if p := t.DefaultPriority; p != nil && (*p < 0 || *p >= tmptransport.NumPriorities) {
-		return fmt.Errorf("tmp transport: default_priority %d out of range 0..%d", *p, tmptransport.NumPriorities-1)
+	if p := t.DefaultPriority; p != nil && !priority.Valid(*p) {
+		return fmt.Errorf("tmp transport: default_priority %d out of range 0..%d", *p, priority.Levels-1)
 	}
 	if t.DialTimeout < 0 || t.ResponseHeaderTimeout < 0 {
 		return fmt.Errorf("tmp transport: timeouts must not be negative")
@@ -153,21 +145,11 @@ func (t *Transport) dial(ctx context.Context, _, addr string) (net.Conn, error) 
 }
 
 func (t *Transport) priority(ctx context.Context) tmptransport.Priority {
-	p := DefaultPriority
+	def := priority.Default
 	if t.DefaultPriority != nil {
-		p = *t.DefaultPriority
+		def = *t.DefaultPriority
 	}
-	switch v := caddyhttp.GetVar(ctx, PriorityVar).(type) {
-	case int:
-		p = v
-	case string:
-		if n, err := strconv.Atoi(v); err == nil {
-			p = n
-		}
-	}
-	if p < 0 || p >= tmptransport.NumPriorities {
-		p = DefaultPriority
-	}
+	p, _ := priority.Of(ctx, def)
 	return tmptransport.Priority(p)
 }
 

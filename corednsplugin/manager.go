@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/conductor-edge/conductor/internal/enrol"
 	"io"
 	"math"
 	"net"
@@ -17,6 +16,8 @@ import (
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/conductor-edge/conductor/internal/enrol"
 )
 
 var log = clog.NewWithPlugin(pluginName)

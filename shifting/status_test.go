@@ -3,13 +3,12 @@ package shifting
 import (
 	"bytes"
 	"image/png"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"net/http/httptest"
 
 	"github.com/conductor-edge/conductor/internal/chromium"
 )

@@ -3,6 +3,8 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -18,9 +20,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"crypto/ed25519"
-	"crypto/x509"
 
 	"go.uber.org/zap"
 

@@ -55,7 +55,9 @@ type Handler struct {
 	StaleOnError caddy.Duration `json:"stale_on_error,omitempty"`
 	// OriginTimeout is how long a client waits for a revalidation before
 	// it gets the stale response, when one may be served. The
-	// revalidation goes on in the background. Default 5s; 0 disables.
+	// revalidation goes on in the background. Default (and when 0) 5s.
+	// When no stale response may be served, the client waits for the
+	// origin as long as the background fetch lasts (BackgroundTimeout).
 	OriginTimeout caddy.Duration `json:"origin_timeout,omitempty"`
 	// StaleWhileRevalidate serves stale responses this long past their
 	// freshness while refreshing in the background, at least (the

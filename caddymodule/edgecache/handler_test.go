@@ -475,7 +475,7 @@ func TestUnsafeMethodInvalidatesTheURL(t *testing.T) {
 func TestWarmAtStartAndRefreshAhead(t *testing.T) {
 	var version atomic.Int64
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "max-age=2")
+		w.Header().Set("Cache-Control", "max-age=6")
 		fmt.Fprintf(w, "v%d", version.Add(1))
 	})
 	e := startEdge(t, o, "warm http://{site}/warm-me\nrefresh_ahead 0.5 2")
@@ -490,9 +490,11 @@ func TestWarmAtStartAndRefreshAhead(t *testing.T) {
 		t.Fatalf("warmed URL: %q %q, origin %d", b, cacheStatus(r), o.count("/warm-me"))
 	}
 	// Two hits make it hot; past half its freshness, a hit refreshes it in
-	// the background, so it never goes stale while it is read.
+	// the background, so it never goes stale while it is read. (The
+	// refresh has 3 s before the entry would go stale: with 1 s, a loaded
+	// machine once took longer.)
 	e.get("/warm-me")
-	time.Sleep(1100 * time.Millisecond)
+	time.Sleep(3100 * time.Millisecond)
 	e.get("/warm-me")
 	waitFor(t, "the refresh ahead to land", func() bool {
 		r, b := e.get("/warm-me")

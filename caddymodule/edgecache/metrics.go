@@ -1,10 +1,10 @@
 package edgecache
 
 import (
-	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 )
 
 // Metrics, on Caddy's metrics endpoint. `site` is the handler's site name

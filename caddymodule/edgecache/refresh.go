@@ -11,9 +11,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/conductor-edge/conductor/caddymodule/selfrequest"
-	"go.uber.org/zap"
 )
 
 // Background fetches: revalidation for stale-while-revalidate and for

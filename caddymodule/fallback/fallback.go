@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 	"html/template"
 	"io"
 	"net/http"
@@ -28,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 	"github.com/conductor-edge/conductor/caddymodule/pages"
 )
 

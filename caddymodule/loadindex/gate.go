@@ -3,20 +3,21 @@ package loadindex
 import (
 	"context"
 	"fmt"
-	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 	"html/template"
 	"io"
 	"math"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
+	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 	"github.com/conductor-edge/conductor/caddymodule/pages"
+	"github.com/conductor-edge/conductor/caddymodule/priority"
 	"github.com/conductor-edge/conductor/caddymodule/selfrequest"
 	"github.com/conductor-edge/conductor/internal/window"
 )
@@ -71,12 +72,6 @@ func (Gate) CaddyModule() caddy.ModuleInfo {
 		New: func() caddy.Module { return new(Gate) },
 	}
 }
-
-type pollCtxKey struct{}
-
-// IsPoll reports whether r is a load_gate's poll, which other admission
-// handlers (the waiting room) let through.
-func IsPoll(r *http.Request) bool { return r.Context().Value(pollCtxKey{}) != nil }
 
 // Provision sets defaults, loads the page and starts the controller.
 func (g *Gate) Provision(ctx caddy.Context) error {
@@ -133,8 +128,8 @@ func (g *Gate) Validate() error {
 	if g.Threshold <= 0 || g.Threshold > 10 {
 		return fmt.Errorf("load_gate: threshold %v out of range (0, 10]", g.Threshold)
 	}
-	if p := *g.AdmitPriority; p < -1 || p > 4 {
-		return fmt.Errorf("load_gate: admit_priority %d out of range -1..4", p)
+	if p := *g.AdmitPriority; p < -1 || p >= priority.Levels {
+		return fmt.Errorf("load_gate: admit_priority %d out of range -1..%d", p, priority.Levels-1)
 	}
 	return nil
 }
@@ -171,7 +166,7 @@ func (g *Gate) control(ctx context.Context) {
 }
 
 func (g *Gate) poll(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(context.WithValue(ctx, pollCtxKey{}, true), 2*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var d selfrequest.Discard
 	if err := selfrequest.Do(pctx, g.srv, g.pollHost, g.pollURI, http.Header{"Accept": {"application/json"}}, &d); err != nil {
@@ -182,13 +177,14 @@ func (g *Gate) poll(ctx context.Context) {
 // ServeHTTP lets urgent requests through, paces the others, and learns
 // the index from every response.
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	urgent := PriorityOf(r) <= *g.AdmitPriority
+	prio, _ := priority.Of(r.Context(), priority.Default)
+	urgent := prio <= *g.AdmitPriority
 	if urgent {
 		g.bucket.urgentPassed(time.Now())
 	}
 	// The front-end's own requests (polls, cache refreshes and warms, one
 	// per URL at a time) take no visitor's share of the budget.
-	if !IsPoll(r) && !selfrequest.Is(r) && !urgent && !g.bucket.take(time.Now()) {
+	if !selfrequest.Is(r) && !urgent && !g.bucket.take(time.Now()) {
 		idx, _, _ := g.obs.Get()
 		gateShed.WithLabelValues(g.Name).Inc()
 		return pages.Write(w, r, pages.Wait, g.tmpl, http.StatusServiceUnavailable, pages.Data{
@@ -197,20 +193,6 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	ow := &observeWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, obs: g.obs}
 	return next.ServeHTTP(ow, r)
-}
-
-// PriorityOf reads the priority handler's variable; requests it did not
-// classify count as the default, 2.
-func PriorityOf(r *http.Request) int {
-	switch v := caddyhttp.GetVar(r.Context(), "conductor_priority").(type) {
-	case int:
-		return v
-	case string:
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-	}
-	return 2
 }
 
 // observeWriter reads the index from the response and keeps it from the
@@ -248,14 +230,13 @@ func (o *observeWriter) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(struct{ io.Writer }{o}, r)
 }
 
-// pacer is a token bucket whose rate the controller sets. Its burst is a
-// tenth of a second of the rate, so what it admits is smooth at the
-// origin's one-second scale.
+// pacer is a token bucket (x/time/rate) whose rate the controller sets.
+// Its burst is a tenth of a second of the rate, so what it admits is
+// smooth at the origin's one-second scale.
 type pacer struct {
 	mu       sync.Mutex
-	rate     float64 // tokens per second; +Inf: no limit
-	tokens   float64
-	last     time.Time
+	rate     float64 // requests per second; +Inf: no limit
+	bucket   *rate.Limiter
 	admitted window.Second // paced requests let through
 	urgent   window.Second // urgent requests passed
 }
@@ -268,26 +249,14 @@ func (p *pacer) urgentPassed(now time.Time) {
 	p.urgent.Add(now, 1)
 }
 
-func newPacer() *pacer { return &pacer{rate: math.Inf(1)} }
+func newPacer() *pacer { return &pacer{rate: math.Inf(1), bucket: rate.NewLimiter(rate.Inf, 1)} }
 
 func (p *pacer) take(now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if math.IsInf(p.rate, 1) {
-		p.admitted.Add(now, 1)
-		return true
-	}
-	burst := max(1, p.rate/10)
-	if p.last.IsZero() {
-		p.tokens = burst // a bucket starts full
-	} else {
-		p.tokens = min(p.tokens+now.Sub(p.last).Seconds()*p.rate, burst)
-	}
-	p.last = now
-	if p.tokens < 1 {
+	if !p.bucket.AllowN(now, 1) {
 		return false
 	}
-	p.tokens--
 	p.admitted.Add(now, 1)
 	return true
 }
@@ -317,9 +286,16 @@ func (p *pacer) adjust(now time.Time, fresh bool, idx, threshold, capacity float
 		p.rate = min(p.rate, max(1, capacity*threshold-urgent))
 	}
 	if math.IsInf(p.rate, 1) {
-		p.tokens = 0
-		p.last = time.Time{}
+		p.bucket.SetLimitAt(now, rate.Inf)
+		return
 	}
+	if p.bucket.Limit() == rate.Inf {
+		// Pacing starts: the bucket starts full.
+		p.bucket = rate.NewLimiter(rate.Limit(p.rate), max(1, int(p.rate/10)))
+		return
+	}
+	p.bucket.SetLimitAt(now, rate.Limit(p.rate))
+	p.bucket.SetBurstAt(now, max(1, int(p.rate/10)))
 }
 
 var (

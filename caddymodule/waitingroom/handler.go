@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 	"html/template"
 	"net/http"
 	"sync"
@@ -22,8 +21,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/conductor-edge/conductor/caddymodule/internal/clientip"
+	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 	"github.com/conductor-edge/conductor/caddymodule/loadindex"
 	"github.com/conductor-edge/conductor/caddymodule/pages"
+	"github.com/conductor-edge/conductor/caddymodule/priority"
 	"github.com/conductor-edge/conductor/caddymodule/selfrequest"
 )
 
@@ -205,13 +206,13 @@ func (h *Handler) cookieName() string { return "__conductor_wr_" + h.Name }
 
 // ServeHTTP lets visitors in session through, and decides for the others.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if loadindex.IsPoll(r) || selfrequest.Is(r) {
+	if selfrequest.Is(r) {
 		// The front-end's own work (a refresh, a warm, a poll) is no
 		// visitor: it takes no place in the room.
 		decisions.WithLabelValues(h.Name, "internal").Inc()
 		return next.ServeHTTP(w, r)
 	}
-	if loadindex.PriorityOf(r) <= *h.BypassPriority {
+	if prio, _ := priority.Of(r.Context(), priority.Default); prio <= *h.BypassPriority {
 		decisions.WithLabelValues(h.Name, "bypass").Inc()
 		return next.ServeHTTP(w, r)
 	}

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // State is a room's line and its active visitors. This in-process one
@@ -76,9 +78,8 @@ type memState struct {
 	reserved   int         // waiters admitted but not back yet: they hold a place in the room
 	lastSweep  time.Time
 	active     map[userID]time.Time // session end
-	tokens     float64
-	lastRefill time.Time
-	admitRate  float64 // EWMA of admissions per second, for wait estimates
+	newUsers   *rate.Limiter        // new_users_per_minute; nil until the first tick
+	admitRate  float64              // EWMA of admissions per second, for wait estimates
 	rateAt     time.Time
 	admitted   float64 // admissions since rateAt
 }
@@ -102,8 +103,7 @@ func (s *memState) Arrive(now time.Time, user userID) Decision {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tick(now)
-	if s.waitingCount() == 0 && s.free() > 0 && s.tokens >= 1 && !s.overloaded() {
-		s.tokens--
+	if s.waitingCount() == 0 && s.free() > 0 && !s.overloaded() && s.newUsers.AllowN(now, 1) {
 		s.admitSeq++
 		s.noteAdmission(now)
 		s.active[user] = now.Add(s.cfg.SessionDuration)
@@ -187,19 +187,22 @@ func (s *memState) tick(now time.Time) {
 		s.lastSweep = now
 		s.sweep(now)
 	}
+	// The new-user budget: a token bucket of a second's worth (at least
+	// one), which a new room starts with full.
 	perSec := float64(s.cfg.NewUsersPerMinute) / 60
-	if s.lastRefill.IsZero() {
-		s.tokens = max(1, perSec) // a new room starts with a full second's budget
-	} else {
-		s.tokens = min(s.tokens+now.Sub(s.lastRefill).Seconds()*perSec, max(1, perSec))
+	burst := max(1, int(perSec))
+	if s.newUsers == nil {
+		s.newUsers = rate.NewLimiter(rate.Limit(perSec), burst)
+	} else if s.newUsers.Limit() != rate.Limit(perSec) || s.newUsers.Burst() != burst {
+		s.newUsers.SetLimitAt(now, rate.Limit(perSec))
+		s.newUsers.SetBurstAt(now, burst)
 	}
-	s.lastRefill = now
 
 	if s.overloaded() {
 		return
 	}
 	free := s.free()
-	for free > 0 && s.tokens >= 1 {
+	for free > 0 && s.newUsers.TokensAt(now) >= 1 {
 		w := s.nextToAdmit()
 		if w == nil {
 			break
@@ -212,7 +215,7 @@ func (s *memState) tick(now time.Time) {
 		w.admitSeq = s.admitSeq
 		s.noteAdmission(now)
 		free--
-		s.tokens--
+		s.newUsers.AllowN(now, 1)
 	}
 }
 

@@ -233,17 +233,19 @@ func TestBackendRestart(t *testing.T) {
 // Reload: `caddy reload` of a front-end under load drops no request.
 func TestReloadUnderLoad(t *testing.T) {
 	tp := shared(t)
-	// A new connection per request. On Linux, Caddy opens a fresh
+	// A new connection per request, so that connections sit in the
+	// listener's accept queue at every reload. Caddy opens a fresh
 	// SO_REUSEPORT socket for each config and closes the old one after the
-	// reload; the kernel resets connections still queued on the old socket
-	// (listen_unix.go, listenReusable). That happens before Caddy ever sees
-	// the request, with any transport, so a reset before any response byte
-	// is retried once, as browsers do for idempotent requests. What must
-	// never happen is a request the front-end accepted failing: an error
-	// status or a cut body.
+	// reload, and the kernel resets what is still queued on the closed one
+	// (listen_unix.go, listenReusable; https://lwn.net/Articles/542629/).
+	// That is the front-end's deployment to own, not the client's: the
+	// topology hands each front-end one socket (`bind fd/3`, socket
+	// activation as under systemd), which every config shares, so nothing
+	// is queued on a socket that closes. No request may fail: no reset,
+	// no error status, no cut body. Nothing is retried.
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
-	var ok, bad, resets atomic.Int64
+	var ok, bad atomic.Int64
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	for w := 0; w < 16; w++ {
@@ -252,10 +254,6 @@ func TestReloadUnderLoad(t *testing.T) {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				resp, err := client.Get(tp.FrontendURL(0) + "/bytes/50000")
-				if err != nil {
-					resets.Add(1)
-					resp, err = client.Get(tp.FrontendURL(0) + "/bytes/50000")
-				}
 				if err != nil {
 					bad.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
@@ -291,7 +289,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	if g := resp.Header.Get("X-Config-Generation"); g != "3" {
 		t.Fatalf("reload did not apply: generation %q", g)
 	}
-	t.Logf("%d requests during 3 reloads, %d failed; %d connections reset by the kernel at the listener handoff (retried)", ok.Load(), bad.Load(), resets.Load())
+	t.Logf("%d requests during 3 reloads, %d failed", ok.Load(), bad.Load())
 	if bad.Load() > 0 || ok.Load() == 0 {
 		t.Fatalf("%d of %d requests failed across reloads; first: %v", bad.Load(), ok.Load()+bad.Load(), firstErr.Load())
 	}

@@ -125,6 +125,13 @@ type Topology struct {
 	mu     sync.Mutex
 	procs  map[string]*exec.Cmd
 	agents map[string]string // node → its conductor_agent block, once enrolled
+	// feSockets are the front-ends' listening sockets, made here and
+	// handed to each front-end as fd 3 (socket activation, `bind fd/3`).
+	// One socket lives across every reload and restart: with a socket per
+	// config (Caddy's SO_REUSEPORT listeners), the kernel resets the
+	// connections still queued on the old one when it closes
+	// (https://lwn.net/Articles/542629/), so a reload cost clients a reset.
+	feSockets []*os.File
 }
 
 // BackendAdmin returns the (first) back-end's admin address.
@@ -369,6 +376,10 @@ func (t *Topology) FrontendCaddyfile(i int, extra string) string {
 	if agentCfg != "" {
 		meter = "conductor_meter\n\tconductor_pull\n\t"
 	}
+	bind := host
+	if len(t.feSockets) > i {
+		bind = "fd/3 # the socket the topology made: it survives reloads"
+	}
 	return t.globalsIn(t.FrontendAdmin(i), fmt.Sprintf("fe%d", i+1), "frontend", t.frontendRegion(i), agentCfg) + fmt.Sprintf(`
 http://:%s {
 	bind %s
@@ -378,7 +389,7 @@ http://:%s {
 		%s
 	}
 }
-`, port, host, meter+strings.ReplaceAll(extra, "{frontend}", t.Opts.Frontends[i]), strings.Join(t.backends(), " "), transport, t.Opts.ProxyExtra)
+`, port, bind, meter+strings.ReplaceAll(extra, "{frontend}", t.Opts.Frontends[i]), strings.Join(t.backends(), " "), transport, t.Opts.ProxyExtra)
 }
 
 // DNSConfig returns the Corefile path.
@@ -419,6 +430,14 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 		if err := os.WriteFile(t.BackendConfig(i), []byte(t.BackendCaddyfile(i)), 0o644); err != nil {
 			return nil, err
 		}
+	}
+	for _, fe := range opts.Frontends {
+		f, err := listenFile(fe)
+		if err != nil {
+			t.Stop()
+			return nil, fmt.Errorf("front-end %s: %w", fe, err)
+		}
+		t.feSockets = append(t.feSockets, f)
 	}
 	for i := range opts.Frontends {
 		if err := os.WriteFile(t.FrontendConfig(i), []byte(t.FrontendCaddyfile(i, opts.FrontendExtra)), 0o644); err != nil {
@@ -490,9 +509,21 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 
 func (t *Topology) logPath(name string) string { return filepath.Join(t.Opts.Dir, name+".log") }
 
+// listenFile makes a listening TCP socket on addr and returns it as a file
+// to hand to a child process.
+func listenFile(addr string) (*os.File, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close() // the file is a duplicate: the socket stays open
+	return ln.(*net.TCPListener).File()
+}
+
 // StartProc starts one named process ("origin", "backend", "frontendN").
 func (t *Topology) StartProc(name string) error {
 	var args []string
+	var extra []*os.File
 	switch {
 	case name == "origin":
 		args = append([]string{"origin", "-listen", t.Opts.OriginAddr, "-name", "shop"}, t.Opts.OriginArgs...)
@@ -515,12 +546,16 @@ func (t *Topology) StartProc(name string) error {
 			return fmt.Errorf("unknown process %q", name)
 		}
 		args = []string{"caddy", "run", "--config", t.FrontendConfig(i - 1), "--adapter", "caddyfile"}
+		if len(t.feSockets) >= i {
+			extra = []*os.File{t.feSockets[i-1]} // fd 3
+		}
 	}
 	cmd := exec.Command(t.Opts.Binary, args...)
 	if name == "origin" && len(t.Opts.OriginCommand) > 0 {
 		cmd = exec.Command(t.Opts.OriginCommand[0], t.Opts.OriginCommand[1:]...)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.ExtraFiles = extra
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(t.Opts.Dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(t.Opts.Dir, "xdg-config"))
 	if t.Opts.Log != nil {
 		cmd.Stdout, cmd.Stderr = t.Opts.Log, t.Opts.Log
@@ -588,6 +623,10 @@ func (t *Topology) Stop() {
 			}
 		}
 	}
+	for _, f := range t.feSockets {
+		f.Close()
+	}
+	t.feSockets = nil
 }
 
 // WaitReady waits until a process answers again (after a restart).
