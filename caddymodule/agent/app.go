@@ -13,7 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -25,7 +25,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(App{})
+	caddy.RegisterModule(new(App))
 }
 
 // App is `conductor_agent`.
@@ -70,29 +70,28 @@ type App struct {
 	CAFile   string         `json:"ca_file,omitempty"`
 	Interval caddy.Duration `json:"interval,omitempty"`
 
-	w      *worker
 	roots  *x509.CertPool
 	logger *zap.Logger
+	ctx    caddy.Context
+	links  linkSource
+
+	w    atomic.Pointer[worker] // the node's worker while this config runs it
+	cfg  workerConfig           // what this config tells the worker (set in Start)
+	prev *App                   // the running config's agent, whose worker this one took
 }
 
 // CaddyModule returns the Caddy module information.
-func (App) CaddyModule() caddy.ModuleInfo {
+func (*App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "conductor_agent", New: func() caddy.Module { return new(App) }}
 }
-
-// The worker outlives config reloads: installing a bundle reloads the
-// config, which stops this app and starts its successor, while the
-// worker that asked for it waits for the answer. One worker per process,
-// kept while any config uses it.
-var (
-	workerMu   sync.Mutex
-	theWorker  *worker
-	workerRefs int
-)
 
 // Provision checks the configuration.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.ctx = ctx
+	if app, err := ctx.AppIfConfigured("conductor"); err == nil {
+		a.links, _ = app.(linkSource)
+	}
 	if a.Manager == "" || a.Node == "" {
 		return fmt.Errorf("conductor_agent: manager and node are required")
 	}
@@ -150,7 +149,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 // Start loads the node's identity (enrolling it with the join token the
 // first time: not in Provision, which `caddy validate` runs too), then
-// joins (or starts) the process's worker with this config.
+// runs the node's worker with this config.
+//
+// The worker outlives config reloads: installing a bundle reloads the
+// config, which starts this app and stops its predecessor while the
+// worker that asked for the reload waits for the answer. So the new
+// config's agent takes the worker over from the running config's agent,
+// which it finds through Caddy (the active context's conductor_agent app),
+// rather than through a package variable.
 func (a *App) Start() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -159,43 +165,82 @@ func (a *App) Start() error {
 	if err != nil {
 		return fmt.Errorf("conductor_agent: %v", err)
 	}
-	workerMu.Lock()
-	defer workerMu.Unlock()
 	cfg := a.config()
 	cfg.id = id
-	w := theWorker
-	if w == nil {
+	var w *worker
+	if prev := runningAgent(); prev != nil && prev != a {
+		if w = prev.handOver(); w != nil {
+			a.prev = prev
+		}
+	}
+	fresh := w == nil
+	if fresh {
 		w = newWorker(cfg, a.logger)
 	}
 	if err := w.setPeer(&cfg); err != nil {
+		if !fresh {
+			a.prev.takeBack(w)
+		}
 		return fmt.Errorf("conductor_agent: %v", err)
 	}
-	if theWorker == nil {
-		theWorker = w
-		theWorker.reconfigure(cfg)
-		theWorker.start()
-	} else {
-		theWorker.reconfigure(cfg)
+	w.reconfigure(cfg)
+	if fresh {
+		w.start()
 	}
-	workerRefs++
-	a.w = theWorker
+	a.cfg = cfg
+	a.w.Store(w)
 	return nil
 }
 
-// Stop leaves the worker; the last one out stops it.
-func (a *App) Stop() error {
-	workerMu.Lock()
-	defer workerMu.Unlock()
-	if a.w == nil {
+// runningAgent is the agent of the config that runs now, if any.
+func runningAgent() *App {
+	active := caddy.ActiveContext()
+	if active.Context == nil {
 		return nil
 	}
-	workerRefs--
-	if workerRefs == 0 {
-		w := theWorker
-		theWorker = nil
-		go w.stop() // it may be waiting on the admin API that is stopping us
+	app, err := active.AppIfConfigured("conductor_agent")
+	if err != nil {
+		return nil
 	}
-	a.w = nil
+	a, _ := app.(*App)
+	return a
+}
+
+// worker is the node's worker while this config runs it, or nil. It is
+// read on every request (conductor_meter, conductor_pull): no lock.
+func (a *App) worker() *worker {
+	if a == nil {
+		return nil
+	}
+	return a.w.Load()
+}
+
+// handOver gives the worker to the next config's agent.
+func (a *App) handOver() *worker { return a.w.Swap(nil) }
+
+// takeBack resumes running w with this config's settings (the config
+// that took it over did not start). a.cfg was set when a started, which
+// happened before the config that took w over was loaded.
+func (a *App) takeBack(w *worker) {
+	cfg := a.cfg
+	w.setPeer(&cfg)
+	w.reconfigure(cfg)
+	a.w.Store(w)
+}
+
+// Stop stops the worker, unless the next config took it over. If this
+// config never became the running one (its start failed) and the one it
+// took the worker from still runs, the worker goes back to that one.
+func (a *App) Stop() error {
+	w := a.handOver()
+	if w == nil {
+		return nil
+	}
+	if p := a.prev; p != nil && runningAgent() == p {
+		p.takeBack(w)
+		return nil
+	}
+	go w.stop() // it may be waiting on the admin API that is stopping us
 	return nil
 }
 
@@ -203,7 +248,7 @@ func (a *App) config() workerConfig {
 	c := workerConfig{
 		report:   shifting.NodeReport{ID: a.Node, Role: a.Role, Region: a.Region, Addr: a.Addr, Probe: strings.TrimPrefix(a.Probe, "http://")},
 		managers: append([]string{a.Manager}, a.Managers...), admin: a.Admin, server: a.Server, probe: a.Probe,
-		bundleDir: a.BundleDir, interval: time.Duration(a.Interval), roots: a.roots, fleet: a.Fleet, peerListen: a.PeerListen,
+		bundleDir: a.BundleDir, interval: time.Duration(a.Interval), roots: a.roots, fleet: a.Fleet, peerListen: a.PeerListen, links: a.links,
 	}
 	if a.SigningKey != "" {
 		k, _ := hex.DecodeString(a.SigningKey)

@@ -14,10 +14,10 @@ func init() {
 	httpcaddyfile.RegisterGlobalOption("conductor_agent", parseAgent)
 	httpcaddyfile.RegisterGlobalOption("conductor_manager", parseManager)
 	httpcaddyfile.RegisterHandlerDirective("conductor_meter", func(httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-		return Meter{}, nil
+		return &Meter{}, nil
 	})
 	httpcaddyfile.RegisterHandlerDirective("conductor_pull", func(httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-		return Pull{}, nil
+		return &Pull{}, nil
 	})
 }
 

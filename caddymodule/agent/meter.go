@@ -18,19 +18,40 @@ func init() {
 
 // Meter is `http.handlers.conductor_meter`: it counts requests per site
 // (Host) and times them, for the node's reports to the manager — the
-// demand placement works from.
-type Meter struct{}
+// demand placement works from. The counts are the agent's (conductor_agent,
+// found through ctx.App); without an agent, nothing is counted.
+type Meter struct {
+	agent *App
+}
 
 // CaddyModule returns the Caddy module information.
 func (Meter) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "http.handlers.conductor_meter", New: func() caddy.Module { return new(Meter) }}
 }
 
+// Provision finds the agent.
+func (m *Meter) Provision(ctx caddy.Context) error {
+	m.agent = agentOf(ctx)
+	return nil
+}
+
+// agentOf is the config's conductor_agent, or nil.
+func agentOf(ctx caddy.Context) *App {
+	app, err := ctx.AppIfConfigured("conductor_agent")
+	if err != nil {
+		return nil
+	}
+	a, _ := app.(*App)
+	return a
+}
+
 // ServeHTTP counts the request under its site.
-func (Meter) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+func (m *Meter) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	start := time.Now()
 	err := next.ServeHTTP(w, r)
-	meter.observe(siteOf(r.Host), time.Since(start))
+	if wk := m.agent.worker(); wk != nil {
+		wk.meter.observe(siteOf(r.Host), time.Since(start))
+	}
 	return err
 }
 
@@ -41,8 +62,8 @@ func siteOf(host string) string {
 	return strings.ToLower(host)
 }
 
-// counts is the process's meter: a window of requests per site, swapped
-// at each report.
+// counts is the node's meter: a window of requests per site, swapped at
+// each report.
 type counts struct {
 	mu      sync.Mutex
 	since   time.Time
@@ -50,7 +71,7 @@ type counts struct {
 	samples []time.Duration
 }
 
-var meter = &counts{since: time.Now(), sites: map[string]int{}}
+func newCounts() *counts { return &counts{since: time.Now(), sites: map[string]int{}} }
 
 const maxSites = 1000 // a hostile Host header cannot grow the report without bound
 
@@ -85,4 +106,7 @@ func (c *counts) take(now time.Time) (total float64, perSite map[string]float64,
 	return total, perSite, medianMS
 }
 
-var _ caddyhttp.MiddlewareHandler = (*Meter)(nil)
+var (
+	_ caddyhttp.MiddlewareHandler = (*Meter)(nil)
+	_ caddy.Provisioner           = (*Meter)(nil)
+)

@@ -29,7 +29,15 @@ func init() {
 // itself goes on to the next handler (the proxy to the origin) rather
 // than wait: installing reloads Caddy's config, which waits for in-flight
 // requests. Peers fetch bundles from each other over peer_listen (peer.go).
-type Pull struct{}
+type Pull struct {
+	agent *App
+}
+
+// Provision finds the agent (conductor_agent) of this config.
+func (p *Pull) Provision(ctx caddy.Context) error {
+	p.agent = agentOf(ctx)
+	return nil
+}
 
 // CaddyModule returns the Caddy module information.
 func (Pull) CaddyModule() caddy.ModuleInfo {
@@ -39,10 +47,8 @@ func (Pull) CaddyModule() caddy.ModuleInfo {
 const peerPath = "/.well-known/conductor-bundle/"
 
 // ServeHTTP serves peers, or starts a pull, and passes the request on.
-func (Pull) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	workerMu.Lock()
-	wk := theWorker
-	workerMu.Unlock()
+func (p *Pull) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	wk := p.agent.worker()
 	if wk == nil {
 		return next.ServeHTTP(w, r)
 	}
@@ -133,4 +139,7 @@ func (w *worker) fetch(ctx context.Context, digest string) ([]byte, []byte, stri
 	return data, sig, "manager", nil
 }
 
-var _ caddyhttp.MiddlewareHandler = (*Pull)(nil)
+var (
+	_ caddyhttp.MiddlewareHandler = (*Pull)(nil)
+	_ caddy.Provisioner           = (*Pull)(nil)
+)

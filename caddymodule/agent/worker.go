@@ -35,6 +35,7 @@ type workerConfig struct {
 	// peerListen is where this front-end serves bundles to its peers
 	// (peer.go); empty: it serves none.
 	peerListen string
+	links      linkSource // nil: no TMP links to report
 	admin      string
 	server     string
 	probe      string
@@ -44,14 +45,17 @@ type workerConfig struct {
 	roots      *x509.CertPool
 }
 
-// LinkSource, when set (caddymodule sets it), reports this node's TMP
-// links for the manager.
-var LinkSource func() map[string]shifting.LinkQuality
+// linkSource is what reports this node's TMP links for the manager: the
+// conductor app, when the config has one.
+type linkSource interface {
+	LinkQuality() map[string]shifting.LinkQuality
+}
 
 // worker reports to the manager and applies its assignments.
 type worker struct {
 	logger *zap.Logger
 	client *http.Client
+	meter  *counts // requests per site, from conductor_meter (meter.go)
 	peerC  *http.Client // to peers (peer.go)
 	peer   *peerServer  // serving peers, if peer_listen is set
 
@@ -71,7 +75,7 @@ type worker struct {
 }
 
 func newWorker(cfg workerConfig, logger *zap.Logger) *worker {
-	w := &worker{cfg: cfg, logger: logger, installed: map[string]string{}, client: clientFor(cfg),
+	w := &worker{cfg: cfg, logger: logger, installed: map[string]string{}, client: clientFor(cfg), meter: newCounts(),
 		pulling: map[string]bool{}, noSite: map[string]time.Time{}, peers: map[string][]string{}}
 	if cfg.id != nil {
 		w.peerC = peerClient(cfg.id)
@@ -241,13 +245,13 @@ func (w *worker) reportLoop(ctx context.Context) {
 			}
 		}
 		rep := cfg.report
-		rep.RPS, rep.SiteRPS, rep.ClientLatencyMS = meter.take(time.Now())
+		rep.RPS, rep.SiteRPS, rep.ClientLatencyMS = w.meter.take(time.Now())
 		rep.Load = loadAverage()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		rep.MemBytes = ms.Sys
-		if LinkSource != nil {
-			rep.Links = LinkSource()
+		if cfg.links != nil {
+			rep.Links = cfg.links.LinkQuality()
 		}
 		w.mu.Lock()
 		rep.Bundles = map[string]string{}
