@@ -112,7 +112,7 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	if err := promreg.Register(ctx, gateShed); err != nil {
 		return err
 	}
-	g.obs = ObservedFor(g.Name)
+	g.obs = Observe(g.Name)
 	g.bucket = newPacer()
 	g.srv = selfrequest.Server(ctx)
 	var c context.Context
@@ -139,6 +139,10 @@ func (g *Gate) Cleanup() error {
 	if g.cancel != nil {
 		g.cancel()
 		g.wg.Wait()
+	}
+	if g.obs != nil {
+		Release(g.Name)
+		g.obs = nil
 	}
 	return nil
 }

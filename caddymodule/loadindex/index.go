@@ -17,9 +17,10 @@ package loadindex
 
 import (
 	"math"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // Header carries the index on responses, from the origin (optional) and
@@ -61,28 +62,29 @@ func (o *Observed) Get() (index float64, age time.Duration, ok bool) {
 // Capacity is the origin's published capacity in requests/s, 0 if unknown.
 func (o *Observed) Capacity() float64 { return math.Float64frombits(o.capBits.Load()) }
 
-var (
-	observedMu sync.Mutex
-	observed   = map[string]*Observed{}
-)
+// The views outlive config reloads (a reload must not forget the load),
+// in a UsagePool as Caddy keeps its listeners: each config's handlers hold
+// a reference, and a view goes when the last config naming it is cleaned
+// up. So the table is bounded by the names in the running configs.
+var observed = caddy.NewUsagePool()
 
-// ObservedFor returns the shared view named name (created on first use;
-// kept across config reloads, so a reload does not forget the load).
-func ObservedFor(name string) *Observed {
-	observedMu.Lock()
-	defer observedMu.Unlock()
-	o := observed[name]
-	if o == nil {
-		o = new(Observed)
-		observed[name] = o
-	}
-	return o
+// Destruct implements caddy.Destructor.
+func (o *Observed) Destruct() error { return nil }
+
+// Observe takes a reference to the view named name, created on first use.
+// Every Observe is paired with a Release, at the holder's Cleanup.
+func Observe(name string) *Observed {
+	v, _, _ := observed.LoadOrNew(name, func() (caddy.Destructor, error) { return new(Observed), nil })
+	return v.(*Observed)
 }
 
-// Overloaded reports whether the named view's index is above threshold.
-// A reading older than maxAge does not count: without news, the front-end
+// Release gives back a reference Observe took.
+func Release(name string) { observed.Delete(name) }
+
+// OverloadedView reports whether the view's index is above threshold. A
+// reading older than maxAge does not count: without news, the front-end
 // assumes the origin recovered.
-func Overloaded(name string, threshold float64, maxAge time.Duration) bool {
-	idx, age, ok := ObservedFor(name).Get()
+func OverloadedView(o *Observed, threshold float64, maxAge time.Duration) bool {
+	idx, age, ok := o.Get()
 	return ok && age <= maxAge && idx > threshold
 }

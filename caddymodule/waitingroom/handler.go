@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -64,10 +63,12 @@ type Handler struct {
 	SiteName  string `json:"site_name,omitempty"`
 	QueuePage string `json:"queue_page,omitempty"`
 
-	key    []byte
-	state  *memState
-	tmpl   *template.Template
-	logger *zap.Logger
+	key      []byte
+	state    *memState
+	roomHeld bool   // a reference to the room in rooms (Cleanup gives it back)
+	loadName string // the load view this handler holds (Cleanup releases it)
+	tmpl     *template.Template
+	logger   *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -79,11 +80,14 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Rooms outlive config reloads: a reload must not send everyone in line
-// back to the end.
-var (
-	roomsMu sync.Mutex
-	rooms   = map[string]*memState{}
-)
+// back to the end. Like Caddy's own state that spans configs (its
+// listener pool), they live in a UsagePool: each config's handlers hold a
+// reference, and a room goes when the last config that names it is
+// cleaned up.
+var rooms = caddy.NewUsagePool()
+
+// Destruct implements caddy.Destructor: a room nobody names any more.
+func (s *memState) Destruct() error { return nil }
 
 var (
 	decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -153,17 +157,35 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		AbandonAfter:      3*time.Duration(h.Refresh) + 5*time.Second,
 		Random:            h.Queueing == "random",
 		MaxWaiting:        h.MaxWaiting,
-		Overloaded:        func() bool { return loadindex.Overloaded(loadName, threshold, 10*time.Second) },
 	}
-	roomsMu.Lock()
-	if s := rooms[h.Name]; s != nil {
-		s.setConfig(cfg)
-		h.state = s
-	} else {
-		h.state = newMemState(cfg)
-		rooms[h.Name] = h.state
+	if loadName != "" {
+		obs := loadindex.Observe(loadName)
+		h.loadName = loadName
+		cfg.Overloaded = func() bool { return loadindex.OverloadedView(obs, threshold, 10*time.Second) }
 	}
-	roomsMu.Unlock()
+	v, loaded, err := rooms.LoadOrNew(h.Name, func() (caddy.Destructor, error) { return newMemState(cfg), nil })
+	if err != nil {
+		return err
+	}
+	h.state = v.(*memState)
+	h.roomHeld = true
+	if loaded {
+		h.state.setConfig(cfg)
+	}
+	return nil
+}
+
+// Cleanup gives back this config's references to its room and its load
+// view.
+func (h *Handler) Cleanup() error {
+	if h.roomHeld {
+		rooms.Delete(h.Name)
+		h.roomHeld = false
+	}
+	if h.loadName != "" {
+		loadindex.Release(h.loadName)
+		h.loadName = ""
+	}
 	return nil
 }
 
@@ -343,4 +365,5 @@ var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 )

@@ -1,0 +1,28 @@
+package loadindex
+
+import "testing"
+
+// A load view lives while a config names it: a reload (the new config's
+// handlers take their reference before the old ones give theirs back)
+// keeps the reading; when the last holder goes, so does the view. Before,
+// every name ever used stayed in a map for the life of the process.
+func TestLoadViewsShrinkWhenConfigsGo(t *testing.T) {
+	old := Observe("shop")
+	old.Set(1.5, 100)
+	cur := Observe("shop") // the next config
+	Release("shop")        // the old config is cleaned up
+	if cur != old {
+		t.Fatal("a reload made a new view: the reading was lost")
+	}
+	if idx, _, ok := cur.Get(); !ok || idx != 1.5 {
+		t.Fatalf("reading after the reload: %v %v", idx, ok)
+	}
+	Release("shop")
+	if n, ok := observed.References("shop"); ok || n != 0 {
+		t.Fatalf("the view outlived every config that named it: %d references", n)
+	}
+	if again := Observe("shop"); again == old {
+		t.Fatal("a view named again after it went is the old one")
+	}
+	Release("shop")
+}
