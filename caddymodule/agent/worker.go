@@ -55,7 +55,7 @@ type linkSource interface {
 type worker struct {
 	logger *zap.Logger
 	client *http.Client
-	meter  *counts // requests per site, from conductor_meter (meter.go)
+	meter  *counts      // requests per site, from conductor_meter (meter.go)
 	peerC  *http.Client // to peers (peer.go)
 	peer   *peerServer  // serving peers, if peer_listen is set
 
