@@ -158,6 +158,11 @@ func (w *worker) peerGet(ctx context.Context, url string) (*http.Response, []byt
 	if err != nil {
 		return nil, nil, err
 	}
+	return readAll(c, req)
+}
+
+// readAll sends req and reads the answer, up to the largest bundle.
+func readAll(c *http.Client, req *http.Request) (*http.Response, []byte, error) {
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil, nil, err
@@ -191,21 +196,15 @@ func (w *worker) request(ctx context.Context, method, url string, body []byte) (
 	if err != nil {
 		return nil, nil, err
 	}
-	// No bearer secret goes anywhere: the manager knows this node by its
-	// certificate, and peers serve bundles by digest (pull.go).
+	// No bearer secret goes anywhere: the manager and the peers know this
+	// node by its certificate (peer.go).
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	w.mu.Lock()
 	c := w.client
 	w.mu.Unlock()
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 300<<20))
-	return resp, b, err
+	return readAll(c, req)
 }
 
 // managerDo sends a request to the manager in use; on a connection error
