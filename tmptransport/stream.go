@@ -21,7 +21,12 @@ import (
 // creditQueued, by which a reader hands what it consumed to the session.
 // zrmu and zwmu serialize the zstd decoder and encoder. The blocking calls
 // wait on the stream's own channels, so a slow reader never blocks another
-// stream.
+// stream. A method ending in Locked runs with the session's mu held; in
+// RMULocked, with rmu; in ZWLocked, with zwmu.
+//
+// This file is longer than the package's others (about 450 lines): it is
+// the whole of what an application holds, net.Conn and its half-close,
+// reset and deadlines, which read best together.
 type Stream struct {
 	id       uint64
 	sess     *Session
@@ -160,7 +165,7 @@ func (w rawWriter) Write(p []byte) (int, error) { return w.s.rawWrite(p) }
 func (s *Stream) rawRead(p []byte) (int, error) {
 	for {
 		s.rmu.Lock()
-		n, credit, err := s.readLocked(p)
+		n, credit, err := s.readRMULocked(p)
 		dl := s.readDeadline
 		s.rmu.Unlock()
 		if credit {
@@ -175,10 +180,10 @@ func (s *Stream) rawRead(p []byte) (int, error) {
 	}
 }
 
-// readLocked reads buffered data; rmu is held. credit reports that the
+// readRMULocked reads buffered data; rmu is held. credit reports that the
 // session must account for what was read (window updates, or the end of
 // the stream).
-func (s *Stream) readLocked(p []byte) (int, bool, error) {
+func (s *Stream) readRMULocked(p []byte) (int, bool, error) {
 	if s.recvReset != nil {
 		return 0, false, s.recvReset
 	}
@@ -287,7 +292,7 @@ func (s *Stream) writeErrLocked() error {
 func (s *Stream) CloseWrite() error {
 	if s.compress {
 		s.zwmu.Lock()
-		err := s.closeEncoderLocked()
+		err := s.closeEncoderZWLocked()
 		s.zwmu.Unlock()
 		if err != nil {
 			return err
@@ -306,7 +311,7 @@ func (s *Stream) CloseWrite() error {
 	return nil
 }
 
-func (s *Stream) closeEncoderLocked() error {
+func (s *Stream) closeEncoderZWLocked() error {
 	s.sess.mu.Lock()
 	done := s.writeClosed || s.sendReset != nil
 	s.sess.mu.Unlock()
