@@ -133,7 +133,8 @@ func (*cryptoFrame) ackEliciting() bool { return true }
 
 // Stream open flags.
 const (
-	openFlagZstd = 1 << 0 // both directions of the stream are zstd-compressed
+	openFlagZstd    = 1 << 0 // both directions of the stream are zstd-compressed
+	openFlagService = 1 << 1 // a service name follows the flags (SPEC §3)
 )
 
 // streamOpenFrame announces a stream and the priority the opener gave it, so
@@ -142,13 +143,44 @@ type streamOpenFrame struct {
 	StreamID uint64
 	Priority uint8
 	Flags    uint64
+	// Service names what the stream carries, when it is not HTTP: the
+	// back-end connects it to the service of that name it lists, or
+	// refuses it. At most MaxServiceName bytes of [A-Za-z0-9._-].
+	Service string
 }
 
 func (f *streamOpenFrame) appendTo(b []byte) []byte {
 	b = append(b, frameStreamOpen)
 	b = quicvarint.Append(b, f.StreamID)
 	b = append(b, f.Priority)
-	return quicvarint.Append(b, f.Flags)
+	flags := f.Flags &^ openFlagService
+	if f.Service != "" {
+		flags |= openFlagService
+	}
+	b = quicvarint.Append(b, flags)
+	if f.Service != "" {
+		b = append(b, byte(len(f.Service)))
+		b = append(b, f.Service...)
+	}
+	return b
+}
+
+// MaxServiceName is the longest service name a stream may carry.
+const MaxServiceName = 64
+
+// ValidServiceName reports whether name can name a service: 1 to
+// MaxServiceName bytes of [A-Za-z0-9._-].
+func ValidServiceName(name string) bool {
+	if name == "" || len(name) > MaxServiceName {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 func (*streamOpenFrame) ackEliciting() bool { return true }
 
@@ -340,7 +372,18 @@ func (p *frameParser) next() (frame, error) {
 				p.b = p.b[1:]
 			}
 		}
-		f = &streamOpenFrame{StreamID: id, Priority: prio, Flags: p.varint("open flags")}
+		of := &streamOpenFrame{StreamID: id, Priority: prio, Flags: p.varint("open flags")}
+		if of.Flags&openFlagService != 0 && p.err == nil {
+			n := p.bytes(1, "service name length")
+			if p.err == nil {
+				name := p.bytes(uint64(n[0]), "service name")
+				if p.err == nil && !ValidServiceName(string(name)) {
+					p.err = errorf(FrameEncodingError, "STREAM_OPEN: service name %q is not 1-64 bytes of [A-Za-z0-9._-]", name)
+				}
+				of.Service = string(name)
+			}
+		}
+		f = of
 	case frameStream, frameStreamFin:
 		id := p.varint("stream id")
 		off := p.varint("stream offset")

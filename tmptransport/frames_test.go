@@ -19,6 +19,7 @@ func allFrames() []frame {
 		&stopSendingFrame{StreamID: 8, Code: 0x1234},
 		&cryptoFrame{Offset: 10, Data: []byte("client hello")},
 		&streamOpenFrame{StreamID: 12, Priority: 4, Flags: openFlagZstd},
+		&streamOpenFrame{StreamID: 16, Priority: 1, Flags: openFlagService, Service: "redis"},
 		&streamFrame{StreamID: 12, Offset: 1 << 40, Data: []byte("sub-packet"), Fin: true},
 		&streamFrame{StreamID: 3, Offset: 0, Data: []byte{}},
 		&maxDataFrame{Max: 1 << 30},
@@ -63,6 +64,10 @@ func TestFramesRejectBadInput(t *testing.T) {
 		{"too many ack ranges", []byte{frameAck, 5, 0, 0x41, 0x01, 0}, "too many ack ranges"},
 		{"close reason too long", append([]byte{frameClose, 0, 0x48, 0x00}, make([]byte, 2048)...), "close reason too long"},
 		{"truncated priority", []byte{frameStreamOpen, 4}, "truncated priority"},
+		{"service flag without a name", []byte{frameStreamOpen, 4, 1, openFlagService}, "truncated service name length"},
+		{"service name cut short", []byte{frameStreamOpen, 4, 1, openFlagService, 5, 'r', 'e'}, "truncated service name"},
+		{"service name with a slash", []byte{frameStreamOpen, 4, 1, openFlagService, 3, 'a', '/', 'b'}, "service name"},
+		{"empty service name", []byte{frameStreamOpen, 4, 1, openFlagService, 0}, "service name"},
 		{"empty varint", []byte{frameMaxData}, "truncated max data"},
 	}
 	for _, c := range cases {

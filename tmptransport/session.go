@@ -204,6 +204,9 @@ type OpenStreamOptions struct {
 	Priority Priority
 	// Compress turns on zstd for both directions of the stream.
 	Compress bool
+	// Service names the service the stream carries (ValidServiceName);
+	// empty for HTTP. The peer reads it with Stream.Service.
+	Service string
 }
 
 const maxPacketsPerRound = 64

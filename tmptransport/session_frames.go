@@ -108,6 +108,7 @@ func (s *Session) handleStreamOpenLocked(f *streamOpenFrame) error {
 		}
 	}
 	st.compress = f.Flags&openFlagZstd != 0
+	st.service = f.Service
 	if s.draining {
 		st.resetLocked(StreamRefused, false)
 		st.closeReadLocked(StreamRefused)

@@ -5,7 +5,10 @@ package tmptransport
 // finishing a stream whose both directions are done. The table itself is
 // streamtable.go. All but OpenStream and AcceptStream run with s.mu held.
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // OpenStream opens a stream with the given priority (0 most urgent). It
 // blocks while the peer's stream limit is reached.
@@ -17,6 +20,9 @@ func (s *Session) OpenStream(ctx context.Context, prio Priority) (*Stream, error
 func (s *Session) OpenStreamOptions(ctx context.Context, o OpenStreamOptions) (*Stream, error) {
 	if o.Priority >= NumPriorities {
 		return nil, ErrInvalidPriority
+	}
+	if o.Service != "" && !ValidServiceName(o.Service) {
+		return nil, fmt.Errorf("tmptransport: service name %q is not 1-%d bytes of [A-Za-z0-9._-]", o.Service, MaxServiceName)
 	}
 	for {
 		s.mu.Lock()
@@ -36,6 +42,7 @@ func (s *Session) OpenStreamOptions(ctx context.Context, o OpenStreamOptions) (*
 		if s.tab.canOpen() {
 			st := newStream(s, s.tab.openLocal(), o.Priority, true)
 			st.compress = o.Compress
+			st.service = o.Service
 			st.openQueued = true
 			s.tab.streams[st.id] = st
 			s.blend.add(&st.entry)

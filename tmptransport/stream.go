@@ -32,6 +32,7 @@ type Stream struct {
 	sess     *Session
 	prio     Priority
 	compress bool
+	service  string // what the stream carries, if not HTTP (STREAM_OPEN)
 	entry    blendEntry
 	local    bool // opened by this end
 
@@ -98,6 +99,10 @@ func (s *Stream) ID() uint64 { return s.id }
 
 // Priority returns the stream's blender priority.
 func (s *Stream) Priority() Priority { return s.prio }
+
+// Service is the service the stream's opener named (OpenStreamOptions),
+// or "" for HTTP.
+func (s *Stream) Service() string { return s.service }
 
 // Compressed reports whether the stream's bytes are zstd-compressed on the wire.
 func (s *Stream) Compressed() bool { return s.compress }

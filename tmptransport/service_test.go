@@ -1,0 +1,36 @@
+package tmptransport
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// A stream can name the service it carries; the peer reads the name when
+// it accepts the stream, and a stream that names none is HTTP's. A name
+// outside the rules is refused before anything is sent.
+func TestStreamCarriesItsServiceName(t *testing.T) {
+	pki := getPKI(t)
+	_, c, s := pair(t, pki.serverConfig(), pki.clientConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, name := range []string{"redis", ""} {
+		st, err := c.OpenStreamOptions(ctx, OpenStreamOptions{Priority: 3, Service: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.AcceptStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Service() != name || got.Priority() != 3 {
+			t.Fatalf("accepted service %q priority %d, want %q 3", got.Service(), got.Priority(), name)
+		}
+	}
+	if _, err := c.OpenStreamOptions(ctx, OpenStreamOptions{Service: "../etc"}); err == nil {
+		t.Fatal("a stream opened with service name ../etc")
+	}
+}
