@@ -48,6 +48,11 @@ type App struct {
 	// MaxStreams is how many concurrent streams a peer may open on one TMP
 	// session (default 4096).
 	MaxStreams int `json:"max_streams,omitempty"`
+	// Services are the non-HTTP services a back-end connects TMP streams
+	// to, by name (service.go): a stream naming a service not listed here
+	// is refused, so a front-end cannot make the back-end dial anything
+	// else.
+	Services map[string]*Service `json:"services,omitempty"`
 
 	ctx    caddy.Context
 	logger *zap.Logger
@@ -85,6 +90,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 // Validate rejects bad configuration.
 func (a *App) Validate() error {
+	for name, svc := range a.Services {
+		if err := svc.validate(name); err != nil {
+			return err
+		}
+	}
 	switch a.Role {
 	case "frontend", "backend", "both":
 	default:

@@ -30,6 +30,7 @@ func init() {
 //		handshake_timeout <duration>
 //		max_half_open <n> [<per prefix>]
 //		retry        auto|always
+//		service      <name> <host:port>   (back-end; one per service)
 //		tls {
 //			cert_file     <path>
 //			key_file      <path>
@@ -76,6 +77,22 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "region":
 				a.Region = v
 			}
+		case "service":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("conductor: service <name> <host:port>")
+			}
+			if a.Services == nil {
+				a.Services = map[string]*Service{}
+			}
+			if _, dup := a.Services[args[0]]; dup {
+				return d.Errf("conductor: service %q is listed twice", args[0])
+			}
+			svc := &Service{Dial: args[1]}
+			if err := svc.validate(args[0]); err != nil {
+				return d.Err(err.Error())
+			}
+			a.Services[args[0]] = svc
 		case "weights":
 			args := d.RemainingArgs()
 			if len(args) != 5 {

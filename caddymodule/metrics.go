@@ -115,10 +115,19 @@ func collectListener(ch chan<- prometheus.Metric, addr string, st tmptransport.L
 // registerMetrics adds the collector to this config's registry (each config
 // load has its own).
 func registerMetrics(ctx caddy.Context) error {
-	err := ctx.GetMetricsRegistry().Register(tmpCollector{})
-	var are prometheus.AlreadyRegisteredError
-	if err != nil && !errors.As(err, &are) {
-		return err
+	for _, c := range []prometheus.Collector{tmpCollector{}, serviceStreams} {
+		err := ctx.GetMetricsRegistry().Register(c)
+		var are prometheus.AlreadyRegisteredError
+		if err != nil && !errors.As(err, &are) {
+			return err
+		}
 	}
 	return nil
 }
+
+// serviceStreams counts the TCP-service streams a back-end got, by service
+// and outcome (connected, refused, dial_failed).
+var serviceStreams = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Namespace: "conductor", Subsystem: "tmp", Name: "service_streams_total",
+	Help: "TCP-service streams a back-end got over TMP, by service and outcome.",
+}, []string{"service", "outcome"})

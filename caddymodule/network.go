@@ -8,9 +8,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/conductor-edge/conductor/tmptransport"
 )
@@ -46,7 +48,7 @@ func listenTMP(ctx context.Context, _, host, portRange string, portOffset uint, 
 	app := appIface.(*App)
 	key := "tmp-listen/" + addr
 	v, _, err := listeners.LoadOrNew(key, func() (caddy.Destructor, error) {
-		s := &sharedListener{addr: addr, conns: make(chan net.Conn), logger: app.logger}
+		s := &sharedListener{addr: addr, conns: make(chan net.Conn), logger: app.logger, refusedLog: rate.NewLimiter(1, 1)}
 		s.creds.p.Store(app.creds)
 		cfg := app.tmpConfig(true, &s.creds)
 		rk, err := resetKey(cctx)
@@ -68,22 +70,26 @@ func listenTMP(ctx context.Context, _, host, portRange string, portOffset uint, 
 		return nil, fmt.Errorf("tmp network: listen %s: %w", addr, err)
 	}
 	// The listener outlives configs: the next handshake uses this one's
-	// credentials.
+	// credentials, and the next service stream its services.
 	v.(*sharedListener).creds.p.Store(app.creds)
+	svcs := app.Services
+	v.(*sharedListener).services.Store(&svcs)
 	return &listenerHandle{shared: v.(*sharedListener), key: key, done: make(chan struct{})}, nil
 }
 
 // sharedListener accepts TMP sessions and hands every stream of every
 // session to whichever config's server asks first.
 type sharedListener struct {
-	addr   string
-	creds  credsRef
-	l      *tmptransport.Listener
-	conns  chan net.Conn
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	logger *zap.Logger
+	addr       string
+	creds      credsRef
+	services   atomic.Pointer[map[string]*Service] // the current config's (service.go)
+	refusedLog *rate.Limiter
+	l          *tmptransport.Listener
+	conns      chan net.Conn
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	logger     *zap.Logger
 }
 
 func (s *sharedListener) acceptSessions() {
@@ -114,6 +120,15 @@ func (s *sharedListener) acceptStreams(sess *tmptransport.Session) {
 		st, err := sess.AcceptStream(s.ctx)
 		if err != nil {
 			return
+		}
+		if st.Service() != "" {
+			// A TCP service, not HTTP: spliced to its origin (service.go).
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.serveService(st)
+			}()
+			continue
 		}
 		select {
 		case s.conns <- st:

@@ -74,6 +74,13 @@ type Options struct {
 	ManagerReadKey  string
 	// ManagerExtra is inserted in the manager's conductor_manager block.
 	ManagerExtra string
+	// BackendConductor is inserted in every back-end's `conductor` global
+	// block (the services it serves over TMP, for one).
+	BackendConductor string
+	// FrontendGlobal is inserted in every front-end's global options (a
+	// `layer4` app, for one); "{frontend_host}" in it becomes the
+	// front-end's host.
+	FrontendGlobal string
 	// FrontendRegions gives front-end i its region (default "local").
 	FrontendRegions []string
 	// FrontendExtra is inserted in every front-end site block (tests use it
@@ -179,6 +186,10 @@ func (t *Topology) globals(admin, name, role string) string {
 }
 
 func (t *Topology) globalsIn(admin, name, role, region, extra string) string {
+	conductorExtra := ""
+	if role == "backend" && t.Opts.BackendConductor != "" {
+		conductorExtra = "\t\t" + t.Opts.BackendConductor + "\n"
+	}
 	return fmt.Sprintf(`{
 	admin %s
 	storage file_system %s
@@ -191,9 +202,9 @@ func (t *Topology) globalsIn(admin, name, role, region, extra string) string {
 		name %s
 		role %s
 		region %s
-	}
+%s	}
 %s}
-`, admin, filepath.Join(t.Opts.Dir, "storage"), name, role, region, extra)
+`, admin, filepath.Join(t.Opts.Dir, "storage"), name, role, region, conductorExtra, extra)
 }
 
 // frontendRegion is front-end i's region.
@@ -380,7 +391,8 @@ func (t *Topology) FrontendCaddyfile(i int, extra string) string {
 	if len(t.feSockets) > i {
 		bind = "fd/3 # the socket the topology made: it survives reloads"
 	}
-	return t.globalsIn(t.FrontendAdmin(i), fmt.Sprintf("fe%d", i+1), "frontend", t.frontendRegion(i), agentCfg) + fmt.Sprintf(`
+	global := agentCfg + strings.ReplaceAll(t.Opts.FrontendGlobal, "{frontend_host}", host)
+	return t.globalsIn(t.FrontendAdmin(i), fmt.Sprintf("fe%d", i+1), "frontend", t.frontendRegion(i), global) + fmt.Sprintf(`
 http://:%s {
 	bind %s
 	%s

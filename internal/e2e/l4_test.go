@@ -1,0 +1,302 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/conductor-edge/conductor/internal/topology"
+)
+
+// l4Topology is an origin, a back-end and a front-end whose layer4 app
+// carries TCP services over TMP. services maps a service name to its
+// origin address at the back-end; routes are the front-end's layer4
+// listeners: its port on the front-end's host → the service it carries.
+type l4Topology struct {
+	tp     *topology.Topology
+	listen map[string]string // service → front-end address
+}
+
+func startL4(t *testing.T, services map[string]string, frontOnly ...string) *l4Topology {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: end-to-end")
+	}
+	fe := fmt.Sprintf("127.0.0.4:%d", freePort(t, "127.0.0.4"))
+	feHost, _, _ := net.SplitHostPort(fe)
+	backend := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	l := &l4Topology{listen: map[string]string{}}
+	var conductor, routes strings.Builder
+	for name, addr := range services {
+		fmt.Fprintf(&conductor, "service %s %s\n\t\t", name, addr)
+	}
+	for _, name := range append(mapKeys(services), frontOnly...) {
+		a := fmt.Sprintf("%s:%d", feHost, freePort(t, feHost))
+		l.listen[name] = a
+		fmt.Fprintf(&routes, "\t\t%s {\n\t\t\troute {\n\t\t\t\ttmp %s %s\n\t\t\t}\n\t\t}\n", a, backend, name)
+	}
+	dir := filepath.Join(tmpDir, "l4-"+t.Name())
+	tp, err := topology.Start(context.Background(), topology.Options{
+		Binary: binary, Dir: dir,
+		OriginAddr:       fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
+		BackendTMP:       backend,
+		Frontends:        []string{fe},
+		AdminBase:        freeAdminBase(t, 2),
+		BackendConductor: strings.TrimSpace(conductor.String()),
+		FrontendGlobal:   "\tlayer4 {\n" + routes.String() + "\t}\n",
+		Progress:         func(f string, a ...any) { t.Logf(f, a...) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tp.Stop)
+	l.tp = tp
+	return l
+}
+
+func mapKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// serviceMetric reads the back-end's count of service streams with an
+// outcome.
+func (l *l4Topology) serviceMetric(t *testing.T, service, outcome string) int {
+	t.Helper()
+	_, body := get(t, "http://"+l.tp.BackendAdmin()+"/metrics")
+	re := regexp.MustCompile(`conductor_tmp_service_streams_total\{outcome="` + outcome + `",service="` + regexp.QuoteMeta(service) + `"\} (\d+)`)
+	m := re.FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// startRedis runs Debian's redis-server on a free loopback port.
+func startRedis(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is not installed (.ci/run installs the Debian package redis-server): %v", err)
+	}
+	port := freePort(t, "127.0.0.1")
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", t.TempDir(), "--protected-mode", "yes")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitUntil(t, 10*time.Second, "redis to listen", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return addr
+}
+
+func redisCLI(t *testing.T, addr string, stdin []byte, args ...string) []byte {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command("redis-cli", append([]string{"-h", host, "-p", port}, args...)...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli %v: %v: %.200s", args, err, out)
+	}
+	return out
+}
+
+// TestL4RedisOverTMP: Debian's redis-cli talks to Debian's redis-server
+// through the front-end: a TCP connection to the front-end's layer4
+// listener, one TMP stream naming the service "redis", the back-end's
+// connection to redis. SET and GET, and a value of 2 MB.
+func TestL4RedisOverTMP(t *testing.T) {
+	redis := startRedis(t)
+	l := startL4(t, map[string]string{"redis": redis})
+	front := l.listen["redis"]
+	waitUntil(t, 15*time.Second, "the layer4 listener", func() bool {
+		c, err := net.Dial("tcp", front)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if out := redisCLI(t, front, nil, "SET", "greeting", "hello over TMP"); strings.TrimSpace(string(out)) != "OK" {
+		t.Fatalf("SET: %q", out)
+	}
+	if out := redisCLI(t, front, nil, "GET", "greeting"); strings.TrimSpace(string(out)) != "hello over TMP" {
+		t.Fatalf("GET: %q", out)
+	}
+	raw := make([]byte, 1<<20)
+	rand.Read(raw)
+	big := []byte(hex.EncodeToString(raw)) // 2 MB
+	if out := redisCLI(t, front, big, "-x", "SET", "big"); strings.TrimSpace(string(out)) != "OK" {
+		t.Fatalf("SET big: %q", out)
+	}
+	out := redisCLI(t, front, nil, "--raw", "GET", "big")
+	if got := bytes.TrimRight(out, "\n"); !bytes.Equal(got, big) {
+		t.Fatalf("GET big: %d bytes back, want %d", len(got), len(big))
+	}
+	// It went through redis, not somewhere else.
+	if out := redisCLI(t, redis, nil, "STRLEN", "big"); strings.TrimSpace(string(out)) != strconv.Itoa(len(big)) {
+		t.Fatalf("redis itself holds %q bytes", out)
+	}
+	if n := l.serviceMetric(t, "redis", "connected"); n < 4 {
+		t.Errorf("back-end counted %d redis streams, want 4", n)
+	}
+}
+
+// TestL4UnknownServiceRefused: a front-end route names a service the
+// back-end does not list. The back-end refuses the stream without dialing
+// anything, the client's connection ends at once, and the refusal is
+// counted.
+func TestL4UnknownServiceRefused(t *testing.T) {
+	redis := startRedis(t)
+	l := startL4(t, map[string]string{"redis": redis}, "ssh")
+	front := l.listen["ssh"]
+	waitUntil(t, 15*time.Second, "a refusal", func() bool {
+		c, err := net.Dial("tcp", front)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte("SSH-2.0-test\r\n"))
+		n, err := c.Read(make([]byte, 64))
+		return n == 0 && err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+	})
+	if n := l.serviceMetric(t, "ssh", "refused"); n < 1 {
+		t.Fatalf("back-end counted %d refused ssh streams", n)
+	}
+	if n := l.serviceMetric(t, "ssh", "connected"); n != 0 {
+		t.Fatalf("back-end connected %d ssh streams to something", n)
+	}
+}
+
+// TestL4HalfCloseAndReset: half-close passes both ways (a client sends its
+// whole request, closes its side, and still reads the answer), and a reset
+// on either side reaches the other as a reset.
+func TestL4HalfCloseAndReset(t *testing.T) {
+	// The origins: "count" reads to EOF, answers with what it counted and
+	// closes; "rst" reads one byte and resets; "watch" reports how its
+	// client's connection ended.
+	count, rst, watch := listenTCP(t), listenTCP(t), listenTCP(t)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { count.Close(); rst.Close(); watch.Close(); wg.Wait() })
+	serve := func(ln net.Listener, f func(net.Conn)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				wg.Add(1)
+				go func() { defer wg.Done(); f(c) }()
+			}
+		}()
+	}
+	serve(count, func(c net.Conn) {
+		defer c.Close()
+		n, _ := io.Copy(io.Discard, c)
+		fmt.Fprintf(c, "read %d bytes", n)
+	})
+	serve(rst, func(c net.Conn) {
+		c.Read(make([]byte, 1))
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	})
+	watched := make(chan error, 4)
+	serve(watch, func(c net.Conn) {
+		defer c.Close()
+		_, err := io.Copy(io.Discard, c)
+		watched <- err
+	})
+	l := startL4(t, map[string]string{"count": count.Addr().String(), "rst": rst.Addr().String(), "watch": watch.Addr().String()})
+
+	// Half-close: 100 kB, then FIN; the answer still arrives.
+	var c *net.TCPConn
+	waitUntil(t, 15*time.Second, "the layer4 listener", func() bool {
+		conn, err := net.Dial("tcp", l.listen["count"])
+		if err == nil {
+			c = conn.(*net.TCPConn)
+		}
+		return err == nil
+	})
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Write(make([]byte, 100_000)); err != nil {
+		t.Fatal(err)
+	}
+	c.CloseWrite()
+	answer, err := io.ReadAll(c)
+	c.Close()
+	if err != nil || string(answer) != "read 100000 bytes" {
+		t.Fatalf("after half-close: %q %v", answer, err)
+	}
+
+	// The origin resets: the client sees a reset, not an orderly end.
+	c2, err := net.Dial("tcp", l.listen["rst"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.SetDeadline(time.Now().Add(20 * time.Second))
+	c2.Write([]byte("x"))
+	_, err = io.ReadAll(c2)
+	c2.Close()
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the origin's reset reached the client as %v, want ECONNRESET", err)
+	}
+
+	// The client resets: the origin sees a reset.
+	c3, err := net.Dial("tcp", l.listen["watch"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c3.Write([]byte("some bytes"))
+	time.Sleep(200 * time.Millisecond) // the origin is connected and reading
+	c3.(*net.TCPConn).SetLinger(0)
+	c3.Close()
+	select {
+	case err := <-watched:
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("the client's reset reached the origin as %v, want ECONNRESET", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the origin never saw the client's reset")
+	}
+}
+
+func listenTCP(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
