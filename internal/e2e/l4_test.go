@@ -300,3 +300,53 @@ func listenTCP(t *testing.T) net.Listener {
 	}
 	return ln
 }
+
+// TestL4SMTPOverTMP: a real SMTP exchange through the front-end: Debian's
+// swaks sends a message to Debian's aiosmtpd (python3-aiosmtpd), which
+// stores it in a Maildir; the message arrives whole.
+func TestL4SMTPOverTMP(t *testing.T) {
+	for _, bin := range []string{"/usr/bin/python3", "swaks"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s is not installed (.ci/run installs python3-aiosmtpd and swaks): %v", bin, err)
+		}
+	}
+	port := freePort(t, "127.0.0.1")
+	maildir := filepath.Join(t.TempDir(), "Maildir")
+	smtpd := exec.Command("/usr/bin/python3", "-m", "aiosmtpd", "-n", "-l", fmt.Sprintf("127.0.0.1:%d", port), "-c", "aiosmtpd.handlers.Mailbox", maildir)
+	smtpd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := smtpd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { smtpd.Process.Kill(); smtpd.Wait() })
+	origin := fmt.Sprintf("127.0.0.1:%d", port)
+	waitUntil(t, 15*time.Second, "aiosmtpd to listen", func() bool {
+		c, err := net.Dial("tcp", origin)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	l := startL4(t, map[string]string{"smtp": origin})
+	front := l.listen["smtp"]
+	body := "A message that crossed the TMP link " + hex.EncodeToString([]byte(t.Name()))
+	out, err := exec.Command("swaks", "--server", front, "--from", "shop@example.com", "--to", "buyer@example.net",
+		"--header", "Subject: over TMP", "--body", body, "--timeout", "20").CombinedOutput()
+	if err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("250 ")) || !bytes.Contains(out, []byte("221 ")) {
+		t.Fatalf("the SMTP exchange did not end well:\n%s", out)
+	}
+	var got []byte
+	waitUntil(t, 10*time.Second, "the message in the Maildir", func() bool {
+		files, _ := filepath.Glob(filepath.Join(maildir, "new", "*"))
+		if len(files) != 1 {
+			return false
+		}
+		got, _ = os.ReadFile(files[0])
+		return bytes.Contains(got, []byte(body))
+	})
+	if !bytes.Contains(got, []byte("Subject: over TMP")) {
+		t.Fatalf("stored message:\n%s", got)
+	}
+}
