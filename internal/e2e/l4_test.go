@@ -350,3 +350,63 @@ func TestL4SMTPOverTMP(t *testing.T) {
 		t.Fatalf("stored message:\n%s", got)
 	}
 }
+
+// TestL4PostgresOverTMP: Debian's psql queries Debian's PostgreSQL through
+// the front-end (the startup message, trust authentication, a query and
+// its rows, all over one TMP stream).
+func TestL4PostgresOverTMP(t *testing.T) {
+	bin := "/usr/lib/postgresql/15/bin"
+	for _, p := range []string{bin + "/initdb", bin + "/postgres", "psql", "runuser"} {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Fatalf("%s is not installed (.ci/run installs postgresql): %v", p, err)
+		}
+	}
+	pw, err := exec.Command("id", "-u", "postgres").Output()
+	if err != nil {
+		t.Fatalf("no postgres user (the postgresql package makes it): %v", err)
+	}
+	uid, _ := strconv.Atoi(strings.TrimSpace(string(pw)))
+	// PostgreSQL runs as its own user, in a directory that user owns.
+	dir, err := os.MkdirTemp("", "conductor-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chown(dir, uid, -1); err != nil {
+		t.Fatal(err)
+	}
+	asPG := func(args ...string) *exec.Cmd { return exec.Command("runuser", append([]string{"-u", "postgres", "--"}, args...)...) }
+	if out, err := asPG(bin+"/initdb", "-D", dir+"/data", "--auth=trust", "-U", "postgres").CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	port := freePort(t, "127.0.0.1")
+	pg := asPG(bin+"/postgres", "-D", dir+"/data", "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1")
+	pg.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-pg.Process.Pid, syscall.SIGINT); pg.Wait() })
+	origin := fmt.Sprintf("127.0.0.1:%d", port)
+	psql := func(addr, query string) ([]byte, error) {
+		host, p, _ := net.SplitHostPort(addr)
+		return exec.Command("psql", "-h", host, "-p", p, "-U", "postgres", "-d", "postgres", "-At", "-c", query).CombinedOutput()
+	}
+	waitUntil(t, 30*time.Second, "PostgreSQL to answer", func() bool {
+		_, err := psql(origin, "select 1")
+		return err == nil
+	})
+	l := startL4(t, map[string]string{"postgres": origin})
+	out, err := psql(l.listen["postgres"], "select 6 * 7 as answer, current_setting('port')")
+	if err != nil || strings.TrimSpace(string(out)) != fmt.Sprintf("42|%d", port) {
+		t.Fatalf("psql through the front-end: %v\n%s", err, out)
+	}
+	// 20,000 rows (660 kB), so the answer spans hundreds of TMP packets.
+	out, err = psql(l.listen["postgres"], "select md5(g::text) from generate_series(1, 20000) g")
+	rows := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err != nil || len(rows) != 20000 || rows[0] != "c4ca4238a0b923820dcc509a6f75849b" || rows[19999] != "d9798cdf31c02d86b8b81cc119d94836" {
+		t.Fatalf("20,000 rows: %v, %d rows, first %q", err, len(rows), rows[0])
+	}
+	if n := l.serviceMetric(t, "postgres", "connected"); n < 2 {
+		t.Errorf("back-end counted %d postgres streams, want 2", n)
+	}
+}
