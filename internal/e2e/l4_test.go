@@ -82,13 +82,13 @@ func mapKeys(m map[string]string) []string {
 func (l *l4Topology) serviceMetric(t *testing.T, service, outcome string) int {
 	t.Helper()
 	_, body := get(t, "http://"+l.tp.BackendAdmin()+"/metrics")
-	re := regexp.MustCompile(`conductor_tmp_service_streams_total\{outcome="` + outcome + `",service="` + regexp.QuoteMeta(service) + `"\} (\d+)`)
+	re := regexp.MustCompile(`conductor_tmp_service_streams_total\{outcome="` + outcome + `",service="` + regexp.QuoteMeta(service) + `"\} ([0-9.e+]+)`)
 	m := re.FindSubmatch(body)
 	if m == nil {
 		return 0
 	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
+	n, _ := strconv.ParseFloat(string(m[1]), 64)
+	return int(n)
 }
 
 // startRedis runs Debian's redis-server on a free loopback port.
@@ -409,4 +409,87 @@ func TestL4PostgresOverTMP(t *testing.T) {
 	if n := l.serviceMetric(t, "postgres", "connected"); n < 2 {
 		t.Errorf("back-end counted %d postgres streams, want 2", n)
 	}
+}
+
+// TestL4SharesLinkWithHTTP: a bulk TCP transfer and the front-end's HTTP
+// ride one TMP session to the back-end, each at its own priority: the
+// back-end sees one front-end session whose per-priority counters hold
+// both, and HTTP requests keep being answered while the bulk stream runs.
+// (How much faster urgent requests are than the bulk is for the
+// benchmarks to measure.)
+func TestL4SharesLinkWithHTTP(t *testing.T) {
+	bulk := listenTCP(t)
+	const size = 64 << 20
+	var wg sync.WaitGroup
+	t.Cleanup(func() { bulk.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := bulk.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				io.CopyN(c, zeroReader{}, size)
+			}()
+		}
+	}()
+	l := startL4(t, map[string]string{"bulk": bulk.Addr().String()})
+	get(t, l.tp.FrontendURL(0)+"/") // the HTTP link is up
+	c, err := net.Dial("tcp", l.listen["bulk"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	done := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, c)
+		done <- n
+	}()
+	answered := 0
+	for waiting := true; waiting; {
+		select {
+		case n := <-done:
+			if n != size {
+				t.Fatalf("bulk transfer: %d of %d bytes", n, size)
+			}
+			waiting = false
+		default:
+			if code, _ := get(t, l.tp.FrontendURL(0)+"/product/1"); code != 200 {
+				t.Fatalf("HTTP during the bulk transfer: %d", code)
+			}
+			answered++
+		}
+	}
+	if answered == 0 {
+		t.Fatal("the bulk transfer ended before any HTTP request was made during it")
+	}
+	_, body := get(t, "http://"+l.tp.BackendAdmin()+"/metrics")
+	re := regexp.MustCompile(`conductor_tmp_stream_bytes_total\{direction="sent",peer="([^"]+)",priority="(\d)",role="backend"\} ([0-9.e+]+)`)
+	peers := map[string]bool{}
+	sent := map[string]float64{}
+	for _, m := range re.FindAllSubmatch(body, -1) {
+		peers[string(m[1])] = true
+		v, _ := strconv.ParseFloat(string(m[3]), 64)
+		sent[string(m[2])] += v
+	}
+	if len(peers) != 1 {
+		t.Fatalf("the back-end has %d front-end sessions, want 1 carrying both: %v", len(peers), peers)
+	}
+	if sent["3"] < size || sent["2"] == 0 {
+		t.Fatalf("bytes sent per priority on the one session: %v (bulk at 3, HTTP at 2)", sent)
+	}
+	t.Logf("%d HTTP requests answered during a %d MB transfer on the same session; sent by priority: %v", answered, size>>20, sent)
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
