@@ -2,12 +2,9 @@ package corednsplugin
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/conductor-edge/conductor/internal/enrol"
+	"github.com/conductor-edge/conductor/internal/viewfollow"
 )
 
 var log = clog.NewWithPlugin(pluginName)
@@ -35,8 +33,6 @@ var log = clog.NewWithPlugin(pluginName)
 // fresh view arrives.
 type managerView struct {
 	cfg     *config
-	id      *enrol.Identity
-	client  *http.Client
 	sites   atomic.Pointer[map[string][]*frontend] // by zone (FQDN)
 	updated atomic.Int64                           // unix ns of the last view; 0: none yet
 	age     prometheus.Gauge
@@ -44,7 +40,6 @@ type managerView struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	cur    int // the manager followed, an index into cfg.managers (run's goroutine only)
 }
 
 func newManagerView(cfg *config) *managerView {
@@ -79,14 +74,14 @@ func (v *managerView) start() error {
 	if err != nil {
 		return fmt.Errorf("plugin/conductor: manager: %v", err)
 	}
-	v.id = id
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = id.TLSConfig()
-	v.client = &http.Client{Timeout: 40 * time.Second, Transport: tr}
+	f := &viewfollow.Follower{Managers: v.cfg.managers, Identity: id, OnView: v.apply, Logf: log.Warningf}
 	ctx, cancel := context.WithCancel(context.Background())
 	v.cancel = cancel
 	v.wg.Add(2)
-	go v.run(ctx)
+	go func() {
+		defer v.wg.Done()
+		f.Run(ctx)
+	}()
 	go v.reportAge(ctx)
 	return nil
 }
@@ -115,61 +110,8 @@ func (v *managerView) stop() {
 	}
 }
 
-// viewEntry is shifting.ViewEntry, repeated here so the plugin does not
-// depend on the manager's package.
-type viewEntry struct {
-	Node    string  `json:"node"`
-	Addr    string  `json:"addr"`
-	Region  string  `json:"region"`
-	Load    float64 `json:"load"`
-	Healthy bool    `json:"healthy"`
-	Ready   bool    `json:"ready"`
-}
-
-func (v *managerView) run(ctx context.Context) {
-	defer v.wg.Done()
-	var version uint64
-	for ctx.Err() == nil {
-		if err := v.id.MaybeRenew(ctx); err != nil {
-			log.Warningf("%v", err)
-		}
-		next, err := v.poll(ctx, version)
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Warningf("manager %s: %v", v.cfg.managers[v.cur], err)
-				// Another manager may lead now (they share etcd).
-				v.cur = (v.cur + 1) % len(v.cfg.managers)
-				select {
-				case <-ctx.Done():
-				case <-time.After(time.Second):
-				}
-			}
-			continue
-		}
-		version = next
-	}
-}
-
-func (v *managerView) poll(ctx context.Context, version uint64) (uint64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/view?wait=%d", v.cfg.managers[v.cur], version), nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := v.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("view: %s", resp.Status)
-	}
-	var view struct {
-		Version uint64                 `json:"version"`
-		Sites   map[string][]viewEntry `json:"sites"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&view); err != nil {
-		return 0, err
-	}
+// apply takes a view from the manager.
+func (v *managerView) apply(view viewfollow.View) {
 	sites := map[string][]*frontend{}
 	for site, entries := range view.Sites {
 		zone := dns.Fqdn(strings.ToLower(site))
@@ -200,5 +142,4 @@ func (v *managerView) poll(ctx context.Context, version uint64) (uint64, error) 
 	v.updated.Store(now.UnixNano())
 	v.age.Set(0)
 	v.stamp.Set(float64(now.UnixNano()) / 1e9)
-	return view.Version, nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/conductor-edge/conductor/internal/fleettest"
 	"github.com/conductor-edge/conductor/internal/nodeid"
+	"github.com/conductor-edge/conductor/internal/viewfollow"
 )
 
 // fakeManager serves /v1/view with long-poll semantics.
@@ -26,11 +27,11 @@ type fakeManager struct {
 	wait    time.Duration // how long a long-poll waits for a change; default 5 s
 	mu      sync.Mutex
 	version uint64
-	sites   map[string][]viewEntry
+	sites   map[string][]viewfollow.Entry
 	changed chan struct{}
 }
 
-func (f *fakeManager) set(sites map[string][]viewEntry) {
+func (f *fakeManager) set(sites map[string][]viewfollow.Entry) {
 	f.mu.Lock()
 	f.version++
 	f.sites = sites
@@ -88,7 +89,7 @@ func managerServer(t *testing.T, h http.Handler) (*httptest.Server, string) {
 }
 
 func TestManagerModeAnswersWithTheManagersFrontEnds(t *testing.T) {
-	fm := &fakeManager{changed: make(chan struct{}), sites: map[string][]viewEntry{}}
+	fm := &fakeManager{changed: make(chan struct{}), sites: map[string][]viewfollow.Entry{}}
 	_, mgr := managerServer(t, fm)
 	h := handlerFor(t, `conductor hot.example {
 		`+mgr+`
@@ -99,7 +100,7 @@ func TestManagerModeAnswersWithTheManagersFrontEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.stop()
-	fm.set(map[string][]viewEntry{"hot.example": {
+	fm.set(map[string][]viewfollow.Entry{"hot.example": {
 		{Node: "fe1", Addr: "127.0.0.10", Region: "eu", Healthy: true, Ready: true},
 		{Node: "fe2", Addr: "127.0.0.11", Region: "eu", Healthy: true, Ready: false}, // bundle not installed yet
 		{Node: "fe3", Addr: "127.0.0.12", Region: "us", Healthy: false, Ready: true},
@@ -117,7 +118,7 @@ func TestManagerModeAnswersWithTheManagersFrontEnds(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	// A placement change reaches the answers through the long-poll.
-	fm.set(map[string][]viewEntry{"hot.example": {
+	fm.set(map[string][]viewfollow.Entry{"hot.example": {
 		{Node: "fe1", Addr: "127.0.0.10", Region: "eu", Healthy: true, Ready: true},
 		{Node: "fe2", Addr: "127.0.0.11", Region: "eu", Healthy: true, Ready: true},
 	}})
@@ -148,7 +149,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestDNSDropsStaleView(t *testing.T) {
 	// The manager's long-poll answers every 200 ms when nothing changes
 	// (a real one every 25 s, against a default max age of 75 s).
-	fm := &fakeManager{wait: 200 * time.Millisecond, changed: make(chan struct{}), sites: map[string][]viewEntry{}}
+	fm := &fakeManager{wait: 200 * time.Millisecond, changed: make(chan struct{}), sites: map[string][]viewfollow.Entry{}}
 	srv, mgr := managerServer(t, fm)
 	h := handlerFor(t, `conductor hot.example {
 		frontend static 127.0.0.20
@@ -160,7 +161,7 @@ func TestDNSDropsStaleView(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.stop()
-	fm.set(map[string][]viewEntry{"hot.example": {{Node: "fe1", Addr: "127.0.0.10", Healthy: true, Ready: true}}})
+	fm.set(map[string][]viewfollow.Entry{"hot.example": {{Node: "fe1", Addr: "127.0.0.10", Healthy: true, Ready: true}}})
 	answer := func() string {
 		ips := answerIPs(query(t, h, "hot.example", 1, ""))
 		if len(ips) != 1 {
@@ -189,8 +190,8 @@ func TestDNSDropsStaleView(t *testing.T) {
 // before it, every answer would ignore the placement.
 func TestDNSNotReadyBeforeFirstView(t *testing.T) {
 	// Once released, the manager answers at once (a view at version 1).
-	fm := &fakeManager{wait: 100 * time.Millisecond, changed: make(chan struct{}), sites: map[string][]viewEntry{}}
-	fm.set(map[string][]viewEntry{"hot.example": {{Node: "fe1", Addr: "127.0.0.10", Healthy: true, Ready: true}}})
+	fm := &fakeManager{wait: 100 * time.Millisecond, changed: make(chan struct{}), sites: map[string][]viewfollow.Entry{}}
+	fm.set(map[string][]viewfollow.Entry{"hot.example": {{Node: "fe1", Addr: "127.0.0.10", Healthy: true, Ready: true}}})
 	hold := make(chan struct{})
 	_, mgr := managerServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-hold // the manager is slow to answer the first poll
