@@ -375,7 +375,9 @@ func TestL4PostgresOverTMP(t *testing.T) {
 	if err := os.Chown(dir, uid, -1); err != nil {
 		t.Fatal(err)
 	}
-	asPG := func(args ...string) *exec.Cmd { return exec.Command("runuser", append([]string{"-u", "postgres", "--"}, args...)...) }
+	asPG := func(args ...string) *exec.Cmd {
+		return exec.Command("runuser", append([]string{"-u", "postgres", "--"}, args...)...)
+	}
 	if out, err := asPG(bin+"/initdb", "-D", dir+"/data", "--auth=trust", "-U", "postgres").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
