@@ -11,5 +11,6 @@ import (
 	_ "github.com/conductor-edge/conductor/caddymodule/edgecache"
 	_ "github.com/conductor-edge/conductor/caddymodule/fallback"
 	_ "github.com/conductor-edge/conductor/caddymodule/loadindex"
+	_ "github.com/conductor-edge/conductor/caddymodule/redirect"
 	_ "github.com/conductor-edge/conductor/caddymodule/waitingroom"
 )

@@ -85,8 +85,8 @@ func (m *Manager) handleJoinToken(w http.ResponseWriter, r *http.Request, c call
 		http.Error(w, "join token: node must be 1-64 characters of [A-Za-z0-9._-]", http.StatusBadRequest)
 		return
 	}
-	if !slices.Contains([]string{"frontend", "backend", "both", "dns"}, req.Role) {
-		http.Error(w, "join token: role must be frontend, backend, both or dns", http.StatusBadRequest)
+	if !slices.Contains([]string{"frontend", "backend", "both", "dns", "origin"}, req.Role) {
+		http.Error(w, "join token: role must be frontend, backend, both, dns or origin", http.StatusBadRequest)
 		return
 	}
 	for _, h := range req.Hosts {

@@ -22,6 +22,9 @@ var (
 	once   sync.Once
 	topErr error
 	tmpDir string
+	// atExit stops what fixtures shared by several tests started; it runs
+	// after every test, last first.
+	atExit []func()
 )
 
 func TestMain(m *testing.M) {
@@ -39,6 +42,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	for i := len(atExit) - 1; i >= 0; i-- {
+		atExit[i]()
+	}
 	if topo != nil {
 		topo.Stop()
 	}

@@ -20,9 +20,10 @@ import (
 )
 
 // Roles a node certificate may carry. "both" is a node that is a front-end
-// and a back-end at once; "dns" is a DNS server of the fleet; "manager" is
-// the manager's own server certificate.
-var Roles = []string{"frontend", "backend", "both", "dns", "manager"}
+// and a back-end at once; "dns" is a DNS server of the fleet; "origin" is
+// an origin's own server, which sends clients to front-ends
+// (conductor_redirect); "manager" is the manager's own server certificate.
+var Roles = []string{"frontend", "backend", "both", "dns", "origin", "manager"}
 
 // ServerName is the DNS name every TMP node certificate carries (trust
 // comes from the fleet CA and the role, not from host names).
