@@ -195,16 +195,9 @@ func parseOption(c *caddy.Controller, cfg *config) error {
 		if len(args) != 1 {
 			return c.ArgErr()
 		}
-		pem, err := os.ReadFile(args[0])
+		pool, err := enrol.LoadRoots(args[0])
 		if err != nil {
 			return c.Errf("manager_ca: %v", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return c.Errf("manager_ca: %s holds no PEM certificate", args[0])
 		}
 		cfg.managerCA = pool
 	case "fallback":

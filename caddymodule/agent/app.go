@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -131,16 +130,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 	if a.CAFile != "" {
-		pem, err := os.ReadFile(a.CAFile)
+		pool, err := enrol.LoadRoots(a.CAFile)
 		if err != nil {
 			return fmt.Errorf("conductor_agent: ca_file: %v", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("conductor_agent: ca_file %s holds no PEM certificate", a.CAFile)
 		}
 		a.roots = pool
 	}

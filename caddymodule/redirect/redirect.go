@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -142,16 +141,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.IdentityDir = filepath.Join(caddy.AppDataDir(), "conductor", "identity", h.Node)
 	}
 	if h.CAFile != "" {
-		pem, err := os.ReadFile(h.CAFile)
+		pool, err := enrol.LoadRoots(h.CAFile)
 		if err != nil {
 			return fmt.Errorf("conductor_redirect: ca_file: %v", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("conductor_redirect: ca_file %s holds no PEM certificate", h.CAFile)
 		}
 		h.roots = pool
 	}
