@@ -110,13 +110,18 @@ func (s *Store) lookup(primary string, r *http.Request) *entry {
 }
 
 // put stores e in memory (and on disk), replacing the variant it matches.
+// The policy's set replaces the old entry in one step: removing it first
+// left a moment in which a reader found no entry at all, and went to the
+// origin while a refresh was storing the new one (TestWarmAtStartAndRefreshAhead
+// caught it, once in ten runs).
 func (s *Store) put(e *entry) {
-	if old, ok := s.mem.remove(e.key); ok {
-		s.unindexTags(old)
-	}
+	old, had := s.mem.peek(e.key)
 	s.indexVariant(e.primary, e.key, e.varyNames)
 	s.indexTags(e)
 	s.mem.set(e)
+	if had && old != e {
+		s.unindexTags(old) // only what still points at the old entry
+	}
 	if s.disk != nil {
 		if err := s.disk.store(e); err != nil {
 			s.logger.Warn("disk tier: storing entry", zap.String("key", e.primary), zap.Error(err))
