@@ -13,10 +13,13 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
 
-// Port returns a free TCP port on 127.0.0.1.
+// Port returns a TCP port that no address of this machine listens on.
+// Caddy binds a site's port on every address (":port"), so a port free on
+// 127.0.0.1 alone is not enough: an end-to-end test may hold it on
+// 127.0.0.4 (that collision failed a CI run once).
 func Port(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", ":0")
 	if err != nil {
 		t.Fatal(err)
 	}
