@@ -56,6 +56,12 @@ type bgFlight struct {
 	err    error
 }
 
+// bgFlights coalesces background fetches by hand rather than with
+// golang.org/x/sync/singleflight: every caller must be able to start a
+// flight without waiting for it (stale-while-revalidate, refresh-ahead),
+// and the handler's WaitGroup must own each flight's goroutine so that
+// Cleanup waits for it; singleflight starts its own goroutine for DoChan,
+// which no WaitGroup of ours can count before it runs.
 type bgFlights struct {
 	mu sync.Mutex
 	m  map[string]*bgFlight
