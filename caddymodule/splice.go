@@ -1,11 +1,9 @@
 package caddymodule
 
 import (
-	"errors"
 	"io"
 	"net"
 	"sync"
-	"syscall"
 
 	"github.com/conductor-edge/conductor/tmptransport"
 )
@@ -25,11 +23,11 @@ type tcpSide struct {
 // stream's RESET_STREAM, the socket's RST (SO_LINGER 0).
 func splice(st *tmptransport.Stream, tcp tcpSide) {
 	var wg sync.WaitGroup
+	// Any failure ends both directions as a reset, once: the side that
+	// failed first decides, the other side's error is its echo.
 	var abortOnce sync.Once
-	aborted := make(chan struct{})
 	abort := func() {
 		abortOnce.Do(func() {
-			close(aborted)
 			st.Reset(tmptransport.StreamCancelled)
 			if tc, ok := tcp.conn.(*net.TCPConn); ok {
 				tc.SetLinger(0) // close sends RST, not FIN
@@ -40,39 +38,23 @@ func splice(st *tmptransport.Stream, tcp tcpSide) {
 	wg.Add(2)
 	go func() { // socket → stream
 		defer wg.Done()
-		_, err := io.Copy(st, tcp.rw)
-		switch {
-		case err == nil:
-			st.CloseWrite()
-		case isReset(err):
-			abort()
-		default:
-			select {
-			case <-aborted:
-			default:
-				abort()
-			}
+		if _, err := io.Copy(st, tcp.rw); err != nil {
+			abort() // the socket was reset, or the stream failed
+			return
 		}
+		st.CloseWrite()
 	}()
 	go func() { // stream → socket
 		defer wg.Done()
-		_, err := io.Copy(tcp.rw, st)
-		switch {
-		case err == nil:
-			closeWrite(tcp.conn)
-		default:
+		if _, err := io.Copy(tcp.rw, st); err != nil {
 			abort() // the stream was reset, or the socket failed
+			return
 		}
+		closeWrite(tcp.conn)
 	}()
 	wg.Wait()
 	st.Close()
 	tcp.conn.Close()
-}
-
-// isReset reports whether a socket read ended in a reset rather than an
-// error of our own making.
-func isReset(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // closeWrite half-closes a socket that can, and closes one that cannot.

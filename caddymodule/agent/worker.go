@@ -120,7 +120,10 @@ func (w *worker) setPeer(cfg *workerConfig) error {
 	w.mu.Lock()
 	old := w.peer
 	w.mu.Unlock()
-	if old != nil && old.addr == cfg.peerListen || old != nil && strings.HasSuffix(cfg.peerListen, ":0") && hostOf(old.addr) == hostOf(cfg.peerListen) {
+	// Keep the running server if it listens where asked (":0" asks for
+	// any port on that host).
+	samePlace := old != nil && (old.addr == cfg.peerListen || strings.HasSuffix(cfg.peerListen, ":0") && hostOf(old.addr) == hostOf(cfg.peerListen))
+	if samePlace {
 		cfg.report.Peer = old.addr
 		return nil
 	}
