@@ -19,11 +19,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/conductor-edge/conductor/internal/benchinfo"
 )
 
 // Options configure a run.
@@ -157,7 +158,7 @@ http://127.0.0.1:%[6]d {
 	if err := waitOK(ctx, urls["file_server"], 30*time.Second); err != nil {
 		return nil, fmt.Errorf("caddy did not start: %v\n%s", err, caddyLog.String())
 	}
-	rep := &Report{When: time.Now().UTC(), Machine: machine(), Duration: o.Duration.String(),
+	rep := &Report{When: time.Now().UTC(), Machine: benchinfo.Machine(), Duration: o.Duration.String(),
 		Connections: o.Connections, Threads: o.Threads, FileSize: o.FileSize}
 	for _, p := range peers {
 		url := urls[p.key]
@@ -255,19 +256,6 @@ func (r *Report) WriteJSON(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
-}
-
-func machine() string {
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%d × %s, %s, %s", runtime.NumCPU(), cpu, runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH)
 }
 
 func freePort() (int, error) {

@@ -40,8 +40,14 @@ type Link struct {
 }
 
 // New creates the namespaces and the link with the given per-direction
-// profiles (ab: A→B).
-func New(ab, ba Profile) (*Link, error) {
+// profiles (ab: A→B). TCP in the namespaces uses the host's default
+// congestion control.
+func New(ab, ba Profile) (*Link, error) { return NewCC(ab, ba, "") }
+
+// NewCC is New with TCP's congestion control in both namespaces set to cc
+// ("cubic", "bbr"; "" keeps the host's default), for peers that cannot set
+// it on their own sockets (a Caddy process's listeners and dials).
+func NewCC(ab, ba Profile, cc string) (*Link, error) {
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
@@ -68,10 +74,8 @@ func New(ab, ba Profile) (*Link, error) {
 		l.Close()
 		return nil, err
 	}
-	for _, ns := range []string{l.NSA, l.NSB} {
-		if err := ip("netns", "add", ns); err != nil {
-			return fail(err)
-		}
+	if err := addNamespaces(cc, l.NSA, l.NSB); err != nil {
+		return fail(err)
 	}
 	var err error
 	if l.tunA, err = openTUN(tunName("a")); err != nil {
@@ -113,6 +117,48 @@ func New(ab, ba Profile) (*Link, error) {
 		}()
 	}
 	return l, nil
+}
+
+// ccMu serialises addNamespaces' change of the host's default congestion
+// control, which is the kernel's, not this package's: two links made at
+// once must not see each other's.
+var ccMu sync.Mutex
+
+const ccSysctl = "/proc/sys/net/ipv4/tcp_congestion_control"
+
+// addNamespaces creates the namespaces. With cc set, they start with that
+// congestion control: a namespace copies the initial namespace's default
+// when it is made. Setting it inside the namespace afterwards would be
+// cleaner, but some sandboxes (this project's CI among them) refuse that
+// sysctl in a child namespace and allow it in the initial one; so the host
+// default is changed for the moment of creation and put back at once.
+func addNamespaces(cc string, names ...string) error {
+	if cc != "" {
+		ccMu.Lock()
+		defer ccMu.Unlock()
+		was, err := os.ReadFile(ccSysctl)
+		if err != nil {
+			return fmt.Errorf("wan: congestion control: %w", err)
+		}
+		if err := os.WriteFile(ccSysctl, []byte(cc), 0o644); err != nil {
+			return fmt.Errorf("wan: congestion control %q: %w", cc, err)
+		}
+		defer os.WriteFile(ccSysctl, was, 0o644)
+	}
+	for _, ns := range names {
+		if err := ip("netns", "add", ns); err != nil {
+			return err
+		}
+	}
+	if cc != "" {
+		for _, ns := range names {
+			got, err := exec.Command("ip", "netns", "exec", ns, "cat", ccSysctl).Output()
+			if err != nil || strings.TrimSpace(string(got)) != cc {
+				return fmt.Errorf("wan: namespace %s has congestion control %q, not %q (%v)", ns, strings.TrimSpace(string(got)), cc, err)
+			}
+		}
+	}
+	return nil
 }
 
 func openTUN(name string) (*os.File, error) {

@@ -7,7 +7,9 @@ import (
 	"math"
 	"net"
 	"os"
+	"os/exec"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -310,4 +312,51 @@ func udpRTTs(t *testing.T, l *Link, port, n int) []float64 {
 	}
 	sort.Float64s(rtts)
 	return rtts
+}
+
+// TestCongestionControlPerLink: a link made with a congestion control has
+// it in both namespaces, another link made after it keeps the host's
+// default, and the host's default is what it was.
+func TestCongestionControlPerLink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces and TUN devices")
+	}
+	host, err := os.ReadFile(ccSysctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "cubic"
+	if strings.TrimSpace(string(host)) == "cubic" {
+		want = "reno"
+	}
+	l, err := NewCC(Profile{}, Profile{}, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	plain := newLink(t, Profile{}, Profile{})
+	ccIn := func(ns string) string {
+		out, err := exec.Command("ip", "netns", "exec", ns, "cat", ccSysctl).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	for _, ns := range []string{l.NSA, l.NSB} {
+		if got := ccIn(ns); got != want {
+			t.Errorf("%s: %s, want %s", ns, got, want)
+		}
+	}
+	if got := ccIn(plain.NSA); got != strings.TrimSpace(string(host)) {
+		t.Errorf("a plain link got %s, the host has %s", got, host)
+	}
+	if now, _ := os.ReadFile(ccSysctl); string(now) != string(host) {
+		t.Errorf("the host's default is now %q, was %q", now, host)
+	}
+	if _, err := NewCC(Profile{}, Profile{}, "no-such-algorithm"); err == nil {
+		t.Error("an unknown congestion control was accepted")
+	}
+	if now, _ := os.ReadFile(ccSysctl); string(now) != string(host) {
+		t.Errorf("after a refused one, the host's default is %q, was %q", now, host)
+	}
 }
