@@ -37,9 +37,13 @@ type Config struct {
 	// window. Defaults 1 MiB and 32 MiB. These are hard limits on what a peer
 	// can make us buffer.
 	InitialSessionWindow, MaxSessionWindow int
-	// SendBufferSize bounds the unacknowledged bytes a stream buffers before
-	// Write blocks. Default 1 MiB.
-	SendBufferSize int
+	// SendBufferSize is the unacknowledged bytes a stream may always buffer
+	// before Write blocks. Default 1 MiB. A stream whose peer allows more
+	// in flight (its receive window grew, as the path needs more than that)
+	// may buffer up to that window, at most MaxSendBufferSize, while the
+	// session's streams together hold less than MaxSessionSendBuffer
+	// (sendbuffer.go). Defaults 8 MiB and 32 MiB, as the receive windows.
+	SendBufferSize, MaxSendBufferSize, MaxSessionSendBuffer int
 
 	// HandshakeTimeout bounds one dial attempt. Default 10 s.
 	HandshakeTimeout time.Duration
@@ -148,6 +152,8 @@ func (c *Config) withDefaults(server bool) (*Config, error) {
 	def(&n.InitialSessionWindow, 1<<20)
 	def(&n.MaxSessionWindow, 32<<20)
 	def(&n.SendBufferSize, 1<<20)
+	def(&n.MaxSendBufferSize, max(n.SendBufferSize, 8<<20))
+	def(&n.MaxSessionSendBuffer, max(n.MaxSendBufferSize, 32<<20))
 	defD(&n.HandshakeTimeout, 10*time.Second)
 	def(&n.DialAttempts, 3)
 	defD(&n.IdleTimeout, 30*time.Second)
@@ -174,6 +180,8 @@ func (c *Config) withDefaults(server bool) (*Config, error) {
 		return nil, fmt.Errorf("tmp: SubPacketSize %d out of range [64, %d]", n.SubPacketSize, n.MaxPacketSize-shortHdrLen-aeadOverhead-16)
 	case n.InitialStreamWindow > n.MaxStreamWindow || n.InitialSessionWindow > n.MaxSessionWindow:
 		return nil, errors.New("tmp: initial window larger than maximum window")
+	case n.SendBufferSize > n.MaxSendBufferSize || n.MaxSendBufferSize > n.MaxSessionSendBuffer:
+		return nil, errors.New("tmp: SendBufferSize ≤ MaxSendBufferSize ≤ MaxSessionSendBuffer does not hold")
 	case n.MaxIncomingStreams < 0 || n.MaxIncomingStreams > 1<<20:
 		return nil, fmt.Errorf("tmp: MaxIncomingStreams %d out of range [0, %d]", n.MaxIncomingStreams, 1<<20)
 	}

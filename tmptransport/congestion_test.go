@@ -57,22 +57,58 @@ func TestMulTCPTellsRandomLossFromCongestion(t *testing.T) {
 	}
 }
 
-// Beyond 2 % of a window in one round trip, even losses with an empty
-// queue are congestion (a shallow buffer can overflow without delay).
+// Loss with an empty queue is taken for link errors while it stays under
+// 3 % of the packets sent lately and under 5 events in one round trip:
+// 1 % random loss never backs off, heavier loss does.
 func TestMulTCPHeavyLossIsCongestion(t *testing.T) {
+	empty := &RTTSnapshot{Smoothed: 80 * time.Millisecond, Min: 80 * time.Millisecond, Latest: 80 * time.Millisecond}
 	m := NewMulTCP(100, 64, 1<<16)
+	m.SetFlows(1)
+	m.ssthresh = 100
+	pn := uint64(0)
+	// 1 % loss for 100 round trips of 100 packets.
+	for round := 0; round < 100; round++ {
+		for i := 0; i < 100; i++ {
+			m.OnPacketSent(time.Time{}, pn, 1200)
+			if pn%100 == 37 {
+				m.OnPacketLost(time.Time{}, pn, 1200, empty)
+			} else {
+				m.OnPacketAcked(time.Time{}, pn, 1200, empty)
+			}
+			pn++
+		}
+	}
+	if m.lossSeen {
+		t.Fatalf("1 %% random loss with an empty queue was taken for congestion (cwnd %.1f)", m.cwnd)
+	}
+	// 10 % loss: congestion within a few hundred packets.
+	sent := 0
+	for ; !m.lossSeen && sent < 1000; sent++ {
+		m.OnPacketSent(time.Time{}, pn, 1200)
+		if pn%10 == 3 {
+			m.OnPacketLost(time.Time{}, pn, 1200, empty)
+		} else {
+			m.OnPacketAcked(time.Time{}, pn, 1200, empty)
+		}
+		pn++
+	}
+	if !m.lossSeen || sent > 500 {
+		t.Fatalf("10 %% loss: congestion after %d packets (seen %v), want within 500", sent, m.lossSeen)
+	}
+
+	// Five loss events in one round trip of a 80-packet window.
+	m = NewMulTCP(80, 64, 1<<16)
 	m.SetFlows(4)
 	m.largestSent = 1000
-	empty := &RTTSnapshot{Smoothed: 80 * time.Millisecond, Min: 80 * time.Millisecond, Latest: 80 * time.Millisecond}
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 4; i++ {
 		m.OnPacketLost(time.Time{}, uint64(10*i+1), 1200, empty)
 	}
-	if m.cwnd != 100 {
-		t.Fatalf("2 losses in a window of 100 backed off (cwnd %.1f)", m.cwnd)
+	if m.cwnd != 80 {
+		t.Fatalf("4 losses in a window of 80 backed off (cwnd %.1f)", m.cwnd)
 	}
-	m.OnPacketLost(time.Time{}, 30, 1200, empty)
-	if m.cwnd >= 100 {
-		t.Fatal("a third loss in the same round trip was not taken for congestion")
+	m.OnPacketLost(time.Time{}, 50, 1200, empty)
+	if m.cwnd >= 80 {
+		t.Fatal("a fifth loss event in the same round trip was not taken for congestion")
 	}
 }
 
@@ -166,21 +202,115 @@ func TestHyStartResumesAfterSpuriousRise(t *testing.T) {
 }
 
 // A run of consecutive packets lost together (a fade on a radio link) is one
-// loss event against the 2 % cap, not one per packet.
+// loss event against the per-round cap, not one per packet.
 func TestMulTCPBurstIsOneLossEvent(t *testing.T) {
-	m := NewMulTCP(100, 64, 1<<16)
+	m := NewMulTCP(80, 64, 1<<16)
 	m.SetFlows(4)
 	m.largestSent = 1000
 	empty := &RTTSnapshot{Smoothed: 80 * time.Millisecond, Min: 80 * time.Millisecond, Latest: 80 * time.Millisecond}
 	for pn := uint64(1); pn <= 5; pn++ {
 		m.OnPacketLost(time.Time{}, pn, 1200, empty)
 	}
-	m.OnPacketLost(time.Time{}, 10, 1200, empty)
-	if m.cwnd != 100 || m.RandomLosses() != 6 {
-		t.Fatalf("a 5-packet burst and one more loss (2 events): cwnd %.1f, random losses %d; want 100 and 6", m.cwnd, m.RandomLosses())
+	for _, pn := range []uint64{10, 20, 30} {
+		m.OnPacketLost(time.Time{}, pn, 1200, empty)
 	}
-	m.OnPacketLost(time.Time{}, 20, 1200, empty)
-	if m.cwnd >= 100 {
-		t.Fatal("a third loss event in one round trip was not taken for congestion")
+	if m.cwnd != 80 || m.RandomLosses() != 8 {
+		t.Fatalf("a 5-packet burst and 3 more losses (4 events): cwnd %.1f, random losses %d; want 80 and 8", m.cwnd, m.RandomLosses())
+	}
+	m.OnPacketLost(time.Time{}, 40, 1200, empty)
+	if m.cwnd >= 80 {
+		t.Fatal("a fifth loss event in one round trip was not taken for congestion")
+	}
+}
+
+// A congestion loss that a queue shows backs off no further than the
+// window that drains the queue (cwnd × minRTT / sRTT, or the delivery rate
+// times minRTT), so one flow on a long fat path keeps it full; with a deep
+// queue that is TCP's halving, and a loss rate too high for link errors
+// still gets MulTCP's own step.
+func TestMulTCPBackOffDrainsTheQueueNoFurther(t *testing.T) {
+	m := NewMulTCP(700, 64, 1<<16)
+	m.SetFlows(1)
+	m.largestSent = 10_000
+	shallow := &RTTSnapshot{Smoothed: 87 * time.Millisecond, Min: 80 * time.Millisecond, Latest: 87 * time.Millisecond}
+	m.OnPacketLost(time.Time{}, 1, 1200, shallow) // 56 packets queued, over 5 % of the window: congestion
+	if want := 700 * 80.0 / 87; m.cwnd < want-0.01 || m.cwnd > want+0.01 {
+		t.Fatalf("one flow, 7 ms of queue: cwnd 700 → %.1f, want the queue drained, %.1f (not halved)", m.cwnd, want)
+	}
+
+	m = NewMulTCP(700, 64, 1<<16)
+	m.SetFlows(1)
+	m.largestSent = 10_000
+	deep := &RTTSnapshot{Smoothed: 200 * time.Millisecond, Min: 80 * time.Millisecond, Latest: 200 * time.Millisecond}
+	m.OnPacketLost(time.Time{}, 1, 1200, deep)
+	if m.cwnd != 350 {
+		t.Fatalf("one flow, RTT 2.5× its minimum: cwnd 700 → %.1f, want TCP's halving, 350", m.cwnd)
+	}
+
+	m = NewMulTCP(80, 64, 1<<16)
+	m.SetFlows(1)
+	m.largestSent = 10_000
+	calm := &RTTSnapshot{Smoothed: 82 * time.Millisecond, Min: 80 * time.Millisecond, Latest: 82 * time.Millisecond}
+	for i := 0; i < 5; i++ { // 5 loss events in one round trip of a 80-packet window
+		m.OnPacketLost(time.Time{}, uint64(10*i+1), 1200, calm)
+		if i < 4 && m.cwnd != 80 {
+			t.Fatalf("loss %d with %.1f packets queued (under 3) backed off", i+1, 80*(1-80.0/82))
+		}
+	}
+	if m.cwnd != 40 {
+		t.Fatalf("a loss rate beyond link errors, no queue to drain: cwnd 80 → %.1f, want MulTCP's halving, 40", m.cwnd)
+	}
+}
+
+// sRTT lags a queue that is draining; the floor is also the best delivery
+// rate of recent round trips times minRTT, so back-offs in a row do not
+// compound below what the path carries.
+func TestMulTCPBackOffFloorIsTheDeliveryRate(t *testing.T) {
+	m := NewMulTCP(700, 64, 1<<16)
+	m.SetFlows(1)
+	m.ssthresh = 700
+	at := time.Unix(0, 0)
+	pn := uint64(0)
+	calm := &RTTSnapshot{Smoothed: 80 * time.Millisecond, Min: 80 * time.Millisecond, Latest: 80 * time.Millisecond}
+	for round := 0; round < 5; round++ { // 700 packets every 80 ms
+		first := pn
+		for i := 0; i < 700; i++ {
+			m.OnPacketSent(at, pn, 1200)
+			pn++
+		}
+		for p := first; p < pn; p++ {
+			at = at.Add(80 * time.Millisecond / 700)
+			m.OnPacketAcked(at, p, 1200, calm)
+		}
+	}
+	m.cwnd = 800
+	lagging := &RTTSnapshot{Smoothed: 120 * time.Millisecond, Min: 80 * time.Millisecond, Latest: 90 * time.Millisecond}
+	m.OnPacketLost(at, pn-1, 1200, lagging)
+	if m.cwnd < 695 || m.cwnd > 705 {
+		t.Fatalf("cwnd 800 → %.1f after a loss with sRTT 1.5× minRTT; want the path's 700 packets, not 800 × 80/120 = 533", m.cwnd)
+	}
+}
+
+// In congestion avoidance a session grows by N packets per round trip
+// while a queue shows, and by 1 % per round trip while none does.
+func TestMulTCPGrowsFastOnlyWithoutAQueue(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		srtt     time.Duration
+		min, max float64
+	}{
+		{"no queue", 80 * time.Millisecond, 605.9, 606.1},
+		{"a queue", 100 * time.Millisecond, 600.9, 601.1},
+	} {
+		m := NewMulTCP(600, 64, 1<<16)
+		m.SetFlows(1)
+		m.ssthresh = 600
+		rtt := &RTTSnapshot{Smoothed: c.srtt, Min: 80 * time.Millisecond, Latest: c.srtt}
+		for i := 0; i < 600; i++ { // one window of ACKs ≈ one RTT
+			m.OnPacketAcked(time.Time{}, uint64(i), 1200, rtt)
+		}
+		if m.cwnd < c.min || m.cwnd > c.max {
+			t.Errorf("%s: one round trip took cwnd 600 → %.2f, want %.1f–%.1f", c.name, m.cwnd, c.min, c.max)
+		}
 	}
 }

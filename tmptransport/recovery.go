@@ -100,7 +100,7 @@ func (s *Session) onFramesAckedLocked(p *sentPacket) {
 			if st.sendReset != nil {
 				continue
 			}
-			st.sb.onAcked(f.offset, f.length, f.fin)
+			s.unbufferedLocked(st, func() { st.sb.onAcked(f.offset, f.length, f.fin) })
 			signal(st.writeCh)
 			s.maybeFinishLocked(st)
 		case sfReset:

@@ -86,6 +86,9 @@ type Session struct {
 	// Session flow control (flowcontrol.go).
 	fc     receiveWindow
 	sendFC sendWindow
+	// sendBuffered is the bytes all streams' send buffers hold
+	// (sendbuffer.go).
+	sendBuffered int
 
 	// Path validation (path.go).
 	probe         *pathProbe

@@ -43,6 +43,7 @@ func (s *Session) handleFrameLocked(f frame, now time.Time) error {
 		if f.Max > st.peerMax {
 			st.peerMax = f.Max
 			s.updateReadyLocked(st)
+			signal(st.writeCh) // a larger window lets the writer buffer more
 		}
 	case *maxStreamsFrame:
 		if f.Max > 1<<60 {

@@ -261,10 +261,10 @@ func (s *Stream) rawWrite(p []byte) (int, error) {
 			sess.mu.Unlock()
 			return written, err
 		}
-		room := sess.cfg.SendBufferSize - s.sb.buffered()
+		room := sess.sendBufferLimitLocked(s) - s.sb.buffered()
 		if room > 0 {
 			n := min(room, len(p))
-			s.sb.write(p[:n])
+			sess.bufferLocked(s, p[:n])
 			p = p[n:]
 			written += n
 			sess.updateReadyLocked(s)
@@ -403,7 +403,7 @@ func (s *Stream) resetLocked(code ErrorCode, remote bool) {
 	}
 	s.sendReset = &StreamError{StreamID: s.id, Code: code, Remote: remote}
 	s.resetFinal = s.sb.next
-	s.sb.discard()
+	s.sess.unbufferedLocked(s, s.sb.discard)
 	s.resetQueued = true
 	s.sess.blend.unready(&s.entry)
 	s.sess.queueStreamControlLocked(s)

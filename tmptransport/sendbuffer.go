@@ -1,0 +1,43 @@
+package tmptransport
+
+// A stream's send buffer holds what was written and not yet acknowledged.
+// A fixed bound (SendBufferSize, 1 MiB) was the ceiling of a single bulk
+// stream on a long lossy path: each loss holds the buffer's base until the
+// repair is acknowledged, two round trips or more, so the writer could
+// keep at most 1 MiB per two RTTs moving, 50 Mbit/s at 80 ms where the
+// path carried 100 (issue 18's TCP benchmark). The receiver already tells
+// how much it wants in flight: its window, auto-tuned to the path. So a
+// stream may buffer up to what its peer's window allows past the
+// acknowledged base, within MaxSendBufferSize, as long as the session's
+// streams together stay under MaxSessionSendBuffer; every stream can
+// always buffer SendBufferSize, so one bulk stream cannot starve the
+// others of a start. Both bounds hold against a peer that advertises huge
+// windows: they are ours.
+
+// sendBufferLimitLocked is how many unacknowledged bytes st may buffer.
+func (s *Session) sendBufferLimitLocked(st *Stream) int {
+	limit := s.cfg.SendBufferSize
+	if s.sendBuffered >= s.cfg.MaxSessionSendBuffer {
+		return limit
+	}
+	if st.peerMax > st.sb.base {
+		if w := st.peerMax - st.sb.base; w > uint64(limit) {
+			limit = int(min(w, uint64(s.cfg.MaxSendBufferSize)))
+		}
+	}
+	return limit
+}
+
+// bufferLocked appends p to st's send buffer and counts it.
+func (s *Session) bufferLocked(st *Stream, p []byte) {
+	st.sb.write(p)
+	s.sendBuffered += len(p)
+}
+
+// unbufferedLocked runs fn, which may shrink st's send buffer
+// (acknowledgement, reset), and uncounts what it freed.
+func (s *Session) unbufferedLocked(st *Stream, fn func()) {
+	before := st.sb.buffered()
+	fn()
+	s.sendBuffered -= before - st.sb.buffered()
+}
