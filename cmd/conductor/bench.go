@@ -13,6 +13,7 @@ import (
 
 	"github.com/conductor-edge/conductor/internal/admissionbench"
 	"github.com/conductor-edge/conductor/internal/cachebench"
+	"github.com/conductor-edge/conductor/internal/tcpbench"
 	"github.com/conductor-edge/conductor/internal/transportbench"
 )
 
@@ -31,10 +32,14 @@ func runBench(args []string) int {
 	if len(args) > 0 && args[0] == "admission" {
 		return runAdmissionBench(args[1:])
 	}
+	if len(args) > 0 && args[0] == "tcp" {
+		return runTCPBench(args[1:])
+	}
 	if len(args) == 0 || args[0] != "transport" {
 		fmt.Fprintln(os.Stderr, "usage: conductor bench transport [--profile lan|continental|lossy|mobile]... [--peer KEY]... [--duration 15s] [--json FILE] [--png FILE] [--from FILE] [--markdown]")
 		fmt.Fprintln(os.Stderr, "       conductor bench cache [--duration 10s] [--connections 64] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench admission [--duration 30s] [--rps 500] [--json FILE]")
+		fmt.Fprintln(os.Stderr, "       conductor bench tcp [--profile lossy]... [--peer tmp|l4-proxy-bbr|l4-proxy-cubic]... [--size-mb 1024] [--max-time 3m] [--json FILE]")
 		return 2
 	}
 	fs := flag.NewFlagSet("conductor bench transport", flag.ContinueOnError)
@@ -176,6 +181,54 @@ func runAdmissionBench(args []string) int {
 	defer stop()
 	start := time.Now()
 	rep, err := admissionbench.Run(ctx, admissionbench.Options{Binary: self, Dir: *dir, Duration: *duration, OfferedRPS: *rps,
+		Progress: func(f string, a ...any) {
+			fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(f, a...))
+		}})
+	return report(rep, err, *jsonOut)
+}
+
+// runTCPBench runs `conductor bench tcp`: a bulk TCP transfer through a
+// Caddy front-end and back-end across the emulated WAN, over TMP against
+// caddy-l4's proxy with BBR and with Cubic (needs root).
+func runTCPBench(args []string) int {
+	fs := flag.NewFlagSet("conductor bench tcp", flag.ContinueOnError)
+	var profiles, peers profileFlag
+	fs.Var(&profiles, "profile", "WAN profile (repeatable; default lossy): lan, continental, lossy, mobile")
+	fs.Var(&peers, "peer", "peer (repeatable; default all): tmp, l4-proxy-bbr, l4-proxy-cubic")
+	sizeMB := fs.Int64("size-mb", 1024, "MiB each transfer moves")
+	maxTime := fs.Duration("max-time", 3*time.Minute, "a transfer still running after this stops, and counts what it moved")
+	jsonOut := fs.String("json", "", "write results as JSON to this file")
+	dir := fs.String("dir", "", "keep configs and process logs here (default: a temporary directory, removed)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var sel []transportbench.ProfileSpec
+	for _, name := range profiles {
+		p, ok := transportbench.ProfileByName(name)
+		if !ok {
+			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want lan, continental, lossy or mobile)\n", name)
+			return 2
+		}
+		sel = append(sel, p)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	if *dir == "" {
+		tmp, err := os.MkdirTemp("", "conductor-tcpbench-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		defer os.RemoveAll(tmp)
+		*dir = tmp
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	rep, err := tcpbench.Run(ctx, tcpbench.Options{Binary: self, Dir: *dir, Profiles: sel, Peers: peers, Size: *sizeMB << 20, MaxTime: *maxTime,
 		Progress: func(f string, a ...any) {
 			fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(f, a...))
 		}})

@@ -34,6 +34,22 @@ type l4Topology struct {
 
 func startL4(t *testing.T, services map[string]string, frontOnly ...string) *l4Topology {
 	t.Helper()
+	return startL4With(t, l4Setup{services: services, frontOnly: frontOnly})
+}
+
+// l4Setup is what startL4With builds: services at the back-end (name →
+// origin address), further front-end routes to names it does not list,
+// the services whose front-end listener terminates TLS first (caddy-l4's
+// `tls` handler), and site blocks that give the front-end certificates.
+type l4Setup struct {
+	services  map[string]string
+	frontOnly []string
+	tls       map[string]bool
+	sites     string
+}
+
+func startL4With(t *testing.T, o l4Setup) *l4Topology {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: end-to-end")
 	}
@@ -42,13 +58,22 @@ func startL4(t *testing.T, services map[string]string, frontOnly ...string) *l4T
 	backend := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	l := &l4Topology{listen: map[string]string{}}
 	var conductor, routes strings.Builder
-	for name, addr := range services {
+	for name, addr := range o.services {
 		fmt.Fprintf(&conductor, "service %s %s\n\t\t", name, addr)
 	}
-	for _, name := range append(mapKeys(services), frontOnly...) {
+	for _, name := range append(mapKeys(o.services), o.frontOnly...) {
 		a := fmt.Sprintf("%s:%d", feHost, freePort(t, feHost))
 		l.listen[name] = a
-		fmt.Fprintf(&routes, "\t\t%s {\n\t\t\troute {\n\t\t\t\ttmp %s %s\n\t\t\t}\n\t\t}\n", a, backend, name)
+		terminate := ""
+		if o.tls[name] {
+			terminate = "\t\t\t\ttls\n"
+		}
+		fmt.Fprintf(&routes, "\t\t%s {\n\t\t\troute {\n%s\t\t\t\ttmp %s %s\n\t\t\t}\n\t\t}\n", a, terminate, backend, name)
+	}
+	global := "\tlayer4 {\n" + routes.String() + "\t}\n"
+	if o.sites != "" {
+		// An https site would otherwise make Caddy redirect from port 80.
+		global = "\tauto_https disable_redirects\n" + global
 	}
 	dir := filepath.Join(tmpDir, "l4-"+t.Name())
 	tp, err := topology.Start(context.Background(), topology.Options{
@@ -58,7 +83,8 @@ func startL4(t *testing.T, services map[string]string, frontOnly ...string) *l4T
 		Frontends:        []string{fe},
 		AdminBase:        freeAdminBase(t, 2),
 		BackendConductor: strings.TrimSpace(conductor.String()),
-		FrontendGlobal:   "\tlayer4 {\n" + routes.String() + "\t}\n",
+		FrontendGlobal:   global,
+		FrontendSites:    o.sites,
 		Progress:         func(f string, a ...any) { t.Logf(f, a...) },
 	})
 	if err != nil {

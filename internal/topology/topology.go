@@ -81,6 +81,9 @@ type Options struct {
 	// `layer4` app, for one); "{frontend_host}" in it becomes the
 	// front-end's host.
 	FrontendGlobal string
+	// FrontendSites is appended to every front-end's Caddyfile: further
+	// site blocks ("{frontend_host}" in it becomes the front-end's host).
+	FrontendSites string
 	// FrontendRegions gives front-end i its region (default "local").
 	FrontendRegions []string
 	// FrontendExtra is inserted in every front-end site block (tests use it
@@ -401,7 +404,8 @@ http://:%s {
 		%s
 	}
 }
-`, port, bind, meter+strings.ReplaceAll(extra, "{frontend}", t.Opts.Frontends[i]), strings.Join(t.backends(), " "), transport, t.Opts.ProxyExtra)
+`, port, bind, meter+strings.ReplaceAll(extra, "{frontend}", t.Opts.Frontends[i]), strings.Join(t.backends(), " "), transport, t.Opts.ProxyExtra) +
+		strings.ReplaceAll(t.Opts.FrontendSites, "{frontend_host}", host)
 }
 
 // DNSConfig returns the Corefile path.

@@ -41,7 +41,9 @@ func ProfileByName(name string) (ProfileSpec, bool) {
 	return ProfileSpec{}, false
 }
 
-func (p ProfileSpec) link() (*wan.Link, error) {
+// Link makes the profile's emulated link; cc, if set, is the congestion
+// control TCP uses in its namespaces.
+func (p ProfileSpec) Link(cc string) (*wan.Link, error) {
 	down := wan.Profile{Delay: p.RTT / 2, RateBps: p.RateBps}
 	if p.Bursty {
 		// Gilbert–Elliott with the same mean loss, in bursts of ~3 packets.
@@ -50,7 +52,7 @@ func (p ProfileSpec) link() (*wan.Link, error) {
 		down.Loss = p.Loss
 	}
 	// wan.New takes A→B first: the upload (requests, ACKs) is clean.
-	return wan.New(wan.Profile{Delay: p.RTT / 2}, down)
+	return wan.NewCC(wan.Profile{Delay: p.RTT / 2}, down, cc)
 }
 
 // Result is what one peer did on one profile. Fields the run did not
@@ -133,7 +135,7 @@ func cpuTime() time.Duration {
 }
 
 func runOne(ctx context.Context, prof ProfileSpec, peer Peer, o Options, baseline *int64) (*Result, error) {
-	l, err := prof.link()
+	l, err := prof.Link("")
 	if err != nil {
 		return nil, err
 	}
