@@ -83,11 +83,23 @@ func (t *Transport) Validate() error {
 	return nil
 }
 
-// RoundTrip implements http.RoundTripper. A request that fails because
-// the back-end restarted under a live-looking session (its stateless reset
-// arrives only in answer to the request) is retried once on the fresh
-// session, if it is safe to replay (RFC 9110 §9.2.2 idempotent methods, and
-// a body that can be re-read).
+// RoundTrip implements http.RoundTripper.
+//
+// Retries, all of them, and who owns each:
+//   - Reaching the back-end: the session pool's tmptransport.Redialer, one
+//     handshake per dial and an exponential back-off between failed ones,
+//     all within dial_timeout.
+//   - A request the back-end cannot have acted on, because the session it
+//     met was already dead: this transport, once, on the fresh session, as
+//     net/http does for a stale pooled connection. That is known at two
+//     points. In dial, the stream could not open (nothing was sent, so any
+//     method goes again). Here, a stateless reset answered the request (the
+//     back-end restarted under a live-looking session): it may have run
+//     before the restart, so only requests safe to replay go again (RFC
+//     9110 §9.2.2 idempotent methods, with a body that can be re-read).
+//   - Everything else: reverse_proxy's own policy (lb_retries,
+//     lb_try_duration), which dial's DialErrors let it apply even to
+//     non-idempotent requests, since nothing was sent.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// reverse_proxy leaves the scheme to the transport (Caddy's own
 	// HTTPTransport sets it in RoundTrip). TMP is already encrypted, so the

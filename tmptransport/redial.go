@@ -8,9 +8,16 @@ import (
 
 // Redialer keeps one live session to a peer and re-establishes it when it
 // dies: after a stateless reset (the peer restarted), an idle timeout or a
-// close. Callers ask it for the current session before each use. Failed
-// dials back off exponentially, and callers arriving during a back-off fail
-// fast with the last error instead of piling onto a dead peer.
+// close. Callers ask it for the current session before each use.
+//
+// It owns the retry policy for reaching the peer, and nothing under it
+// retries again: each Session call that must dial makes one handshake
+// (which retransmits its own packets within HandshakeTimeout), not
+// Config.DialAttempts of them. A failed dial backs off exponentially, and
+// callers arriving during a back-off fail fast with the last error instead
+// of piling onto a dead peer. Retrying a request is not the Redialer's
+// business: that belongs to whoever owns the request (in Caddy,
+// reverse_proxy's lb_retries and lb_try_duration).
 type Redialer struct {
 	addr string
 	cfg  *Config
@@ -27,7 +34,9 @@ type Redialer struct {
 
 // NewRedialer returns a Redialer for the TMP listener at addr.
 func NewRedialer(addr string, cfg *Config) *Redialer {
-	return &Redialer{addr: addr, cfg: cfg}
+	one := *cfg
+	one.DialAttempts = 1 // the back-off below is the only retry
+	return &Redialer{addr: addr, cfg: &one}
 }
 
 // Session returns a live session, dialing if there is none.
