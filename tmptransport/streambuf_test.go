@@ -12,11 +12,11 @@ import (
 func TestRecvBufferReassemblesAnyOrder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for round := 0; round < 300; round++ {
-		want := payloadFor(round, 1+rng.IntN(5000))
+		want := payloadFor(round, 1+rng.IntN([]int{5000, 100_000}[round%2]))
 		type fr struct{ off, n int }
 		var frames []fr
 		for off := 0; off < len(want); {
-			n := min(1+rng.IntN(700), len(want)-off)
+			n := min(1+rng.IntN(1400), len(want)-off)
 			frames = append(frames, fr{off, n})
 			if rng.IntN(4) == 0 { // a duplicate, possibly shifted
 				s := max(0, off-rng.IntN(300))
@@ -61,5 +61,61 @@ func TestSendBufferRetransmitsOnlyLostBytes(t *testing.T) {
 	b.onAcked(0, 1000, false)
 	if b.base != 2000 || b.pendingRetransmit() != 0 {
 		t.Fatalf("base %d retransmit %d after acks; want 2000 and 0", b.base, b.pendingRetransmit())
+	}
+}
+
+// In-order frames are copied (the caller may reuse its packet buffer) into
+// pooled blocks that grow with the run, not into an allocation per frame.
+func TestRecvBufferCopiesInOrderDataIntoBlocks(t *testing.T) {
+	frame := make([]byte, 1400)
+	var b recvBuffer
+	off := uint64(0)
+	out := make([]byte, 64<<10)
+	allocs := testing.AllocsPerRun(20, func() {
+		for i := 0; i < 40; i++ { // 56 kB, then read it all
+			for j := range frame {
+				frame[j] = byte(off + uint64(j))
+			}
+			if _, err := b.insert(off, frame, false); err != nil {
+				t.Fatal(err)
+			}
+			for j := range frame { // the caller reuses its buffer
+				frame[j] = 0xEE
+			}
+			off += uint64(len(frame))
+		}
+		start := b.readOff
+		for b.readable() {
+			n := b.read(out)
+			for j := 0; j < n; j++ {
+				if out[j] != byte(start+uint64(j)) {
+					t.Fatalf("byte %d reads %#x, want %#x", start+uint64(j), out[j], byte(start+uint64(j)))
+				}
+			}
+			start += uint64(n)
+		}
+	})
+	if allocs > 6 {
+		t.Fatalf("%.1f allocations per 40 in-order frames, want a few (one per block, not per frame)", allocs)
+	}
+}
+
+// A peer that sends scattered slivers (two adjacent bytes, then a gap, over
+// and over) makes the buffer hold little more memory than it sent.
+func TestRecvBufferHoldsLittleMoreThanScatteredSlivers(t *testing.T) {
+	var b recvBuffer
+	for i := uint64(0); i < 1000; i++ {
+		for _, off := range []uint64{1 + i*100, 2 + i*100} { // offset 0 never comes: nothing is readable
+			if _, err := b.insert(off, []byte{byte(off)}, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	held := 0
+	for _, c := range b.chunks {
+		held += cap(c.data)
+	}
+	if b.buffered != 2000 || held > 4*b.buffered {
+		t.Fatalf("buffered %d bytes in %d bytes of chunks, want 2000 in at most 4× that", b.buffered, held)
 	}
 }
