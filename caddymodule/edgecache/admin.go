@@ -54,7 +54,7 @@ func handlePurge(w http.ResponseWriter, r *http.Request) error {
 	if err := req.validate(); err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
 	}
-	stores := registry.stores(req.Cache)
+	stores := liveStores(req.Cache)
 	if req.Cache != "" && len(stores) == 0 {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no cache named %q", req.Cache)}
 	}
@@ -71,7 +71,7 @@ func handleStats(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed")}
 	}
 	out := []Stats{}
-	for _, s := range registry.stores("") {
+	for _, s := range liveStores("") {
 		out = append(out, s.stats())
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -183,7 +183,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.store = val.(*Store)
-	registry.add(h)
 	h.bgCtx, h.bgCancel = context.WithCancel(context.Background())
 	h.srv = new(atomic.Pointer[caddyhttp.Server])
 	// The http app provisions each server's routes with the server in
@@ -221,7 +220,6 @@ func (h *Handler) Cleanup() error {
 		h.bgCancel()
 		h.wg.Wait()
 	}
-	registry.remove(h)
 	if h.storeKey != "" {
 		_, err := stores.Delete(h.storeKey)
 		return err

@@ -37,7 +37,7 @@ type storeCollector struct{}
 func (storeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- storedBytes }
 
 func (storeCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, s := range registry.stores("") {
+	for _, s := range liveStores("") {
 		ch <- prometheus.MustNewConstMetric(storedBytes, prometheus.GaugeValue, float64(s.mem.usedBytes()), s.name, "memory")
 		if s.disk != nil {
 			ch <- prometheus.MustNewConstMetric(storedBytes, prometheus.GaugeValue, float64(s.disk.usedBytes()), s.name, "disk")

@@ -6,45 +6,23 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
 
-// registry knows the live handlers, so the admin API can reach their
-// stores.
-var registry = &handlerRegistry{m: map[*Handler]struct{}{}}
-
-type handlerRegistry struct {
-	mu sync.Mutex
-	m  map[*Handler]struct{}
-}
-
-func (r *handlerRegistry) add(h *Handler) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.m[h] = struct{}{}
-}
-
-func (r *handlerRegistry) remove(h *Handler) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.m, h)
-}
-
-// stores returns the distinct live stores, optionally only the named one.
-func (r *handlerRegistry) stores(name string) []*Store {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	seen := map[*Store]bool{}
+// liveStores returns the stores that live configs use, optionally only
+// the named one. The stores pool holds exactly those (each handler takes
+// its store from it in Provision and gives it back in Cleanup), so the
+// admin API needs no registry of its own.
+func liveStores(name string) []*Store {
 	var out []*Store
-	for h := range r.m {
-		if (name == "" || h.store.name == name) && !seen[h.store] {
-			seen[h.store] = true
-			out = append(out, h.store)
+	stores.Range(func(_, v any) bool {
+		if s, ok := v.(*Store); ok && (name == "" || s.name == name) {
+			out = append(out, s)
 		}
-	}
+		return true
+	})
 	return out
 }
 
