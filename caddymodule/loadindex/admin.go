@@ -36,7 +36,10 @@ func (AdminAPI) Routes() []caddy.AdminRoute {
 }
 
 func handleAdmin(w http.ResponseWriter, r *http.Request) error {
-	m := sharedMeter()
+	m := liveMeter()
+	if m == nil {
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no load_index handler in the running config")}
+	}
 	switch r.Method {
 	case http.MethodGet:
 	case http.MethodPost:

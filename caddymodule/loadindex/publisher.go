@@ -62,16 +62,45 @@ type meter struct {
 	manualTo atomic.Int64  // operator's index expiry, unix nanos
 }
 
-var meters sync.Map // one meter per process: the back-end fronts one origin
+// meters holds the meter while some config's load_index uses it: one per
+// process, since a back-end fronts one origin. A reload provisions the new
+// config before it cleans up the old, so the meter carries over; it goes
+// when the last load_index does.
+var meters = caddy.NewUsagePool()
 
-func sharedMeter() *meter {
-	m, _ := meters.LoadOrStore("origin", new(meter))
-	return m.(*meter)
-}
+const meterKey = "origin"
+
+// Destruct implements caddy.Destructor; a meter holds no resources.
+func (*meter) Destruct() error { return nil }
 
 // Provision joins the shared meter.
 func (p *Publisher) Provision(caddy.Context) error {
-	p.m = sharedMeter()
+	m, _, err := meters.LoadOrNew(meterKey, func() (caddy.Destructor, error) { return new(meter), nil })
+	if err != nil {
+		return err
+	}
+	p.m = m.(*meter)
+	return nil
+}
+
+// liveMeter is the meter the running config's load_index handlers share,
+// or nil if there are none.
+func liveMeter() *meter {
+	var m *meter
+	meters.Range(func(_, v any) bool {
+		m, _ = v.(*meter)
+		return false
+	})
+	return m
+}
+
+// Cleanup gives the shared meter back.
+func (p *Publisher) Cleanup() error {
+	if p.m != nil {
+		p.m = nil
+		_, err := meters.Delete(meterKey)
+		return err
+	}
 	return nil
 }
 
@@ -219,5 +248,6 @@ func ParseHeader(v string) (idx, capacity float64, ok bool) {
 
 var (
 	_ caddy.Provisioner           = (*Publisher)(nil)
+	_ caddy.CleanerUpper          = (*Publisher)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Publisher)(nil)
 )
