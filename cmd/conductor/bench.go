@@ -23,6 +23,20 @@ type profileFlag []string
 func (p *profileFlag) String() string     { return strings.Join(*p, ",") }
 func (p *profileFlag) Set(v string) error { *p = append(*p, v); return nil }
 
+// specs looks the named profiles up; it says which name it does not know.
+func (p profileFlag) specs() ([]transportbench.ProfileSpec, bool) {
+	var sel []transportbench.ProfileSpec
+	for _, name := range p {
+		spec, ok := transportbench.ProfileByName(name)
+		if !ok {
+			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want lan, continental, lossy or mobile)\n", name)
+			return nil, false
+		}
+		sel = append(sel, spec)
+	}
+	return sel, true
+}
+
 // runBench runs `conductor bench transport`: TMP against HTTP/2 (Cubic,
 // BBR), HTTP/3 and an HTTP/1.1 pool on the same emulated WAN, in one run.
 func runBench(args []string) int {
@@ -57,17 +71,12 @@ func runBench(args []string) int {
 	if *pngOut == "" && *jsonOut != "" {
 		*pngOut = strings.TrimSuffix(*jsonOut, ".json") + ".png"
 	}
-	var sel []transportbench.ProfileSpec
-	if len(profiles) == 0 {
-		sel = transportbench.Profiles
+	sel, ok := profiles.specs()
+	if !ok {
+		return 2
 	}
-	for _, name := range profiles {
-		p, ok := transportbench.ProfileByName(name)
-		if !ok {
-			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want lan, continental, lossy or mobile)\n", name)
-			return 2
-		}
-		sel = append(sel, p)
+	if len(sel) == 0 {
+		sel = transportbench.Profiles
 	}
 	var rep transportbench.Report
 	if *from != "" {
@@ -163,27 +172,13 @@ func runAdmissionBench(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	self, err := os.Executable()
+	run, err := startRun("admission", *dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
-	if *dir == "" {
-		tmp, err := os.MkdirTemp("", "conductor-admission-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			return 1
-		}
-		defer os.RemoveAll(tmp)
-		*dir = tmp
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	start := time.Now()
-	rep, err := admissionbench.Run(ctx, admissionbench.Options{Binary: self, Dir: *dir, Duration: *duration, OfferedRPS: *rps,
-		Progress: func(f string, a ...any) {
-			fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(f, a...))
-		}})
+	defer run.done()
+	rep, err := admissionbench.Run(run.ctx, admissionbench.Options{Binary: run.self, Dir: run.dir, Duration: *duration, OfferedRPS: *rps, Progress: run.progress})
 	return report(rep, err, *jsonOut)
 }
 
@@ -202,35 +197,55 @@ func runTCPBench(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var sel []transportbench.ProfileSpec
-	for _, name := range profiles {
-		p, ok := transportbench.ProfileByName(name)
-		if !ok {
-			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want lan, continental, lossy or mobile)\n", name)
-			return 2
-		}
-		sel = append(sel, p)
+	sel, ok := profiles.specs()
+	if !ok {
+		return 2
 	}
-	self, err := os.Executable()
+	run, err := startRun("tcpbench", *dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
-	if *dir == "" {
-		tmp, err := os.MkdirTemp("", "conductor-tcpbench-")
+	defer run.done()
+	rep, err := tcpbench.Run(run.ctx, tcpbench.Options{Binary: run.self, Dir: run.dir, Profiles: sel, Peers: peers, Size: *sizeMB << 20, MaxTime: *maxTime, Progress: run.progress})
+	return report(rep, err, *jsonOut)
+}
+
+// benchRun is what the benchmarks that start Caddy processes share: this
+// binary to run them, a working directory (a temporary one unless given),
+// a context that ends on ^C, and progress on stderr with the time since
+// the start.
+type benchRun struct {
+	self, dir string
+	ctx       context.Context
+	progress  func(format string, args ...any)
+	done      func()
+}
+
+func startRun(name, dir string) (*benchRun, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	var cleanups []func()
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "conductor-"+name+"-")
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			return 1
+			return nil, err
 		}
-		defer os.RemoveAll(tmp)
-		*dir = tmp
+		cleanups = append(cleanups, func() { os.RemoveAll(tmp) })
+		dir = tmp
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	start := time.Now()
-	rep, err := tcpbench.Run(ctx, tcpbench.Options{Binary: self, Dir: *dir, Profiles: sel, Peers: peers, Size: *sizeMB << 20, MaxTime: *maxTime,
-		Progress: func(f string, a ...any) {
+	return &benchRun{self: self, dir: dir, ctx: ctx,
+		progress: func(f string, a ...any) {
 			fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(f, a...))
-		}})
-	return report(rep, err, *jsonOut)
+		},
+		done: func() {
+			stop()
+			for _, c := range cleanups {
+				c()
+			}
+		}}, nil
 }

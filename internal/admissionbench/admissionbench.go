@@ -16,14 +16,13 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/conductor-edge/conductor/internal/benchinfo"
 	"github.com/conductor-edge/conductor/internal/topology"
 )
 
@@ -349,12 +348,5 @@ func (r *Report) Table() string {
 
 // WriteJSON writes the report.
 func (r *Report) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return benchinfo.WriteJSON(path, r)
 }

@@ -3,8 +3,10 @@
 package benchinfo
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 )
@@ -21,4 +23,17 @@ func Machine() string {
 		}
 	}
 	return fmt.Sprintf("%d × %s, %s, %s", runtime.NumCPU(), cpu, runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH)
+}
+
+// WriteJSON writes a benchmark's report to path as indented JSON, making
+// the directory if needed.
+func WriteJSON(path string, report any) error {
+	b, err := json.MarshalIndent(report, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
 }

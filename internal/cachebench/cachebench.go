@@ -9,7 +9,6 @@ package cachebench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -251,11 +250,7 @@ func (r *Report) Table() string {
 
 // WriteJSON writes the report.
 func (r *Report) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return benchinfo.WriteJSON(path, r)
 }
 
 func freePort() (int, error) {

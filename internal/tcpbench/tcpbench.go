@@ -19,7 +19,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +29,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -357,47 +355,19 @@ func serveOrigin(l *wan.Link) (stop func(), err error) {
 	}
 	pattern := make([]byte, 1<<20)
 	rand.Read(pattern)
-	var wg sync.WaitGroup
-	conns := map[net.Conn]bool{}
-	var mu sync.Mutex
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	return transportbench.ServeConns(ln, func(c net.Conn) {
+		var hdr [8]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		for left := int64(binary.BigEndian.Uint64(hdr[:])); left > 0; {
+			n := min(left, int64(len(pattern)))
+			if _, err := c.Write(pattern[:n]); err != nil {
 				return
 			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { mu.Lock(); delete(conns, c); mu.Unlock(); c.Close() }()
-				var hdr [8]byte
-				if _, err := io.ReadFull(c, hdr[:]); err != nil {
-					return
-				}
-				for left := int64(binary.BigEndian.Uint64(hdr[:])); left > 0; {
-					n := min(left, int64(len(pattern)))
-					if _, err := c.Write(pattern[:n]); err != nil {
-						return
-					}
-					left -= n
-				}
-			}()
+			left -= n
 		}
-	}()
-	return func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	}, nil
+	}), nil
 }
 
 // transfer asks the origin, through the front-end, for size bytes and
@@ -443,9 +413,5 @@ func (r *Report) Table() string {
 
 // WriteJSON writes the report.
 func (r *Report) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return benchinfo.WriteJSON(path, r)
 }

@@ -42,9 +42,17 @@ func tcpBulkServer(l *wan.Link) (stop func(), err error) {
 	}); err != nil {
 		return nil, err
 	}
-	// stop closes the listener and every connection, and waits for the
-	// writers: a writer whose peer vanished with the link would otherwise
-	// block in Write for ever.
+	return ServeConns(ln, func(c net.Conn) {
+		for writePattern(c, 1<<30) == nil {
+		}
+	}), nil
+}
+
+// ServeConns runs handle for every connection ln accepts, each in its own
+// goroutine. The stop it returns closes the listener and every open
+// connection, and waits for the handlers: a handler whose peer vanished
+// with the link would otherwise block in Write for ever.
+func ServeConns(ln net.Listener, handle func(net.Conn)) (stop func()) {
 	var mu sync.Mutex
 	conns := map[net.Conn]bool{}
 	var wg sync.WaitGroup
@@ -68,8 +76,7 @@ func tcpBulkServer(l *wan.Link) (stop func(), err error) {
 					mu.Unlock()
 					c.Close()
 				}()
-				for writePattern(c, 1<<30) == nil {
-				}
+				handle(c)
 			}()
 		}
 	}()
@@ -81,7 +88,7 @@ func tcpBulkServer(l *wan.Link) (stop func(), err error) {
 		}
 		mu.Unlock()
 		wg.Wait()
-	}, nil
+	}
 }
 
 // tcpFlows runs n TCP downloads from namespace A for d and returns the

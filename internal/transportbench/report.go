@@ -1,11 +1,11 @@
 package transportbench
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
+
+	"github.com/conductor-edge/conductor/internal/benchinfo"
 )
 
 // Table renders the report as text, for the terminal.
@@ -73,9 +73,5 @@ func optionalPct(v float64) string {
 
 // WriteJSON writes the report to path.
 func (rep Report) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return benchinfo.WriteJSON(path, rep)
 }
