@@ -163,10 +163,6 @@ type rawReader struct{ s *Stream }
 
 func (r rawReader) Read(p []byte) (int, error) { return r.s.rawRead(p) }
 
-type rawWriter struct{ s *Stream }
-
-func (w rawWriter) Write(p []byte) (int, error) { return w.s.rawWrite(p) }
-
 func (s *Stream) rawRead(p []byte) (int, error) {
 	for {
 		s.rmu.Lock()
@@ -228,117 +224,6 @@ func (s *Stream) wait(ch chan struct{}, deadline time.Time) error {
 		return errDeadline
 	}
 	return nil
-}
-
-// Write writes stream data; it blocks while the stream's send buffer is full.
-func (s *Stream) Write(p []byte) (int, error) {
-	if s.compress {
-		s.zwmu.Lock()
-		defer s.zwmu.Unlock()
-		if s.zw == nil {
-			e, err := zstd.NewWriter(rawWriter{s}, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20), zstd.WithEncoderLevel(zstd.SpeedFastest))
-			if err != nil {
-				return 0, err
-			}
-			s.zw = e
-		}
-		n, err := s.zw.Write(p)
-		if err != nil {
-			return n, err
-		}
-		// Flush per Write: a request or response must not sit in the encoder.
-		return n, s.zw.Flush()
-	}
-	return s.rawWrite(p)
-}
-
-func (s *Stream) rawWrite(p []byte) (int, error) {
-	sess := s.sess
-	written := 0
-	for len(p) > 0 {
-		sess.mu.Lock()
-		if err := s.writeErrLocked(); err != nil {
-			sess.mu.Unlock()
-			return written, err
-		}
-		room := sess.sendBufferLimitLocked(s) - s.sb.buffered()
-		if room > 0 {
-			n := min(room, len(p))
-			sess.bufferLocked(s, p[:n])
-			p = p[n:]
-			written += n
-			sess.updateReadyLocked(s)
-			sess.wakeLocked()
-		}
-		dl := s.writeDeadline
-		sess.mu.Unlock()
-		if len(p) == 0 {
-			break
-		}
-		if err := s.wait(s.writeCh, dl); err != nil {
-			return written, err
-		}
-	}
-	return written, nil
-}
-
-func (s *Stream) writeErrLocked() error {
-	if s.sendReset != nil {
-		return s.sendReset
-	}
-	if s.writeClosed {
-		return ErrWriteClosed
-	}
-	return s.sess.closeErr
-}
-
-// CloseWrite half-closes the stream: the peer reads EOF after the data
-// written so far. Reading continues.
-func (s *Stream) CloseWrite() error {
-	if s.compress {
-		s.zwmu.Lock()
-		err := s.closeEncoderZWLocked()
-		s.zwmu.Unlock()
-		if err != nil {
-			return err
-		}
-	}
-	sess := s.sess
-	sess.mu.Lock()
-	defer sess.mu.Unlock()
-	if s.writeClosed || s.sendReset != nil {
-		return nil
-	}
-	s.writeClosed = true
-	s.sb.finQueued = true
-	sess.updateReadyLocked(s)
-	sess.wakeLocked()
-	return nil
-}
-
-func (s *Stream) closeEncoderZWLocked() error {
-	s.sess.mu.Lock()
-	done := s.writeClosed || s.sendReset != nil
-	s.sess.mu.Unlock()
-	if done {
-		return nil
-	}
-	if s.zw != nil {
-		err := s.zw.Close()
-		s.zw = nil
-		return err
-	}
-	return s.writeEmptyZstdFrame()
-}
-
-// writeEmptyZstdFrame makes a compressed stream that never wrote still carry
-// a valid (empty) zstd stream, so the peer's decoder sees a clean EOF.
-func (s *Stream) writeEmptyZstdFrame() error {
-	e, err := zstd.NewWriter(rawWriter{s}, zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return err
-	}
-	return e.Close()
 }
 
 // CloseRead tells the peer to stop sending (STOP_SENDING) and discards what
