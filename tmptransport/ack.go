@@ -48,6 +48,9 @@ type sentPacket struct {
 	ackEliciting bool
 	frames       []sentFrame
 	acked, lost  bool
+	// one holds frames when there is one, as in most packets (a bulk
+	// stream's run): the record and its frame are one allocation.
+	one [1]sentFrame
 }
 
 // sentHistory holds the packets in flight in packet number order.

@@ -81,6 +81,10 @@ type packetKey struct {
 	secret []byte
 	aead   cipher.AEAD
 	iv     [12]byte
+	// nonceBuf holds the nonce of the packet being sealed or opened: the
+	// AEAD interface would make a nonce on the stack escape, an allocation
+	// a packet. A key is used only under its session's lock.
+	nonceBuf [12]byte
 }
 
 func newPacketKey(suite *cipherSuite, secret []byte) (*packetKey, error) {
@@ -100,25 +104,27 @@ func (k *packetKey) next() (*packetKey, error) {
 	return newPacketKey(k.suite, s)
 }
 
-func (k *packetKey) nonce(pn uint64) []byte {
+func (k *packetKey) nonce(pn uint64) [12]byte {
 	n := k.iv
 	var p [8]byte
 	binary.BigEndian.PutUint64(p[:], pn)
 	for i := 0; i < 8; i++ {
 		n[4+i] ^= p[i]
 	}
-	return n[:]
+	return n
 }
 
 // sealInPlace encrypts pkt[hdrLen:] in place, authenticating pkt[:hdrLen],
 // and returns the whole packet. pkt needs aeadOverhead bytes of spare capacity.
 func (k *packetKey) sealInPlace(pkt []byte, hdrLen int, pn uint64) []byte {
-	ct := k.aead.Seal(pkt[hdrLen:hdrLen], k.nonce(pn), pkt[hdrLen:], pkt[:hdrLen])
+	k.nonceBuf = k.nonce(pn)
+	ct := k.aead.Seal(pkt[hdrLen:hdrLen], k.nonceBuf[:], pkt[hdrLen:], pkt[:hdrLen])
 	return pkt[:hdrLen+len(ct)]
 }
 
 func (k *packetKey) open(dst, hdr, ciphertext []byte, pn uint64) ([]byte, error) {
-	return k.aead.Open(dst, k.nonce(pn), ciphertext, hdr)
+	k.nonceBuf = k.nonce(pn)
+	return k.aead.Open(dst, k.nonceBuf[:], ciphertext, hdr)
 }
 
 // appKeys holds the 1-RTT keys of a session and implements key updates

@@ -109,7 +109,7 @@ func (s *Session) readLoop(done chan struct{}) {
 		if len(b) > s.cfg.MaxPacketSize {
 			return
 		}
-		if addr != nil && !s.connectd && addr.String() != s.RemoteAddr().String() {
+		if addr != nil && !s.connectd && !sameAddr(addr, s.RemoteAddr()) {
 			return // not our peer
 		}
 		// The socket is this session's alone, so block rather than drop:

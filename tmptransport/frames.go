@@ -286,6 +286,11 @@ func (*closeFrame) ackEliciting() bool { return false }
 type frameParser struct {
 	b   []byte
 	err error
+	// stream, if set, is where STREAM frames are decoded: the session's
+	// own, reused for every one, since a packet carries several and the
+	// session handles each before it asks for the next (an allocation per
+	// frame, before). A frame from next is then valid until the next call.
+	stream *streamFrame
 }
 
 func (p *frameParser) varint(field string) uint64 {
@@ -391,7 +396,12 @@ func (p *frameParser) next() (frame, error) {
 		if p.err == nil && off+uint64(len(data)) > 1<<62 {
 			p.err = errorf(FrameEncodingError, "stream offset out of range")
 		}
-		f = &streamFrame{StreamID: id, Offset: off, Data: data, Fin: t == frameStreamFin}
+		sf := p.stream
+		if sf == nil {
+			sf = new(streamFrame)
+		}
+		*sf = streamFrame{StreamID: id, Offset: off, Data: data, Fin: t == frameStreamFin}
+		f = sf
 	case frameMaxData:
 		f = &maxDataFrame{Max: p.varint("max data")}
 	case frameMaxStreamData:

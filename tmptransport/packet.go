@@ -72,22 +72,22 @@ type header struct {
 }
 
 // parseHeader decodes the header of one datagram. It never panics on input of
-// any length.
-func parseHeader(b []byte) (*header, error) {
+// any length. The header is a value: one a packet costs no allocation.
+func parseHeader(b []byte) (header, error) {
 	if len(b) < 1 {
-		return nil, errorf(ProtocolViolation, "empty packet")
+		return header{}, errorf(ProtocolViolation, "empty packet")
 	}
 	if b[0]&flagFixed == 0 {
-		return nil, errorf(ProtocolViolation, "fixed bit not set")
+		return header{}, errorf(ProtocolViolation, "fixed bit not set")
 	}
-	h := &header{long: b[0]&flagLong != 0}
+	h := header{long: b[0]&flagLong != 0}
 	if h.long {
 		if len(b) < longHeaderLen {
-			return nil, errorf(ProtocolViolation, "truncated long header: %d bytes", len(b))
+			return header{}, errorf(ProtocolViolation, "truncated long header: %d bytes", len(b))
 		}
 		h.typ = b[0] & longTypeMask
 		if h.typ > packetRetry {
-			return nil, errorf(ProtocolViolation, "unknown long packet type %d", h.typ)
+			return header{}, errorf(ProtocolViolation, "unknown long packet type %d", h.typ)
 		}
 		h.version = binary.BigEndian.Uint32(b[1:5])
 		copy(h.id[:], b[5:13])
@@ -102,7 +102,7 @@ func parseHeader(b []byte) (*header, error) {
 		if h.typ == packetInitial {
 			tl, l, err := quicvarint.Parse(b[n:])
 			if err != nil || tl > maxTokenLen || uint64(len(b)-n-l) < tl {
-				return nil, errorf(ProtocolViolation, "bad Initial token length")
+				return header{}, errorf(ProtocolViolation, "bad Initial token length")
 			}
 			h.token = b[n+l : n+l+int(tl)]
 			n += l + int(tl)
@@ -116,7 +116,7 @@ func parseHeader(b []byte) (*header, error) {
 		n = shortHdrLen
 	}
 	if len(b) < n {
-		return nil, errorf(ProtocolViolation, "truncated short header: %d bytes", len(b))
+		return header{}, errorf(ProtocolViolation, "truncated short header: %d bytes", len(b))
 	}
 	h.keyPhase = b[0]&flagKeyPhase != 0
 	copy(h.id[:], b[1:9])

@@ -55,7 +55,7 @@ type directedPacket struct {
 // starts a probe: an old packet replayed from elsewhere does not.
 func (s *Session) onPacketFromNewAddress(addr net.Addr, n int, newest bool, now time.Time) {
 	p := s.probe
-	if p != nil && p.addr.String() == addr.String() {
+	if p != nil && sameAddr(p.addr, addr) {
 		p.received += n
 		return
 	}
@@ -72,7 +72,7 @@ func (s *Session) onPacketFromNewAddress(addr net.Addr, n int, newest bool, now 
 // probed address.
 func (s *Session) onPathResponse(f *pathResponseFrame, from net.Addr) {
 	p := s.probe
-	if p == nil || from == nil || from.String() != p.addr.String() || f.Data != p.data {
+	if p == nil || from == nil || !sameAddr(from, p.addr) || f.Data != p.data {
 		return
 	}
 	addr := p.addr
@@ -86,7 +86,7 @@ func (s *Session) onPathChallenge(f *pathChallengeFrame, from net.Addr) {
 	if len(s.pathResponses) >= 4 {
 		return // bounded: a peer cannot queue work for us
 	}
-	if s.connectd || (from != nil && from.String() == s.RemoteAddr().String()) {
+	if s.connectd || (from != nil && sameAddr(from, s.RemoteAddr())) {
 		from = nil
 	}
 	s.pathResponses = append(s.pathResponses, pathResponse{data: f.Data, addr: from})
@@ -144,4 +144,16 @@ func (s *Session) nextPathTimer() time.Time {
 		return time.Time{}
 	}
 	return s.probe.nextSend
+}
+
+// sameAddr reports whether two addresses are the same. Every received
+// packet is checked against the peer's address; comparing their String
+// forms cost two allocations a packet.
+func sameAddr(a, b net.Addr) bool {
+	ua, ok1 := a.(*net.UDPAddr)
+	ub, ok2 := b.(*net.UDPAddr)
+	if ok1 && ok2 {
+		return ua.Port == ub.Port && ua.Zone == ub.Zone && ua.IP.Equal(ub.IP)
+	}
+	return a.String() == b.String()
 }

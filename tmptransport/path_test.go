@@ -187,3 +187,28 @@ func TestMigrationNeedsPathValidation(t *testing.T) {
 		t.Errorf("%d migrations, want 1", st.Migrations)
 	}
 }
+
+// sameAddr compares UDP addresses by value, as their String forms would.
+func TestSameAddr(t *testing.T) {
+	a := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4433}
+	for _, c := range []struct {
+		b    net.Addr
+		same bool
+	}{
+		{&net.UDPAddr{IP: net.ParseIP("127.0.0.1").To4(), Port: 4433}, true},
+		{&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4434}, false},
+		{&net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 4433}, false},
+		{&net.UDPAddr{IP: net.ParseIP("::1"), Port: 4433}, false},
+		{&net.UDPAddr{IP: net.ParseIP("fe80::1"), Port: 4433, Zone: "eth0"}, false},
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4433}, true}, // another type: by String
+	} {
+		if got := sameAddr(a, c.b); got != c.same || got != (a.String() == c.b.String()) {
+			t.Errorf("sameAddr(%v, %v) = %v, want %v", a, c.b, got, c.same)
+		}
+	}
+	z1 := &net.UDPAddr{IP: net.ParseIP("fe80::1"), Port: 1, Zone: "eth0"}
+	z2 := &net.UDPAddr{IP: net.ParseIP("fe80::1"), Port: 1, Zone: "eth1"}
+	if sameAddr(z1, z2) {
+		t.Error("addresses in different zones are the same")
+	}
+}

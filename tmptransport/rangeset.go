@@ -60,7 +60,18 @@ func (s *rangeSet) remove(start, end uint64) {
 	if start >= end || len(s.r) == 0 {
 		return
 	}
-	out := s.r[:0:0]
+	// Without a split every range yields at most one, so the result is
+	// written over the input as it is read; a split (a hole punched inside
+	// one range) yields one more, and gets a fresh slice. A zero-capacity
+	// start for every call cost an allocation each time a reader consumed
+	// data.
+	out := s.r[:0]
+	for _, r := range s.r {
+		if r.start < start && r.end > end {
+			out = make([]byteRange, 0, len(s.r)+1)
+			break
+		}
+	}
 	changed := false
 	for _, r := range s.r {
 		if r.end <= start || r.start >= end {
@@ -124,6 +135,13 @@ func (s *rangeSet) first() byteRange { return s.r[0] }
 func (s *rangeSet) last() byteRange { return s.r[len(s.r)-1] }
 
 // dropFirst removes the lowest range.
-func (s *rangeSet) dropFirst() { s.r = s.r[1:] }
+// dropFirst removes the lowest range. It keeps the slice's capacity (the
+// set is usually one range, dropped and added again with every
+// acknowledgement: reslicing from the front left no room, and each add
+// allocated).
+func (s *rangeSet) dropFirst() {
+	n := copy(s.r, s.r[1:])
+	s.r = s.r[:n]
+}
 
-func (s *rangeSet) clear() { s.r = nil }
+func (s *rangeSet) clear() { s.r = s.r[:0] }

@@ -89,6 +89,9 @@ type Session struct {
 	// sendBuffered is the bytes all streams' send buffers hold
 	// (sendbuffer.go).
 	sendBuffered int
+	// rxStream is the STREAM frame the frame parser decodes into, one
+	// at a time (frames.go).
+	rxStream streamFrame
 
 	// Path validation (path.go).
 	probe         *pathProbe

@@ -113,8 +113,8 @@ func (s *Session) appendStreamDataLocked(pkt []byte, limit int, frames *[]sentFr
 			full = true
 			break
 		}
-		f, retrans := s.popStreamFrameLocked(st, uint64(min(n, avail)))
-		if f == nil {
+		f, ok, retrans := s.popStreamFrameLocked(st, uint64(min(n, avail)))
+		if !ok {
 			s.blend.unready(e)
 			s.noteBlockedLocked(st)
 			continue
@@ -168,24 +168,26 @@ func (s *Session) noteBlockedLocked(st *Stream) {
 
 // popStreamFrameLocked takes the next sub-packet of a stream: lost bytes first,
 // then new bytes within both flow-control windows.
-func (s *Session) popStreamFrameLocked(st *Stream, n uint64) (*streamFrame, bool) {
+// The frame is a value: a packet carries several, and allocating each cost
+// an allocation per sub-packet.
+func (s *Session) popStreamFrameLocked(st *Stream, n uint64) (f streamFrame, ok, retrans bool) {
 	if off, data, ok := st.sb.popRetransmit(n); ok {
 		end := off + uint64(len(data))
 		fin := st.sb.finQueued && !st.sb.finAcked && end == st.sb.end() && st.sb.next == end
 		if fin {
 			st.sb.finSent, st.sb.finLost = true, false
 		}
-		return &streamFrame{StreamID: st.id, Offset: off, Data: data, Fin: fin}, true
+		return streamFrame{StreamID: st.id, Offset: off, Data: data, Fin: fin}, true, true
 	}
 	limit := min(st.peerMax, st.sb.next+s.sendWindowLeft())
 	off, data := st.sb.popNew(n, limit)
 	s.sendFC.sent += uint64(len(data))
 	fin := st.sb.finPending()
 	if len(data) == 0 && !fin {
-		return nil, false
+		return streamFrame{}, false, false
 	}
 	if fin {
 		st.sb.finSent, st.sb.finLost = true, false
 	}
-	return &streamFrame{StreamID: st.id, Offset: off, Data: data, Fin: fin}, false
+	return streamFrame{StreamID: st.id, Offset: off, Data: data, Fin: fin}, true, false
 }

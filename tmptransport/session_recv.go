@@ -29,13 +29,13 @@ func (s *Session) handleDatagramLocked(d datagram) {
 		return
 	}
 	if h.long {
-		s.handleLongLocked(h, b, now)
+		s.handleLongLocked(&h, b, now)
 		return
 	}
 	s.curFrom = d.addr
-	ok := s.handleShortLocked(h, b, now)
+	ok := s.handleShortLocked(&h, b, now)
 	s.curFrom = nil
-	if ok && d.addr != nil && !s.connectd && d.addr.String() != s.RemoteAddr().String() {
+	if ok && d.addr != nil && !s.connectd && !sameAddr(d.addr, s.RemoteAddr()) {
 		// The peer may have moved (NAT rebinding), or someone rewrote the
 		// source address: validate the new path before following it
 		// (path.go).
@@ -131,7 +131,7 @@ func (s *Session) handleLongLocked(h *header, raw []byte, now time.Time) {
 		s.hsp.pendingHS = nil
 		for _, p := range pend {
 			if hh, err := parseHeader(p); err == nil {
-				s.handleLongLocked(hh, p, now)
+				s.handleLongLocked(&hh, p, now)
 			}
 		}
 	}
@@ -190,7 +190,7 @@ func (s *Session) onHandshakeDoneLocked(now time.Time) {
 		s.hsp.pendingApp = nil
 		for _, b := range pend {
 			if h, err := parseHeader(b); err == nil {
-				s.handleShortLocked(h, b, now)
+				s.handleShortLocked(&h, b, now)
 			}
 		}
 		if s.listener != nil {
@@ -251,7 +251,7 @@ func (s *Session) handleShortLocked(h *header, raw []byte, now time.Time) bool {
 	s.counters.bytesReceived += uint64(len(raw))
 	s.lq.mine.onPacket(now, h.pn, len(raw), h.sendTime, h.hasTime)
 	ackEliciting := false
-	fp := frameParser{b: payload}
+	fp := frameParser{b: payload, stream: &s.rxStream}
 	for {
 		f, err := fp.next()
 		if err != nil {

@@ -188,7 +188,8 @@ func (s *Session) sendAppLocked(now time.Time, out [][]byte) [][]byte {
 				pkt = f.appendTo(pkt)
 			}
 		}
-		var frames []sentFrame
+		sp := new(sentPacket)
+		frames := sp.one[:0]
 		ae := false
 		if s.lq.queued && len(pkt)+64 < limit {
 			s.lq.queued = false
@@ -216,7 +217,7 @@ func (s *Session) sendAppLocked(now time.Time, out [][]byte) [][]byte {
 		}
 		pn := s.lr.pn
 		pkt = s.finishShort(pkt, hdrLen)
-		sp := &sentPacket{pn: pn, sent: now, size: len(pkt), ackEliciting: ae, frames: frames}
+		sp.pn, sp.sent, sp.size, sp.ackEliciting, sp.frames = pn, now, len(pkt), ae, frames
 		s.lr.sent.onSent(sp)
 		s.counters.packetsSent++
 		s.counters.bytesSent += uint64(len(pkt))

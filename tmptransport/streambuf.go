@@ -11,7 +11,7 @@ import "sync"
 // already buffered (a single growing slice did, and dominated CPU profiles)
 // and acknowledged blocks go straight back to the pool.
 type sendBuffer struct {
-	blocks     [][]byte // blocks[0] starts at blockBase
+	blocks     []*[]byte // pooled; blocks[0] starts at blockBase
 	blockBase  uint64
 	base       uint64   // everything below is acknowledged
 	endOff     uint64   // offset after the last byte written
@@ -35,16 +35,18 @@ func (b *sendBuffer) unsent() uint64 { return b.endOff - b.next }
 func (b *sendBuffer) write(p []byte) {
 	for len(p) > 0 {
 		n := len(b.blocks)
-		if n == 0 || len(b.blocks[n-1]) == sendBlockSize {
+		if n == 0 || len(*b.blocks[n-1]) == sendBlockSize {
 			if n == 0 {
 				b.blockBase = b.endOff
 			}
-			b.blocks = append(b.blocks, (*sendBlockPool.Get().(*[]byte))[:0])
+			blk := sendBlockPool.Get().(*[]byte)
+			*blk = (*blk)[:0]
+			b.blocks = append(b.blocks, blk)
 			n++
 		}
 		last := b.blocks[n-1]
-		k := min(sendBlockSize-len(last), len(p))
-		b.blocks[n-1] = append(last, p[:k]...)
+		k := min(sendBlockSize-len(*last), len(p))
+		*last = append(*last, p[:k]...)
 		p = p[k:]
 		b.endOff += uint64(k)
 	}
@@ -53,7 +55,7 @@ func (b *sendBuffer) write(p []byte) {
 // slice returns up to n bytes at off, stopping at a block boundary.
 func (b *sendBuffer) slice(off, n uint64) []byte {
 	rel := off - b.blockBase
-	blk := b.blocks[rel/sendBlockSize]
+	blk := *b.blocks[rel/sendBlockSize]
 	i := rel % sendBlockSize
 	return blk[i:min(i+n, uint64(len(blk)))]
 }
@@ -133,12 +135,12 @@ func (b *sendBuffer) onAcked(off, n uint64, fin bool) {
 func (b *sendBuffer) release() {
 	for len(b.blocks) > 0 {
 		blk := b.blocks[0]
-		blkEnd := b.blockBase + uint64(len(blk))
+		blkEnd := b.blockBase + uint64(len(*blk))
 		if blkEnd > b.base {
 			return
 		}
-		blk = blk[:0]
-		sendBlockPool.Put(&blk)
+		*blk = (*blk)[:0]
+		sendBlockPool.Put(blk) // the pointer it came as: no allocation
 		b.blocks[0] = nil
 		b.blocks = b.blocks[1:]
 		b.blockBase = blkEnd
