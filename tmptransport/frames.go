@@ -1,6 +1,8 @@
 package tmptransport
 
 import (
+	"encoding/binary"
+	"net/netip"
 	"time"
 
 	"github.com/quic-go/quic-go/quicvarint"
@@ -135,6 +137,7 @@ func (*cryptoFrame) ackEliciting() bool { return true }
 const (
 	openFlagZstd    = 1 << 0 // both directions of the stream are zstd-compressed
 	openFlagService = 1 << 1 // a service name follows the flags (SPEC §3)
+	openFlagAddrs   = 1 << 2 // the carried connection's addresses follow (SPEC §3)
 )
 
 // streamOpenFrame announces a stream and the priority the opener gave it, so
@@ -147,22 +150,79 @@ type streamOpenFrame struct {
 	// back-end connects it to the service of that name it lists, or
 	// refuses it. At most MaxServiceName bytes of [A-Za-z0-9._-].
 	Service string
+	// Source and Destination are the addresses of the connection a
+	// service stream carries (the client's, and the front-end's where it
+	// arrived), for a PROXY protocol header at the far end. Both or
+	// neither, of one family.
+	Source, Destination netip.AddrPort
 }
+
+// maxOpenAddrs is what the addresses take at most: family, then two IPv6
+// addresses with their ports.
+const maxOpenAddrs = 1 + 2*(16+2)
 
 func (f *streamOpenFrame) appendTo(b []byte) []byte {
 	b = append(b, frameStreamOpen)
 	b = quicvarint.Append(b, f.StreamID)
 	b = append(b, f.Priority)
-	flags := f.Flags &^ openFlagService
+	flags := f.Flags &^ (openFlagService | openFlagAddrs)
 	if f.Service != "" {
 		flags |= openFlagService
+	}
+	addrs := f.Source.IsValid() && f.Destination.IsValid()
+	if addrs {
+		flags |= openFlagAddrs
 	}
 	b = quicvarint.Append(b, flags)
 	if f.Service != "" {
 		b = append(b, byte(len(f.Service)))
 		b = append(b, f.Service...)
 	}
+	if addrs {
+		src, dst := f.Source.Addr().Unmap(), f.Destination.Addr().Unmap()
+		if src.Is4() && dst.Is4() {
+			b = append(b, 4)
+		} else {
+			b = append(b, 6)
+			src, dst = netip.AddrFrom16(src.As16()), netip.AddrFrom16(dst.As16())
+		}
+		b = append(b, src.AsSlice()...)
+		b = binary.BigEndian.AppendUint16(b, f.Source.Port())
+		b = append(b, dst.AsSlice()...)
+		b = binary.BigEndian.AppendUint16(b, f.Destination.Port())
+	}
 	return b
+}
+
+// addrs decodes the addresses of a STREAM_OPEN: a family byte (4 or 6),
+// then the source's address and port, then the destination's.
+func (p *frameParser) addrs() (src, dst netip.AddrPort) {
+	fam := p.bytes(1, "address family")
+	if p.err != nil {
+		return
+	}
+	var n uint64
+	switch fam[0] {
+	case 4:
+		n = 4
+	case 6:
+		n = 16
+	default:
+		p.err = errorf(FrameEncodingError, "STREAM_OPEN: address family %d (want 4 or 6)", fam[0])
+		return
+	}
+	one := func() netip.AddrPort {
+		a := p.bytes(n, "address")
+		port := p.bytes(2, "port")
+		if p.err != nil {
+			return netip.AddrPort{}
+		}
+		ip, _ := netip.AddrFromSlice(a)
+		return netip.AddrPortFrom(ip, binary.BigEndian.Uint16(port))
+	}
+	src = one()
+	dst = one()
+	return src, dst
 }
 
 // MaxServiceName is the longest service name a stream may carry.
@@ -387,6 +447,9 @@ func (p *frameParser) next() (frame, error) {
 				}
 				of.Service = string(name)
 			}
+		}
+		if of.Flags&openFlagAddrs != 0 && p.err == nil {
+			of.Source, of.Destination = p.addrs()
 		}
 		f = of
 	case frameStream, frameStreamFin:

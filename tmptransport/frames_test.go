@@ -3,6 +3,7 @@ package tmptransport
 import (
 	"bytes"
 	"errors"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -20,6 +21,10 @@ func allFrames() []frame {
 		&cryptoFrame{Offset: 10, Data: []byte("client hello")},
 		&streamOpenFrame{StreamID: 12, Priority: 4, Flags: openFlagZstd},
 		&streamOpenFrame{StreamID: 16, Priority: 1, Flags: openFlagService, Service: "redis"},
+		&streamOpenFrame{StreamID: 20, Priority: 3, Flags: openFlagService | openFlagAddrs, Service: "smtp",
+			Source: netip.MustParseAddrPort("198.51.100.7:40123"), Destination: netip.MustParseAddrPort("203.0.113.1:25")},
+		&streamOpenFrame{StreamID: 24, Priority: 3, Flags: openFlagService | openFlagAddrs, Service: "pg",
+			Source: netip.MustParseAddrPort("[2001:db8::7]:40123"), Destination: netip.MustParseAddrPort("[2001:db8::1]:5432")},
 		&streamFrame{StreamID: 12, Offset: 1 << 40, Data: []byte("sub-packet"), Fin: true},
 		&streamFrame{StreamID: 3, Offset: 0, Data: []byte{}},
 		&maxDataFrame{Max: 1 << 30},
@@ -68,6 +73,8 @@ func TestFramesRejectBadInput(t *testing.T) {
 		{"service name cut short", []byte{frameStreamOpen, 4, 1, openFlagService, 5, 'r', 'e'}, "truncated service name"},
 		{"service name with a slash", []byte{frameStreamOpen, 4, 1, openFlagService, 3, 'a', '/', 'b'}, "service name"},
 		{"empty service name", []byte{frameStreamOpen, 4, 1, openFlagService, 0}, "service name"},
+		{"address family 5", []byte{frameStreamOpen, 4, 1, openFlagAddrs, 5, 1, 2, 3, 4, 0, 1}, "address family 5"},
+		{"addresses cut short", []byte{frameStreamOpen, 4, 1, openFlagAddrs, 4, 1, 2, 3, 4, 0, 1, 9, 9}, "truncated address"},
 		{"empty varint", []byte{frameMaxData}, "truncated max data"},
 	}
 	for _, c := range cases {

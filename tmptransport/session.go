@@ -213,6 +213,11 @@ type OpenStreamOptions struct {
 	// Service names the service the stream carries (ValidServiceName);
 	// empty for HTTP. The peer reads it with Stream.Service.
 	Service string
+	// Source and Destination, if both set, are the addresses of the
+	// connection the stream carries: its client's and where it arrived.
+	// The peer reads them with Stream.ConnAddrs (a PROXY protocol header
+	// for the origin, say).
+	Source, Destination netip.AddrPort
 }
 
 const maxPacketsPerRound = 64

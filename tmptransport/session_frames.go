@@ -110,6 +110,7 @@ func (s *Session) handleStreamOpenLocked(f *streamOpenFrame) error {
 	}
 	st.compress = f.Flags&openFlagZstd != 0
 	st.service = f.Service
+	st.source, st.destination = f.Source, f.Destination
 	if s.draining {
 		st.resetLocked(StreamRefused, false)
 		st.closeReadLocked(StreamRefused)

@@ -31,7 +31,7 @@ func (s *Session) appendControlLocked(pkt []byte, limit int, frames *[]sentFrame
 		*frames = append(*frames, sentFrame{kind: sfPing})
 	}
 	i := 0
-	for ; i < len(s.ctrl) && len(pkt)+4*maxCtrl+MaxServiceName <= limit; i++ {
+	for ; i < len(s.ctrl) && len(pkt)+4*maxCtrl+MaxServiceName+maxOpenAddrs <= limit; i++ {
 		st := s.ctrl[i]
 		st.ctrlListed = false
 		if st.openQueued {
@@ -40,7 +40,8 @@ func (s *Session) appendControlLocked(pkt []byte, limit int, frames *[]sentFrame
 			if st.compress {
 				flags |= openFlagZstd
 			}
-			pkt = (&streamOpenFrame{StreamID: st.id, Priority: uint8(st.prio), Flags: flags, Service: st.service}).appendTo(pkt)
+			pkt = (&streamOpenFrame{StreamID: st.id, Priority: uint8(st.prio), Flags: flags, Service: st.service,
+				Source: st.source, Destination: st.destination}).appendTo(pkt)
 			*frames = append(*frames, sentFrame{kind: sfStreamOpen, stream: st})
 		}
 		if st.resetQueued {

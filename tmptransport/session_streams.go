@@ -43,6 +43,9 @@ func (s *Session) OpenStreamOptions(ctx context.Context, o OpenStreamOptions) (*
 			st := newStream(s, s.tab.openLocal(), o.Priority, true)
 			st.compress = o.Compress
 			st.service = o.Service
+			if o.Source.IsValid() && o.Destination.IsValid() {
+				st.source, st.destination = o.Source, o.Destination
+			}
 			st.openQueued = true
 			s.tab.streams[st.id] = st
 			s.blend.add(&st.entry)

@@ -3,6 +3,7 @@ package tmptransport
 import (
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -33,8 +34,10 @@ type Stream struct {
 	prio     Priority
 	compress bool
 	service  string // what the stream carries, if not HTTP (STREAM_OPEN)
-	entry    blendEntry
-	local    bool // opened by this end
+	// source and destination: the carried connection's (ConnAddrs).
+	source, destination netip.AddrPort
+	entry               blendEntry
+	local               bool // opened by this end
 
 	// Send side.
 	sb          sendBuffer
@@ -103,6 +106,13 @@ func (s *Stream) Priority() Priority { return s.prio }
 // Service is the service the stream's opener named (OpenStreamOptions),
 // or "" for HTTP.
 func (s *Stream) Service() string { return s.service }
+
+// ConnAddrs are the addresses of the connection the stream carries, as its
+// opener gave them (OpenStreamOptions): its client's and where it arrived.
+// Both are invalid when the opener gave none.
+func (s *Stream) ConnAddrs() (source, destination netip.AddrPort) {
+	return s.source, s.destination
+}
 
 // Compressed reports whether the stream's bytes are zstd-compressed on the wire.
 func (s *Stream) Compressed() bool { return s.compress }
