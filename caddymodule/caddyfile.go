@@ -30,7 +30,7 @@ func init() {
 //		handshake_timeout <duration>
 //		max_half_open <n> [<per prefix>]
 //		retry        auto|always
-//		service      <name> <host:port>   (back-end; one per service)
+//		service      <name> <host:port> [{ proxy_protocol v1|v2 }]   (back-end; one per service)
 //		tls {
 //			cert_file     <path>
 //			key_file      <path>
@@ -89,6 +89,17 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("conductor: service %q is listed twice", args[0])
 			}
 			svc := &Service{Dial: args[1]}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "proxy_protocol":
+					if !d.NextArg() {
+						return d.ArgErr()
+					}
+					svc.ProxyProtocol = d.Val()
+				default:
+					return d.Errf("conductor: service %s: unrecognized option %q (want proxy_protocol)", args[0], d.Val())
+				}
+			}
 			if err := svc.validate(args[0]); err != nil {
 				return d.Err(err.Error())
 			}

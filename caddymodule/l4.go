@@ -3,6 +3,8 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -84,13 +86,24 @@ func (h *L4Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 		cancel()
 		return fmt.Errorf("layer4 tmp: %s: %w", h.Upstream, err)
 	}
-	st, err := sess.OpenStreamOptions(ctx, tmptransport.OpenStreamOptions{Priority: tmptransport.Priority(prio), Service: h.Service})
+	// The client's address and where it arrived travel with the stream,
+	// so that the back-end can tell the origin (proxy_protocol).
+	src, dst := addrPort(cx.RemoteAddr()), addrPort(cx.LocalAddr())
+	st, err := sess.OpenStreamOptions(ctx, tmptransport.OpenStreamOptions{Priority: tmptransport.Priority(prio), Service: h.Service, Source: src, Destination: dst})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("layer4 tmp: %s: open stream: %w", h.Upstream, err)
 	}
 	splice(st, tcpSide{rw: cx, conn: cx.Conn})
 	return nil
+}
+
+// addrPort is a TCP address as a netip.AddrPort (invalid for anything else).
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort()
+	}
+	return netip.AddrPort{}
 }
 
 // UnmarshalCaddyfile:

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/conductor-edge/conductor/tmptransport"
+	"github.com/pires/go-proxyproto"
 )
 
 // Service is one non-HTTP service a back-end serves over TMP (seed: "any
@@ -19,6 +20,12 @@ import (
 type Service struct {
 	// Dial is the origin's address (host:port, TCP).
 	Dial string `json:"dial"`
+	// ProxyProtocol, "v1" or "v2", sends the origin a PROXY protocol
+	// header first (HAProxy's "The PROXY protocol", versions 1 and 2), with
+	// the client's address and where it reached the front-end, as the
+	// front-end gave them with the stream. Only for origins that expect
+	// one: to any other, the header is garbage.
+	ProxyProtocol string `json:"proxy_protocol,omitempty"`
 }
 
 func (s *Service) validate(name string) error {
@@ -28,7 +35,27 @@ func (s *Service) validate(name string) error {
 	if _, _, err := net.SplitHostPort(s.Dial); err != nil {
 		return fmt.Errorf("conductor: service %s: dial %q: want host:port", name, s.Dial)
 	}
+	switch s.ProxyProtocol {
+	case "", "v1", "v2":
+	default:
+		return fmt.Errorf("conductor: service %s: proxy_protocol %q: want v1 or v2", name, s.ProxyProtocol)
+	}
 	return nil
+}
+
+// proxyHeader is the PROXY protocol header for a stream's connection: its
+// addresses when the front-end gave them; otherwise v2's LOCAL command or
+// v1's UNKNOWN, which tell the origin to use the connection's own.
+func (s *Service) proxyHeader(st *tmptransport.Stream) *proxyproto.Header {
+	version := byte(1)
+	if s.ProxyProtocol == "v2" {
+		version = 2
+	}
+	src, dst := st.ConnAddrs()
+	if !src.IsValid() || !dst.IsValid() {
+		return &proxyproto.Header{Version: version, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}
+	}
+	return proxyproto.HeaderProxyFromAddrs(version, net.TCPAddrFromAddrPort(src), net.TCPAddrFromAddrPort(dst))
 }
 
 // serviceDialTimeout bounds the back-end's dial to a service's origin.
@@ -61,6 +88,17 @@ func (s *sharedListener) serveService(st *tmptransport.Stream) {
 		}
 		st.Reset(tmptransport.StreamRefused)
 		return
+	}
+	if svc.ProxyProtocol != "" {
+		conn.SetWriteDeadline(time.Now().Add(serviceDialTimeout))
+		_, err := svc.proxyHeader(st).WriteTo(conn)
+		conn.SetWriteDeadline(time.Time{})
+		if err != nil {
+			serviceStreams.WithLabelValues(name, "dial_failed").Inc()
+			conn.Close()
+			st.Reset(tmptransport.StreamRefused)
+			return
+		}
 	}
 	serviceStreams.WithLabelValues(name, "connected").Inc()
 	splice(st, tcpSide{rw: conn, conn: conn})
