@@ -4,27 +4,27 @@
 package inproc
 
 import (
-	"net"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile" // the adapter
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"github.com/conductor-edge/conductor/internal/topology"
 )
 
-// Port returns a TCP port that no address of this machine listens on.
+// Port returns a port that no address of this machine listens on, from
+// below the kernel's ephemeral range (topology.FreePortRunOn says why).
 // Caddy binds a site's port on every address (":port"), so a port free on
 // 127.0.0.1 alone is not enough: an end-to-end test may hold it on
 // 127.0.0.4 (that collision failed a CI run once).
 func Port(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", ":0")
+	p, err := topology.FreePortRunOn("", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // Load adapts a Caddyfile and runs it, replacing the running config;
