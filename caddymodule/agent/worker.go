@@ -490,28 +490,49 @@ func (w *worker) serverName(ctx context.Context) (string, error) {
 	return names[0], nil
 }
 
+// probeSite asks the front-end for the site's root, as a visitor would.
+// The install it checks has just reloaded Caddy's HTTP server, and the old
+// server may still take a connection and close it unanswered as it shuts
+// down (EOF before any byte): a bundle was rolled back for that once in
+// ten test runs. So each try is a fresh connection (a kept-alive one is
+// the old server's), and a try that gets no answer at all is made again,
+// up to probeTries times; an answer, whatever its status, is final.
 func (w *worker) probeSite(ctx context.Context, site string) (int, error) {
 	cfg := w.conf()
 	probe := cfg.probe
 	if !strings.Contains(probe, "://") {
 		probe = "http://" + probe
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, probe+"/", nil)
-	if err != nil {
-		return 0, err
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	defer client.CloseIdleConnections()
+	var err error
+	for try := 0; try < probeTries; try++ {
+		if try > 0 {
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}
+		var req *http.Request
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, probe+"/", nil)
+		if err != nil {
+			return 0, err
+		}
+		req.Host = site
+		var resp *http.Response
+		resp, err = client.Do(req)
+		if err != nil {
+			continue
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		return resp.StatusCode, nil
 	}
-	req.Host = site
-	w.mu.Lock()
-	c := w.client
-	w.mu.Unlock()
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	return 0, err
 }
+
+const probeTries = 3
 
 func (w *worker) uninstall(ctx context.Context, site string) error {
 	resp, out, err := w.request(ctx, http.MethodDelete, w.conf().admin+"/id/"+routeID(site), nil)
