@@ -50,6 +50,8 @@ func TestCaddyfileErrorsNameTheProblem(t *testing.T) {
 			`conductor: service smtp: unrecognized option "proxy" (want proxy_protocol), at Caddyfile:4`},
 		"proxy protocol version": {"{\n\tconductor {\n\t\tservice smtp 127.0.0.1:25 {\n\t\t\tproxy_protocol v3\n\t\t}\n\t}\n}\n:80\n",
 			`conductor: service smtp: proxy_protocol "v3": want v1 or v2`},
+		"esi bad limit":      {":80 {\n\tesi {\n\t\tparallel many\n\t}\n}\n", `esi: parallel: invalid value "many", at Caddyfile:3`},
+		"esi unknown option": {":80 {\n\tesi {\n\t\tdepth 2\n\t}\n}\n", `esi: unknown subdirective "depth", at Caddyfile:3`},
 		"priority out of range": {":80 {\n\treverse_proxy be:4433 {\n\t\ttransport tmp {\n\t\t\tdefault_priority 7\n\t\t}\n\t}\n}\n",
 			"default_priority \"7\": want 0 (most urgent) to 4"},
 	}

@@ -57,6 +57,14 @@ func Is(r *http.Request) bool { return r.Context().Value(markKey{}) != nil }
 // forwarding headers. ctx bounds it and carries whatever the caller's own
 // handler needs to recognize it.
 func Do(ctx context.Context, srv *caddyhttp.Server, host, uri string, hdr http.Header, w http.ResponseWriter) error {
+	return DoAs(ctx, srv, "127.0.0.1:0", host, uri, hdr, w)
+}
+
+// DoAs is Do on behalf of a client: the request comes from remoteAddr, the
+// client's, so that matchers on the client's address (remote_ip) and the
+// access log see the client and never grant it loopback's trust. The edge
+// side includes (esi) fetch their fragments this way.
+func DoAs(ctx context.Context, srv *caddyhttp.Server, remoteAddr, host, uri string, hdr http.Header, w http.ResponseWriter) error {
 	if srv == nil {
 		return fmt.Errorf("no server to send %s%s through", host, uri)
 	}
@@ -67,7 +75,7 @@ func Do(ctx context.Context, srv *caddyhttp.Server, host, uri string, hdr http.H
 	}
 	req.Host = host
 	req.RequestURI = uri
-	req.RemoteAddr = "127.0.0.1:0"
+	req.RemoteAddr = remoteAddr
 	if hdr != nil {
 		req.Header = hdr
 	}

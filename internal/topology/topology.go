@@ -38,6 +38,9 @@ type Options struct {
 	// (for example nginx, in the edge cache's end-to-end test). It must
 	// serve OriginAddr and answer 200 on "/".
 	OriginCommand []string
+	// OriginRunning says the origin already serves OriginAddr (a test's
+	// own server): no origin process is started.
+	OriginRunning bool
 	BackendTMP    string // back-end TMP address, default 127.0.0.1:4433
 	// MoreBackends are the TMP addresses of further back-ends (process
 	// names backend2, backend3, …) beside the same origin; front-ends
@@ -504,7 +507,9 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 	}
 	for _, s := range steps {
 		opts.Progress("starting %s …", s.what)
-		if err := t.StartProc(s.name); err != nil {
+		if s.name == "origin" && opts.OriginRunning {
+			opts.Progress("the origin is already running")
+		} else if err := t.StartProc(s.name); err != nil {
 			t.Stop()
 			return nil, err
 		}
