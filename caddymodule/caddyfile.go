@@ -269,13 +269,14 @@ func init() {
 	// (priority), in line (waiting_room), paced by the origin's load
 	// (load_gate), and given a substitute if the origin fails (fallback),
 	// around edge_cache (before rewrite), so a stale copy comes first.
-	// esi comes after them and before edge_cache, so the cache holds the
-	// template and each fragment, never an assembled page.
+	// adapt then classifies the client (its class reaches esi's fragments
+	// and the origin), and esi comes before edge_cache, so the cache holds
+	// the template and each fragment, never an assembled page.
 	// conductor_meter, first of all, counts requests per site for the
 	// manager; conductor_pull then asks it for sites this node lacks. Caddy
 	// only anchors on standard directives, and each one placed after vars
 	// goes right after it: hence the reverse order.
-	for _, d := range []string{"esi", "fallback", "load_gate", "waiting_room", "priority", "conductor_pull", "conductor_meter"} {
+	for _, d := range []string{"esi", "adapt", "fallback", "load_gate", "waiting_room", "priority", "conductor_pull", "conductor_meter"} {
 		httpcaddyfile.RegisterDirectiveOrder(d, httpcaddyfile.After, "vars")
 	}
 }

@@ -7,6 +7,7 @@ package caddymodule
 import (
 	_ "github.com/mholt/caddy-l4"
 
+	_ "github.com/conductor-edge/conductor/caddymodule/adapt"
 	_ "github.com/conductor-edge/conductor/caddymodule/agent"
 	_ "github.com/conductor-edge/conductor/caddymodule/edgecache"
 	_ "github.com/conductor-edge/conductor/caddymodule/esi"

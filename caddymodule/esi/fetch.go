@@ -144,7 +144,9 @@ func (f *pageFetcher) resolve(src string) (*url.URL, error) {
 // partner's fragment must not hand it the visitor's session.
 func (f *pageFetcher) header(u *url.URL) http.Header {
 	h := http.Header{}
-	for _, k := range []string{"Accept-Language", "User-Agent"} {
+	// What the page's answer may vary on (its language, its client, and
+	// the class adapt gave it), so that each fragment varies alike.
+	for _, k := range []string{"Accept-Language", "User-Agent", "Accept", "Conductor-Client-Class", "Conductor-Image-Format"} {
 		if v := f.client.Values(k); len(v) > 0 {
 			h[k] = v
 		}
