@@ -31,7 +31,7 @@ func init() {
 // UnmarshalCaddyfile reads:
 //
 //	adapt {
-//	    lite_rtt      <duration>   # default 250ms
+//	    lite_rtt      <duration>   # default 120ms
 //	    lite_downlink <rate>       # bits/s: 2Mbit, 500kbit; default 2Mbit
 //	    text_rtt      <duration>   # default 1s
 //	    text_downlink <rate>       # default 200kbit

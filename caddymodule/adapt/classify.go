@@ -41,7 +41,10 @@ func lighter(a, b Class) Class {
 // Thresholds are the owner's rules (the seed: "the owner of web site 610
 // establishes rules"): how slow a link must be for each lighter class.
 type Thresholds struct {
-	// LiteRTT: a round trip at least this long gets lite. Default 250ms.
+	// LiteRTT: a round trip at least this long gets lite. Default 120ms:
+	// DNS steers a client to its nearest front-end, so a longer round trip
+	// than a continent's is the client's own access link (a mobile
+	// network's is 100–300 ms).
 	LiteRTT time.Duration `json:"lite_rtt,omitempty"`
 	// LiteDownlink: a downlink below this many bits per second gets lite.
 	// Default 2 Mbit/s.
@@ -53,7 +56,7 @@ type Thresholds struct {
 
 func (t *Thresholds) defaults() {
 	if t.LiteRTT == 0 {
-		t.LiteRTT = 250 * time.Millisecond
+		t.LiteRTT = 120 * time.Millisecond
 	}
 	if t.LiteDownlink == 0 {
 		t.LiteDownlink = 2e6

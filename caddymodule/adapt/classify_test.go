@@ -23,6 +23,7 @@ func TestClassify(t *testing.T) {
 		{"ECT 3g", map[string]string{"ECT": "3g"}, fast, Lite, "hint"},
 		{"ECT 2g", map[string]string{"ECT": "2g"}, fast, Text, "hint"},
 		{"RTT hint", map[string]string{"RTT": "400"}, fast, Lite, "hint"},
+		{"a continent away is full", nil, link{rtt: 40 * time.Millisecond}, Full, "none"},
 		{"Downlink hint below text", map[string]string{"Downlink": "0.1"}, fast, Text, "hint"},
 		{"Downlink hint fast", map[string]string{"Downlink": "50"}, fast, Full, "none"},
 		{"measured long round trip, no hints", nil, link{rtt: 300 * time.Millisecond}, Lite, "measured"},

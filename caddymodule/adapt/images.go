@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/jpeg"
 	"image/png"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -135,22 +136,18 @@ func (im *Images) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if r.Method != http.MethodGet {
 		return next.ServeHTTP(w, r)
 	}
-	var buf bytes.Buffer
-	rec := caddyhttp.NewResponseRecorder(w, &buf, func(status int, h http.Header) bool {
-		n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64)
-		return status == http.StatusOK && convertible(h.Get("Content-Type")) && h.Get("Content-Encoding") == "" &&
-			err == nil && n > 0 && n <= im.MaxBytes
-	})
-	if err := next.ServeHTTP(rec, r); err != nil {
+	iw := &imageWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, max: im.MaxBytes}
+	if err := next.ServeHTTP(iw, r); err != nil {
 		return err
 	}
-	if !rec.Buffered() {
-		if convertible(rec.Header().Get("Content-Type")) {
+	if !iw.buffering {
+		if iw.convertible {
 			im.m.outcomes["passed"].Inc()
 		}
 		return nil
 	}
-	h := rec.Header()
+	buf := &iw.buf
+	h := w.Header()
 	// Whether converted or not, the answer depended on the class and the
 	// format: a cache must keep one per pair (adapt turns this into a Vary
 	// on the client's hints for caches after the front-end).
@@ -158,7 +155,9 @@ func (im *Images) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	out, ctype, outcome := im.convert(r.Context(), buf.Bytes(), class, r.Header.Get(FormatHeader))
 	im.m.outcomes[outcome].Inc()
 	if out == nil {
-		return rec.WriteResponse()
+		w.WriteHeader(http.StatusOK)
+		_, err := w.Write(buf.Bytes())
+		return err
 	}
 	im.m.before.Add(float64(buf.Len()))
 	im.m.after.Add(float64(len(out)))
@@ -170,6 +169,66 @@ func (im *Images) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	w.WriteHeader(http.StatusOK)
 	_, err := w.Write(out)
 	return err
+}
+
+// imageWriter holds back a convertible image of at most max bytes; any
+// other response, or an image that turns out larger (its length unknown
+// until it ends), passes through as it comes.
+type imageWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	max         int64
+	status      int
+	convertible bool // the response is an image type converted here
+	buffering   bool // the body is held in buf, the header not yet sent
+	buf         bytes.Buffer
+}
+
+func (iw *imageWriter) WriteHeader(status int) {
+	if status < 200 || iw.status != 0 {
+		iw.ResponseWriterWrapper.WriteHeader(status)
+		return
+	}
+	iw.status = status
+	h := iw.Header()
+	iw.convertible = status == http.StatusOK && convertible(h.Get("Content-Type")) && h.Get("Content-Encoding") == ""
+	n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64)
+	iw.buffering = iw.convertible && (err != nil || n <= iw.max)
+	if !iw.buffering {
+		iw.ResponseWriterWrapper.WriteHeader(status)
+	}
+}
+
+func (iw *imageWriter) Write(p []byte) (int, error) {
+	if iw.status == 0 {
+		iw.WriteHeader(http.StatusOK)
+	}
+	if !iw.buffering {
+		return iw.ResponseWriterWrapper.Write(p)
+	}
+	if int64(iw.buf.Len()+len(p)) <= iw.max {
+		return iw.buf.Write(p)
+	}
+	// Larger than a conversion may hold: send what was held, then the rest.
+	iw.buffering = false
+	iw.ResponseWriterWrapper.WriteHeader(iw.status)
+	if _, err := iw.ResponseWriterWrapper.Write(iw.buf.Bytes()); err != nil {
+		return 0, err
+	}
+	iw.buf = bytes.Buffer{}
+	return iw.ResponseWriterWrapper.Write(p)
+}
+
+// ReadFrom goes through Write (the wrapper's would bypass the buffer).
+func (iw *imageWriter) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{iw}, r)
+}
+
+// FlushError holds while buffering: the image goes out whole or not yet.
+func (iw *imageWriter) FlushError() error {
+	if iw.buffering {
+		return nil
+	}
+	return http.NewResponseController(iw.ResponseWriterWrapper.ResponseWriter).Flush()
 }
 
 // convert returns the variant, or nil when the original should be served

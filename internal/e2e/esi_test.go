@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conductor-edge/conductor/internal/shop"
 	"github.com/conductor-edge/conductor/internal/topology"
 )
 
@@ -124,6 +125,21 @@ func (o *esiOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "/frag/held":
 		<-o.release
 		io.WriteString(w, "HELD")
+	case p == "/adapt/page":
+		// A page the origin renders per class (the seed's "custom requests
+		// forwarded to web server 610").
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "Conductor-Client-Class")
+		fmt.Fprintf(w, "class=%s", r.Header.Get("Conductor-Client-Class"))
+	case strings.HasPrefix(p, "/adapt/photo/"):
+		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(p, "/adapt/photo/"), ".jpg"))
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("Content-Type", "image/jpeg")
+		w.Write(shop.Photo(n, 1600, 1067))
+	case p == "/adapt/tiny.jpg":
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("Content-Type", "image/jpeg")
+		w.Write(tinyJPEG())
 	default:
 		http.NotFound(w, r)
 	}
@@ -140,8 +156,8 @@ var (
 	esiErr  error
 )
 
-// esiSetup starts, once for the ESI tests, the origin above, a back-end
-// and a front-end with esi and edge_cache.
+// esiSetup starts, once for the ESI and adapt tests, the origin above, a
+// back-end and a front-end with adapt, esi, edge_cache and adapt_images.
 func esiSetup(t *testing.T) *esiFixture {
 	t.Helper()
 	if testing.Short() {
@@ -172,7 +188,8 @@ func startESIFixture(t *testing.T) (*esiFixture, error) {
 		BackendTMP:    fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
 		Frontends:     []string{fmt.Sprintf("127.0.0.15:%d", freePort(t, "127.0.0.15"))},
 		AdminBase:     freeAdminBase(t, 2),
-		FrontendExtra: "esi {\n\t\tallow partner.example\n\t\ttimeout 1s\n\t\tsite shop\n\t}\n\tedge_cache esi {\n\t\tsite shop\n\t}",
+		FrontendExtra: "adapt {\n\t\tsite shop\n\t}\n\tadapt_images {\n\t\tsite shop\n\t}\n\t" +
+			"esi {\n\t\tallow partner.example\n\t\ttimeout 1s\n\t\tsite shop\n\t}\n\tedge_cache esi {\n\t\tsite shop\n\t}",
 		Progress:      func(f string, a ...any) { t.Logf(f, a...) },
 	})
 	if err != nil {
@@ -200,7 +217,7 @@ func (f *esiFixture) get(t *testing.T, path string, hdr ...string) (*http.Respon
 	return resp, string(b)
 }
 
-// metric reads one of the front-end's ESI counters.
+// metric reads one of the front-end's counters.
 func (f *esiFixture) metric(t *testing.T, name, labels string) float64 {
 	t.Helper()
 	_, body := get(t, "http://"+f.tp.FrontendAdmin(0)+"/metrics")
