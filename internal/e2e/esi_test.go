@@ -190,7 +190,7 @@ func startESIFixture(t *testing.T) (*esiFixture, error) {
 		AdminBase:     freeAdminBase(t, 2),
 		FrontendExtra: "adapt {\n\t\tsite shop\n\t}\n\tadapt_images {\n\t\tsite shop\n\t}\n\t" +
 			"esi {\n\t\tallow partner.example\n\t\ttimeout 1s\n\t\tsite shop\n\t}\n\tedge_cache esi {\n\t\tsite shop\n\t}",
-		Progress:      func(f string, a ...any) { t.Logf(f, a...) },
+		Progress: func(f string, a ...any) { t.Logf(f, a...) },
 	})
 	if err != nil {
 		return nil, err
