@@ -222,6 +222,7 @@ func (pw *pageWriter) WriteHeader(status int) {
 			hdr.Del(k)
 		}
 		hdr.Set("Cache-Control", privateCacheControl(hdr.Get("Cache-Control")))
+		dropVary(hdr, "Surrogate-Capability") // the same from this surrogate, always
 		pw.h.m.pages.Inc()
 		if !pw.head {
 			pw.a = pw.newAssembly()
@@ -285,6 +286,22 @@ func isTemplate(values []string) bool {
 		}
 	}
 	return false
+}
+
+// dropVary removes name from the Vary header.
+func dropVary(h http.Header, name string) {
+	var keep []string
+	for _, v := range h.Values("Vary") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" && !strings.EqualFold(f, name) {
+				keep = append(keep, f)
+			}
+		}
+	}
+	h.Del("Vary")
+	if len(keep) > 0 {
+		h.Set("Vary", strings.Join(keep, ", "))
+	}
 }
 
 // privateCacheControl keeps the template's directives for the browser, but

@@ -85,7 +85,11 @@ func runDemo(args []string) int {
 The shop is up. Try:
   curl -i %[1]s/               front-end 1 (over TMP to the back-end; Cache-Status shows the edge cache)
   curl -i %[2]s/               front-end 2
-  curl -i %[1]s/product/1      behind the waiting room (a line forms past 300 active visitors)
+  curl -i %[1]s/product/1      behind the waiting room (a line forms past 300 active visitors);
+                               composed at the front-end from price, stock and recommendation fragments
+  curl -s -H 'Save-Data: on' -H 'Accept: image/webp' %[1]s/img/p1.jpg | wc -c
+                               the photo for a client on a slow link (lite: 800 px WebP), against
+  curl -s %[1]s/img/p1.jpg | wc -c       the full one
   curl -X POST -d id=2 -i %[1]s/cart/add    the cart cookie makes a shopper priority 0
   curl -i %[1]s/slow           slower than 1s: a page that waits and retries in the browser
   curl -i %[1]s/nope           the shop's own 404 page, not the origin's
@@ -107,7 +111,9 @@ Press Ctrl-C to stop.
 }
 
 // The demo front-ends use every edge handler: priority rules, a waiting
-// room on product pages, the load gate, fallback pages and the edge cache.
+// room on product pages, the load gate, fallback pages, client
+// adaptation, product pages composed from fragments (esi), and the edge
+// cache, which holds each fragment and each image variant apart.
 const demoFrontend = `priority {
 		0 cookie cart
 		1 path /cart /checkout
@@ -128,6 +134,9 @@ const demoFrontend = `priority {
 		slow 1s
 		site_name "Conductor Demo Shop"
 	}
+	adapt
+	esi
+	adapt_images
 	edge_cache demo {
 		stale_on_error 10m
 		bypass_cookie cart

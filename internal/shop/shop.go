@@ -11,13 +11,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
-	"image"
-	"image/color"
-	"image/png"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/websocket"
@@ -45,38 +43,85 @@ func Handler(name string) http.Handler {
 		page(w, "Conductor shop", func(b *strings.Builder) {
 			b.WriteString("<ul>")
 			for _, p := range Catalogue {
-				fmt.Fprintf(b, `<li><a href="/product/%d">%s</a> — $%.2f <img src="/img/%d.png" width="32"></li>`, p.ID, html.EscapeString(p.Name), p.Price, p.ID)
+				fmt.Fprintf(b, `<li><a href="/product/%d">%s</a> — $%.2f <img src="/img/p%d.jpg" width="64" alt=""></li>`, p.ID, html.EscapeString(p.Name), p.Price, p.ID)
 			}
 			b.WriteString(`</ul><p><a href="/cart">Cart</a> · <a href="/slow">A slow page</a></p>`)
 		}, name)
 	})
+	// A product page is made of fragments that change at different
+	// rates: the page itself (5 min), the price (30 s), the stock (never
+	// cached) and the recommendations (10 min). A surrogate that speaks
+	// ESI (the front-end's esi handler announces it) gets a template and
+	// composes the page itself, caching each piece apart; anyone else gets
+	// the page whole. The page is lighter for the lite and text classes the
+	// front-end's adapt handler sends (Vary says so).
 	mux.HandleFunc("GET /product/{id}", func(w http.ResponseWriter, r *http.Request) {
 		p, ok := product(r.PathValue("id"))
 		if !ok {
 			http.NotFound(w, r)
 			return
 		}
+		class := r.Header.Get("Conductor-Client-Class")
+		esi := strings.Contains(r.Header.Get("Surrogate-Capability"), "ESI/1.0")
 		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Header().Set("Vary", "Conductor-Client-Class, Surrogate-Capability")
+		if esi {
+			w.Header().Set("Surrogate-Control", `content="ESI/1.0"`)
+		}
+		piece := func(b *strings.Builder, path string, inline func(*strings.Builder)) {
+			if esi {
+				fmt.Fprintf(b, `<esi:include src="%s"/>`, path)
+				return
+			}
+			inline(b)
+		}
 		page(w, p.Name, func(b *strings.Builder) {
-			fmt.Fprintf(b, `<p>$%.2f</p><img src="/img/%d.png"><form method="post" action="/cart/add"><input type="hidden" name="id" value="%d"><button>Add to cart</button></form>`, p.Price, p.ID, p.ID)
+			if class != "text" {
+				fmt.Fprintf(b, `<img src="/img/p%d.jpg" width="800" alt="%s">`, p.ID, html.EscapeString(p.Name))
+			}
+			piece(b, fmt.Sprintf("/fragment/price/%d", p.ID), func(b *strings.Builder) { priceFragment(b, p) })
+			piece(b, fmt.Sprintf("/fragment/stock/%d", p.ID), func(b *strings.Builder) { stockFragment(b, p) })
+			fmt.Fprintf(b, `<form method="post" action="/cart/add"><input type="hidden" name="id" value="%d"><button>Add to cart</button></form>`, p.ID)
+			if esi {
+				fmt.Fprintf(b, `<esi:try><esi:attempt><esi:include src="/fragment/recommendations/%d"/></esi:attempt>`+
+					`<esi:except><p><a href="/">More in the shop</a></p></esi:except></esi:try>`, p.ID)
+			} else {
+				recommendationsFragment(b, p, class)
+			}
 		}, name)
 	})
+	mux.HandleFunc("GET /fragment/price/{id}", func(w http.ResponseWriter, r *http.Request) {
+		fragment(w, r, "public, max-age=30", priceFragment)
+	})
+	mux.HandleFunc("GET /fragment/stock/{id}", func(w http.ResponseWriter, r *http.Request) {
+		fragment(w, r, "no-store", stockFragment)
+	})
+	mux.HandleFunc("GET /fragment/recommendations/{id}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Vary", "Conductor-Client-Class")
+		fragment(w, r, "public, max-age=600", func(b *strings.Builder, p Product) {
+			recommendationsFragment(b, p, r.Header.Get("Conductor-Client-Class"))
+		})
+	})
+	// Product photos: 1600×1067 JPEGs, made once per process.
+	var photoMu sync.Mutex
+	photos := map[int][]byte{}
 	mux.HandleFunc("GET /img/{file}", func(w http.ResponseWriter, r *http.Request) {
-		id, err := strconv.Atoi(strings.TrimSuffix(r.PathValue("file"), ".png"))
-		if err != nil || id < 1 || id > len(Catalogue) {
+		var id int
+		if _, err := fmt.Sscanf(r.PathValue("file"), "p%d.jpg", &id); err != nil || id < 1 || id > len(Catalogue) || r.PathValue("file") != fmt.Sprintf("p%d.jpg", id) {
 			http.NotFound(w, r)
 			return
 		}
-		w.Header().Set("Content-Type", "image/png")
-		w.Header().Set("Cache-Control", "public, max-age=86400")
-		img := image.NewRGBA(image.Rect(0, 0, 64, 64))
-		c := color.RGBA{uint8(40 * id), uint8(200 - 30*id), 160, 255}
-		for y := 0; y < 64; y++ {
-			for x := 0; x < 64; x++ {
-				img.Set(x, y, c)
-			}
+		photoMu.Lock()
+		b, ok := photos[id]
+		if !ok {
+			b = Photo(id, 1600, 1067)
+			photos[id] = b
 		}
-		png.Encode(w, img)
+		photoMu.Unlock()
+		w.Header().Set("Content-Type", "image/jpeg")
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.Write(b)
 	})
 	mux.HandleFunc("POST /cart/add", func(w http.ResponseWriter, r *http.Request) {
 		p, ok := product(r.FormValue("id"))
@@ -196,6 +241,44 @@ func Handler(name string) http.Handler {
 	return mux
 }
 
+// fragment serves one piece of a product page.
+func fragment(w http.ResponseWriter, r *http.Request, cacheControl string, render func(*strings.Builder, Product)) {
+	p, ok := product(r.PathValue("id"))
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	var b strings.Builder
+	render(&b, p)
+	w.Header().Set("Cache-Control", cacheControl)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	io.WriteString(w, b.String())
+}
+
+func priceFragment(b *strings.Builder, p Product) {
+	fmt.Fprintf(b, `<p class="price">$%.2f</p>`, p.Price)
+}
+
+// stockFragment changes every few seconds, as stock does.
+func stockFragment(b *strings.Builder, p Product) {
+	fmt.Fprintf(b, `<p class="stock">%d in stock</p>`, 5+(p.ID*7+int(time.Now().Unix()/5))%40)
+}
+
+// recommendationsFragment shows three other products, with photos except
+// for the text class.
+func recommendationsFragment(b *strings.Builder, p Product, class string) {
+	b.WriteString(`<h2>You may also like</h2><ul class="recommendations">`)
+	for i := 1; i <= 3; i++ {
+		q := Catalogue[(p.ID-1+i)%len(Catalogue)]
+		img := ""
+		if class != "text" {
+			img = fmt.Sprintf(`<img src="/img/p%d.jpg" width="200" alt="">`, q.ID)
+		}
+		fmt.Fprintf(b, `<li><a href="/product/%d">%s%s</a></li>`, q.ID, img, html.EscapeString(q.Name))
+	}
+	b.WriteString("</ul>")
+}
+
 func product(id string) (Product, bool) {
 	n, err := strconv.Atoi(id)
 	if err != nil || n < 1 || n > len(Catalogue) {
@@ -208,7 +291,9 @@ func page(w http.ResponseWriter, title string, body func(*strings.Builder), orig
 	var b strings.Builder
 	fmt.Fprintf(&b, "<!doctype html><html><head><meta charset=utf-8><title>%s</title></head><body><h1>%s</h1>", html.EscapeString(title), html.EscapeString(title))
 	body(&b)
-	fmt.Fprintf(&b, "<footer>served by origin %s</footer></body></html>\n", html.EscapeString(origin))
+	// The page reports its own load time in its title once loaded: what the
+	// adaptation benchmark reads from headless Chromium.
+	fmt.Fprintf(&b, "<footer>served by origin %s</footer><script>addEventListener('load',()=>{document.title+=' | load '+Math.round(performance.now())+' ms'})</script></body></html>\n", html.EscapeString(origin))
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	io.WriteString(w, b.String())
 }
