@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -239,6 +240,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		selfrequest.Offer(r, h.freshBody)
 	case "PURGE":
 		return h.servePurge(w, r)
 	default:
@@ -262,6 +264,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(http.StatusGatewayTimeout, fmt.Errorf("only-if-cached: not in cache"))
 	}
 	return h.serveMiss(w, r, next, primary, reqCC)
+}
+
+// freshBody is the shortcut (selfrequest.Shortcut) the cache offers to
+// the esi handler above it: the body of a fresh, stored 200 for host+uri,
+// counted as a hit. Anything that needs the full path (a miss, stale,
+// no-cache, an answer that is itself an ESI template, a bypass cookie)
+// says no.
+func (h *Handler) freshBody(host, uri string, hdr http.Header) ([]byte, bool) {
+	r := &http.Request{Method: http.MethodGet, Host: host, Header: hdr, URL: &url.URL{}}
+	if u, err := url.ParseRequestURI(uri); err == nil {
+		r.URL = u
+	} else {
+		return nil, false
+	}
+	if h.bypassed(r) || parseCacheControl(hdr) != nil || hdr.Get("Pragma") != "" {
+		return nil, false
+	}
+	e := h.store.lookup(primaryKey(r), r)
+	if e == nil || e.status != http.StatusOK || e.ttl(time.Now()) <= 0 || e.cc.has("no-cache") ||
+		e.header.Get("Surrogate-Control") != "" {
+		return nil, false
+	}
+	h.maybeRefreshAhead(r, e, time.Now())
+	e.hits.Add(1)
+	h.m.requests["hit"].Inc()
+	h.m.bytesCache.Add(float64(len(e.body)))
+	return e.body, true
 }
 
 func (h *Handler) bypassed(r *http.Request) bool {

@@ -21,6 +21,7 @@ type assembly struct {
 	flush  func()
 	wg     sync.WaitGroup // the goroutines resolving parts
 	err    error          // the first error writing to the client
+	dirty  bool           // written since the last flush
 }
 
 // piece is literal text, or a part that resolves to bytes.
@@ -47,8 +48,8 @@ const maxQueued = 1 << 20
 func (a *assembly) write(b []byte) error {
 	a.add(a.parser.feed(b))
 	a.pump(false)
-	for a.err == nil && a.queued > maxQueued && len(a.queue) > 0 {
-		a.pump(true) // wait for the head part: backpressure
+	if a.queued > maxQueued {
+		a.pump(true) // wait for the parts: backpressure
 	}
 	return a.err
 }
@@ -57,9 +58,7 @@ func (a *assembly) write(b []byte) error {
 // for each part in turn.
 func (a *assembly) finish() error {
 	a.add(a.parser.end())
-	for len(a.queue) > 0 && a.err == nil {
-		a.pump(true)
-	}
+	a.pump(true)
 	return a.err
 }
 
@@ -74,15 +73,22 @@ func (a *assembly) add(nodes []node) {
 	}
 }
 
-// pump writes the queue's head while it is ready; with block, it first
-// waits for the head part (or the client going away).
+// pump writes the queue's head while it is ready; with block, it waits
+// for each part in turn until the queue is empty. What it wrote is
+// flushed to the client only when it is about to wait: a page whose parts
+// are ready goes out in as few writes as the client's buffer makes.
 func (a *assembly) pump(block bool) {
-	wrote := false
 	for len(a.queue) > 0 && a.err == nil {
 		p := a.queue[0]
-		var b []byte
+		b := p.text
 		if p.part != nil {
-			if block && !wrote {
+			select {
+			case <-p.part.done:
+			default:
+				a.flushIfDirty()
+				if !block {
+					return
+				}
 				select {
 				case <-p.part.done:
 				case <-a.ctx.Done():
@@ -90,17 +96,8 @@ func (a *assembly) pump(block bool) {
 					return
 				}
 			}
-			select {
-			case <-p.part.done:
-				b = p.part.body
-			default:
-				if wrote {
-					a.flush()
-				}
-				return
-			}
+			b = p.part.body
 		} else {
-			b = p.text
 			a.queued -= len(b)
 		}
 		a.queue[0] = piece{}
@@ -110,10 +107,14 @@ func (a *assembly) pump(block bool) {
 				a.err = err
 				return
 			}
-			wrote = true
+			a.dirty = true
 		}
 	}
-	if wrote {
+}
+
+func (a *assembly) flushIfDirty() {
+	if a.dirty {
+		a.dirty = false
 		a.flush()
 	}
 }
@@ -121,6 +122,11 @@ func (a *assembly) pump(block bool) {
 // startInclude fetches an include's src, then its alt, in the background.
 func (a *assembly) startInclude(inc *include) *part {
 	p := &part{done: make(chan struct{})}
+	if body, ok := a.page.cached(inc); ok {
+		p.body, p.ok = body, true
+		close(p.done)
+		return p
+	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -65,6 +66,7 @@ type Handler struct {
 	logger  *zap.Logger
 	missLog *rate.Sometimes
 	m       *siteMetrics
+	bufs    *sync.Pool // copy buffers for templates handed over by ReadFrom
 }
 
 // CaddyModule returns the Caddy module information.
@@ -106,6 +108,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.allow = append(h.allow, strings.ToLower(a))
 	}
 	h.missLog = &rate.Sometimes{Interval: time.Second}
+	h.bufs = &sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 	if err := registerMetrics(ctx); err != nil {
 		return err
 	}
@@ -162,6 +165,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	r.Header.Del("Accept-Encoding")
 
 	srv := selfrequest.Server(r.Context())
+	ctx, shortcut := selfrequest.WithShortcutSlot(r.Context())
+	r = r.WithContext(ctx)
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -174,7 +179,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		newAssembly: func() *assembly {
 			f := &pageFetcher{
 				h: h, srv: srv, base: base, client: r.Header.Clone(), remote: r.RemoteAddr,
-				depth: depthOf(r.Context()), m: h.m, sem: semaphore.NewWeighted(int64(h.Parallel)),
+				depth: depthOf(r.Context()), m: h.m, sem: semaphore.NewWeighted(int64(h.Parallel)), shortcut: shortcut,
 			}
 			f.budget.Store(h.MaxBytes)
 			return &assembly{ctx: r.Context(), page: f, out: w, flush: func() { _ = http.NewResponseController(w).Flush() }}
@@ -253,16 +258,22 @@ func (pw *pageWriter) ReadFrom(r io.Reader) (int64, error) {
 	if pw.a == nil {
 		return pw.ResponseWriterWrapper.ReadFrom(r)
 	}
-	return io.Copy(writeOnly{pw}, r)
+	buf := pw.h.bufs.Get().(*[]byte)
+	defer pw.h.bufs.Put(buf)
+	return io.CopyBuffer(writeOnly{pw}, r, *buf)
 }
 
 // writeOnly hides a writer's ReadFrom from io.Copy.
 type writeOnly struct{ io.Writer }
 
-// FlushError is a no-op while assembling: the assembly flushes what it
-// writes, and the upstream's flushes would only push half a tag.
+// FlushError, while assembling, flushes what the assembly wrote when
+// nothing is pending (the template streams as it comes); otherwise the
+// assembly flushes when it waits for a part.
 func (pw *pageWriter) FlushError() error {
 	if pw.a != nil {
+		if len(pw.a.queue) == 0 {
+			pw.a.flushIfDirty()
+		}
 		return nil
 	}
 	return http.NewResponseController(pw.ResponseWriterWrapper.ResponseWriter).Flush()

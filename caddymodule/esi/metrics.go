@@ -26,6 +26,10 @@ var (
 		Namespace: "conductor", Subsystem: "esi", Name: "refused_total",
 		Help: "Include sources refused: a host not on the allow-list, or a scheme other than http(s).",
 	}, []string{"site"})
+	shortcutsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "conductor", Subsystem: "esi", Name: "cache_shortcuts_total",
+		Help: "Includes answered straight from edge_cache's store (a fresh fragment), without a pass through the server.",
+	}, []string{"site"})
 	timeoutsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "conductor", Subsystem: "esi", Name: "timeouts_total",
 		Help: "Fragment fetches stopped by the per-fragment timeout.",
@@ -38,27 +42,29 @@ var (
 )
 
 func registerMetrics(ctx caddy.Context) error {
-	return promreg.Register(ctx, pagesTotal, includesTotal, triesTotal, refusedTotal, timeoutsTotal, fragmentSeconds)
+	return promreg.Register(ctx, pagesTotal, includesTotal, triesTotal, refusedTotal, shortcutsTotal, timeoutsTotal, fragmentSeconds)
 }
 
 // siteMetrics holds one handler's series, resolved once at provision.
 type siteMetrics struct {
-	pages    prometheus.Counter
-	includes map[string]prometheus.Counter
-	tries    map[string]prometheus.Counter
-	refused  prometheus.Counter
-	timeouts prometheus.Counter
-	duration prometheus.Observer
+	pages     prometheus.Counter
+	includes  map[string]prometheus.Counter
+	tries     map[string]prometheus.Counter
+	refused   prometheus.Counter
+	timeouts  prometheus.Counter
+	shortcuts prometheus.Counter
+	duration  prometheus.Observer
 }
 
 func metricsFor(site string) *siteMetrics {
 	m := &siteMetrics{
-		pages:    pagesTotal.WithLabelValues(site),
-		includes: map[string]prometheus.Counter{},
-		tries:    map[string]prometheus.Counter{},
-		refused:  refusedTotal.WithLabelValues(site),
-		timeouts: timeoutsTotal.WithLabelValues(site),
-		duration: fragmentSeconds.WithLabelValues(site),
+		pages:     pagesTotal.WithLabelValues(site),
+		includes:  map[string]prometheus.Counter{},
+		tries:     map[string]prometheus.Counter{},
+		refused:   refusedTotal.WithLabelValues(site),
+		timeouts:  timeoutsTotal.WithLabelValues(site),
+		shortcuts: shortcutsTotal.WithLabelValues(site),
+		duration:  fragmentSeconds.WithLabelValues(site),
 	}
 	for _, o := range []string{"src", "alt", "miss"} {
 		m.includes[o] = includesTotal.WithLabelValues(site, o)

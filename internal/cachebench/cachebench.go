@@ -2,7 +2,10 @@
 // own file_server with wrk, in one run and one Caddy process: the same
 // 10 kB file served by file_server, by edge_cache from memory in front of
 // a file_server origin, and by a plain reverse proxy to that origin (what
-// every request would cost without the cache). Souin/cache-handler would
+// every request would cost without the cache). Then the esi handler: the
+// same page whole from the cache, against the page composed from ten
+// cached fragments (the issue's goal: at least half the whole page's
+// requests per second). Souin/cache-handler would
 // be the next peer; the Go module proxy reachable here does not serve it.
 package cachebench
 
@@ -58,6 +61,8 @@ type Report struct {
 	Threads     int       `json:"threads"`
 	FileSize    int       `json:"file_size"`
 	Peers       []Peer    `json:"peers"`
+	// ESIRatio is esi-fragments' requests/s over esi-whole's.
+	ESIRatio float64 `json:"esi_fragments_to_whole"`
 }
 
 var peers = []struct{ key, what string }{
@@ -65,6 +70,8 @@ var peers = []struct{ key, what string }{
 	{"edge_cache", "edge_cache hit, from memory (tinylfu), in front of a file_server origin"},
 	{"edge_cache-lru", "edge_cache hit with the lru policy"},
 	{"reverse_proxy", "reverse_proxy to the same origin, no cache"},
+	{"esi-whole", "the page whole, an edge_cache hit behind esi"},
+	{"esi-fragments", "the same page composed by esi from ten fragments, each an edge_cache hit"},
 }
 
 // Run starts Caddy, measures every peer with wrk and returns the report.
@@ -96,7 +103,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := os.WriteFile(filepath.Join(dir, "file.html"), bytes.Repeat([]byte("0123456789"), o.FileSize/10), 0o644); err != nil {
 		return nil, err
 	}
-	ports := make([]int, 6)
+	if err := writeESIPages(dir, o.FileSize); err != nil {
+		return nil, err
+	}
+	ports := make([]int, 7)
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			return nil, err
@@ -117,6 +127,7 @@ http://127.0.0.1:%[2]d {
 http://127.0.0.1:%[3]d {
 	root * %[7]s
 	header Cache-Control "max-age=3600"
+	header /esi/template.html Surrogate-Control "content=\"ESI/1.0\""
 	file_server
 }
 http://127.0.0.1:%[4]d {
@@ -132,7 +143,12 @@ http://127.0.0.1:%[5]d {
 http://127.0.0.1:%[6]d {
 	reverse_proxy 127.0.0.1:%[3]d
 }
-`, ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], dir)
+http://127.0.0.1:%[8]d {
+	esi
+	edge_cache bench-esi
+	reverse_proxy 127.0.0.1:%[3]d
+}
+`, ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], dir, ports[6])
 	cfPath := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfPath, []byte(cf), 0o644); err != nil {
 		return nil, err
@@ -153,6 +169,8 @@ http://127.0.0.1:%[6]d {
 		"edge_cache":     fmt.Sprintf("http://127.0.0.1:%d/file.html", ports[3]),
 		"edge_cache-lru": fmt.Sprintf("http://127.0.0.1:%d/file.html", ports[4]),
 		"reverse_proxy":  fmt.Sprintf("http://127.0.0.1:%d/file.html", ports[5]),
+		"esi-whole":      fmt.Sprintf("http://127.0.0.1:%d/esi/whole.html", ports[6]),
+		"esi-fragments":  fmt.Sprintf("http://127.0.0.1:%d/esi/template.html", ports[6]),
 	}
 	if err := waitOK(ctx, urls["file_server"], 30*time.Second); err != nil {
 		return nil, fmt.Errorf("caddy did not start: %v\n%s", err, caddyLog.String())
@@ -192,7 +210,36 @@ http://127.0.0.1:%[6]d {
 	for i := range rep.Peers {
 		rep.Peers[i].Ratio = rep.Peers[i].RequestsSec / rep.Peers[0].RequestsSec
 	}
+	if n := len(rep.Peers); n >= 2 && rep.Peers[n-2].Key == "esi-whole" && rep.Peers[n-1].Key == "esi-fragments" {
+		rep.ESIRatio = rep.Peers[n-1].RequestsSec / rep.Peers[n-2].RequestsSec
+	}
 	return rep, nil
+}
+
+// writeESIPages writes a page of about size bytes twice: whole, and as an
+// ESI template of ten fragments that add up to the same page.
+func writeESIPages(dir string, size int) error {
+	esiDir := filepath.Join(dir, "esi")
+	if err := os.MkdirAll(esiDir, 0o755); err != nil {
+		return err
+	}
+	var whole, tmpl bytes.Buffer
+	whole.WriteString("<html><body>")
+	tmpl.WriteString("<html><body>")
+	for i := range 10 {
+		frag := bytes.Repeat([]byte{byte('a' + i)}, size/10)
+		if err := os.WriteFile(filepath.Join(esiDir, fmt.Sprintf("frag%d.html", i)), frag, 0o644); err != nil {
+			return err
+		}
+		whole.Write(frag)
+		fmt.Fprintf(&tmpl, `<esi:include src="/esi/frag%d.html"/>`, i)
+	}
+	whole.WriteString("</body></html>")
+	tmpl.WriteString("</body></html>")
+	if err := os.WriteFile(filepath.Join(esiDir, "whole.html"), whole.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(esiDir, "template.html"), tmpl.Bytes(), 0o644)
 }
 
 var (
@@ -244,6 +291,9 @@ func (r *Report) Table() string {
 	for _, p := range r.Peers {
 		fmt.Fprintf(&b, "| `%s` | %.0f | %.2f | %.2f | %.2f | %d | %d | %s |\n",
 			p.Key, p.RequestsSec, p.Ratio, p.P50ms, p.P99ms, p.Non2xx, p.SocketErrs, p.CacheStatus)
+	}
+	if r.ESIRatio > 0 {
+		fmt.Fprintf(&b, "\nA page composed from ten cached fragments: %.2f× the requests/s of the same page whole from the cache.\n", r.ESIRatio)
 	}
 	return b.String()
 }

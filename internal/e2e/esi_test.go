@@ -326,6 +326,7 @@ func TestESIFragmentsCachedSeparately(t *testing.T) {
 	f := esiSetup(t)
 	host := strings.TrimPrefix(f.tp.FrontendURL(0), "http://")
 	_, first := f.get(t, "/page/cached")
+	shortcutsBefore := f.metric(t, "conductor_esi_cache_shortcuts_total", `site="shop"`)
 	resp, second := f.get(t, "/page/cached")
 	if !strings.HasPrefix(first, "<h1>product</h1>static|dynamic-") || !strings.HasPrefix(second, "<h1>product</h1>static|dynamic-") || first == second {
 		t.Fatalf("pages %q then %q: want the dynamic fragment new on each", first, second)
@@ -334,6 +335,11 @@ func TestESIFragmentsCachedSeparately(t *testing.T) {
 		if n := f.origin.seen(host + " " + path); n != want {
 			t.Errorf("origin saw %s %d times, want %d", path, n, want)
 		}
+	}
+	// The fresh fragment came straight from the cache's store, without a
+	// pass through the server; the no-store one took the full path.
+	if got := f.metric(t, "conductor_esi_cache_shortcuts_total", `site="shop"`) - shortcutsBefore; got != 1 {
+		t.Errorf("cache_shortcuts_total rose by %v on the second visit, want 1 (the static fragment)", got)
 	}
 	if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "private") {
 		t.Errorf("assembled page has Cache-Control %q: a shared cache after this one could store it", cc)
