@@ -86,6 +86,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    max_pixels <n>
 //	    workers    <n>
 //	    wait       <duration>
+//	    convert_full
 //	    site       <label>
 //	}
 func (im *Images) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -96,6 +97,13 @@ func (im *Images) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		sub := d.Val()
 		args := d.RemainingArgs()
+		if sub == "convert_full" {
+			if len(args) != 0 {
+				return d.ArgErr()
+			}
+			im.ConvertFull = true
+			continue
+		}
 		perClass := sub == "max_width" || sub == "quality"
 		if (perClass && len(args) != 2) || (!perClass && len(args) != 1) {
 			return d.ArgErr()
@@ -130,7 +138,7 @@ func (im *Images) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "site":
 			im.Site = args[0]
 		default:
-			return d.Errf("adapt_images: unknown subdirective %q (want max_width, quality, max_bytes, max_pixels, workers, wait or site)", sub)
+			return d.Errf("adapt_images: unknown subdirective %q (want max_width, quality, max_bytes, max_pixels, workers, wait, convert_full or site)", sub)
 		}
 		if err != nil {
 			return d.Errf("adapt_images: %s: invalid value %q", sub, args[len(args)-1])
