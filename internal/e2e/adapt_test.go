@@ -10,14 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/conductor-edge/conductor/internal/nscaddy"
 	"github.com/conductor-edge/conductor/internal/shop"
 	"github.com/conductor-edge/conductor/internal/transportbench"
 	"github.com/conductor-edge/conductor/internal/wan"
@@ -168,9 +165,8 @@ func TestAdaptMeasuredSlowLink(t *testing.T) {
 
 	dir := t.TempDir()
 	const port = 8090
-	cfg := filepath.Join(dir, "Caddyfile")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`{
-	admin off
+	fe, err := nscaddy.Start(context.Background(), dir, "frontend", l.NSB, fmt.Sprintf(`{
+	admin unix/%s
 	persist_config off
 	storage file_system %s
 }
@@ -179,19 +175,11 @@ http://:%d {
 	adapt
 	reverse_proxy %s
 }
-`, dir, port, l.AddrB, originLn.Addr())), 0o644)
-	cmd := exec.Command("ip", "netns", "exec", l.NSB, binary, "caddy", "run", "--config", cfg, "--adapter", "caddyfile")
-	logf, _ := os.Create(filepath.Join(dir, "caddy.log"))
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+`, nscaddy.AdminSocket(dir, "frontend"), dir, port, l.AddrB, originLn.Addr()), binary)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-	}()
+	defer fe.Stop()
 
 	// clientIn is an HTTP client whose connections are made in namespace ns.
 	clientIn := func(in func(func() error) error) *http.Client {
@@ -216,10 +204,6 @@ http://:%d {
 	}
 	near := clientIn(l.InB)
 	nearURL := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	waitUntil(t, 60*time.Second, "the front-end in namespace B answers", func() bool {
-		_, err := classOf(near, nearURL)
-		return err == nil
-	})
 	if got, err := classOf(near, nearURL); err != nil || got != "class=full" {
 		t.Fatalf("a client beside the front-end: %q, %v; want class=full", got, err)
 	}

@@ -23,16 +23,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/conductor-edge/conductor/internal/benchinfo"
+	"github.com/conductor-edge/conductor/internal/nscaddy"
 	"github.com/conductor-edge/conductor/internal/transportbench"
 	"github.com/conductor-edge/conductor/internal/wan"
 )
@@ -187,16 +184,16 @@ func runOne(ctx context.Context, o Options, prof transportbench.ProfileSpec, p P
 		return r, err
 	}
 	defer stopOrigin()
-	back, err := startCaddy(ctx, dir, "backend", l.NSB, backendConfig(dir, l, p), o.Binary)
+	back, err := nscaddy.Start(ctx, dir, "backend", l.NSB, backendConfig(dir, l, p), o.Binary)
 	if err != nil {
 		return r, err
 	}
-	defer back.stop()
-	front, err := startCaddy(ctx, dir, "frontend", l.NSA, frontendConfig(dir, l, p), o.Binary)
+	defer back.Stop()
+	front, err := nscaddy.Start(ctx, dir, "frontend", l.NSA, frontendConfig(dir, l, p), o.Binary)
 	if err != nil {
 		return r, err
 	}
-	defer front.stop()
+	defer front.Stop()
 	// Until a small transfer goes through, the path is not up yet.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -209,12 +206,12 @@ func runOne(ctx context.Context, o Options, prof transportbench.ProfileSpec, p P
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	fcpu0, bcpu0 := front.cpu(), back.cpu()
+	fcpu0, bcpu0 := front.CPU(), back.CPU()
 	_, down0 := l.Stats()
 	n, elapsed, err := transfer(ctx, l, o.Size, o.MaxTime)
 	_, down1 := l.Stats()
 	r.Bytes, r.Seconds = n, elapsed.Seconds()
-	r.FrontendCPUSeconds, r.BackendCPUSeconds = front.cpu()-fcpu0, back.cpu()-bcpu0
+	r.FrontendCPUSeconds, r.BackendCPUSeconds = front.CPU()-fcpu0, back.CPU()-bcpu0
 	if r.Seconds > 0 {
 		r.GoodputMbps = float64(n) * 8 / r.Seconds / 1e6
 		r.LinkUtilization = float64(down1.DeliveredBytes-down0.DeliveredBytes) * 8 / r.Seconds / prof.RateBps
@@ -262,86 +259,9 @@ func layer4(listen, handler string) string {
 // Unix socket, which the benchmark reaches from any namespace.
 func globals(dir, name, extra string) string {
 	return fmt.Sprintf("{\n\tadmin unix/%s\n\tstorage file_system %s\n\tskip_install_trust\n\tpersist_config off\n\tlog {\n\t\tlevel WARN\n\t}\n%s}\n",
-		filepath.Join(dir, name+".sock"), filepath.Join(filepath.Dir(dir), "storage"), extra)
+		nscaddy.AdminSocket(dir, name), filepath.Join(filepath.Dir(dir), "storage"), extra)
 }
 
-// caddyProc is a Caddy started in a namespace.
-type caddyProc struct {
-	cmd *exec.Cmd
-	log *os.File
-}
-
-func startCaddy(ctx context.Context, dir, name, ns, config, binary string) (*caddyProc, error) {
-	cfg := filepath.Join(dir, name+".Caddyfile")
-	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
-		return nil, err
-	}
-	log, err := os.Create(filepath.Join(dir, name+".log"))
-	if err != nil {
-		return nil, err
-	}
-	// `ip netns exec` enters the namespace and execs the binary in place,
-	// so the pid is Caddy's own (its CPU time is read from /proc).
-	cmd := exec.Command("ip", "netns", "exec", ns, binary, "caddy", "run", "--config", cfg, "--adapter", "caddyfile")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg-config"))
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return nil, err
-	}
-	c := &caddyProc{cmd: cmd, log: log}
-	sock := filepath.Join(dir, name+".sock")
-	admin := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := admin.Get("http://admin/config/")
-		if err == nil {
-			resp.Body.Close()
-			return c, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			c.stop()
-			return nil, fmt.Errorf("%s Caddy did not start: %v (log: %s)", name, err, log.Name())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// cpu is the process's user and system time so far, in seconds.
-func (c *caddyProc) cpu() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses and may hold
-	// spaces: utime and stime are the 14th and 15th fields of the line.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / clockTicks
-}
-
-// clockTicks is USER_HZ, which Linux fixes at 100 for /proc.
-const clockTicks = 100
-
-func (c *caddyProc) stop() {
-	syscall.Kill(-c.cmd.Process.Pid, syscall.SIGINT)
-	done := make(chan struct{})
-	go func() { c.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
-	c.log.Close()
-}
 
 // serveOrigin is the origin: it reads an 8-byte size and writes that many
 // bytes of an incompressible pattern, then closes.
