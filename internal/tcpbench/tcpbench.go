@@ -262,7 +262,6 @@ func globals(dir, name, extra string) string {
 		nscaddy.AdminSocket(dir, name), filepath.Join(filepath.Dir(dir), "storage"), extra)
 }
 
-
 // serveOrigin is the origin: it reads an 8-byte size and writes that many
 // bytes of an incompressible pattern, then closes.
 func serveOrigin(l *wan.Link) (stop func(), err error) {
