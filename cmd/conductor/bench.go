@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/conductor-edge/conductor/internal/adaptbench"
 	"github.com/conductor-edge/conductor/internal/admissionbench"
 	"github.com/conductor-edge/conductor/internal/cachebench"
 	"github.com/conductor-edge/conductor/internal/tcpbench"
@@ -49,11 +50,15 @@ func runBench(args []string) int {
 	if len(args) > 0 && args[0] == "tcp" {
 		return runTCPBench(args[1:])
 	}
+	if len(args) > 0 && args[0] == "adapt" {
+		return runAdaptBench(args[1:])
+	}
 	if len(args) == 0 || args[0] != "transport" {
 		fmt.Fprintln(os.Stderr, "usage: conductor bench transport [--profile lan|continental|lossy|mobile]... [--peer KEY]... [--duration 15s] [--json FILE] [--png FILE] [--from FILE] [--markdown]")
 		fmt.Fprintln(os.Stderr, "       conductor bench cache [--duration 10s] [--connections 64] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench admission [--duration 30s] [--rps 500] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench tcp [--profile lossy]... [--peer tmp|l4-proxy-bbr|l4-proxy-cubic]... [--size-mb 1024] [--max-time 3m] [--json FILE]")
+		fmt.Fprintln(os.Stderr, "       conductor bench adapt [--profile mobile --profile lan]... [--runs 3] [--json FILE]")
 		return 2
 	}
 	fs := flag.NewFlagSet("conductor bench transport", flag.ContinueOnError)
@@ -179,6 +184,36 @@ func runAdmissionBench(args []string) int {
 	}
 	defer run.done()
 	rep, err := admissionbench.Run(run.ctx, admissionbench.Options{Binary: run.self, Dir: run.dir, Duration: *duration, OfferedRPS: *rps, Progress: run.progress})
+	return report(rep, err, *jsonOut)
+}
+
+// runAdaptBench runs `conductor bench adapt`: the demo's product page in
+// headless Chromium across the emulated WAN, from a front-end with client
+// adaptation and from one without (needs root).
+func runAdaptBench(args []string) int {
+	fs := flag.NewFlagSet("conductor bench adapt", flag.ContinueOnError)
+	var profiles profileFlag
+	fs.Var(&profiles, "profile", "WAN profile (repeatable; default mobile and lan): lan, continental, lossy, mobile")
+	runs := fs.Int("runs", 3, "measured page loads per front-end and profile (the median is reported)")
+	jsonOut := fs.String("json", "", "write results as JSON to this file")
+	dir := fs.String("dir", "", "keep configs and process logs here (default: a temporary directory, removed)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if len(profiles) == 0 {
+		profiles = profileFlag{"mobile", "lan"}
+	}
+	sel, ok := profiles.specs()
+	if !ok {
+		return 2
+	}
+	run, err := startRun("adapt", *dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	defer run.done()
+	rep, err := adaptbench.Run(run.ctx, adaptbench.Options{Binary: run.self, Dir: run.dir, Profiles: sel, Runs: *runs, Progress: run.progress})
 	return report(rep, err, *jsonOut)
 }
 
