@@ -2,7 +2,7 @@ package esi
 
 import (
 	"context"
-	"net/http"
+	"io"
 	"sync"
 )
 
@@ -17,7 +17,7 @@ type assembly struct {
 	parser parser
 	queue  []piece // pieces not written yet, in page order
 	queued int     // bytes of text in queue
-	out    http.ResponseWriter
+	out    io.Writer
 	flush  func()
 	wg     sync.WaitGroup // the goroutines resolving parts
 	err    error          // the first error writing to the client

@@ -67,6 +67,7 @@ type Handler struct {
 	missLog *rate.Sometimes
 	m       *siteMetrics
 	bufs    *sync.Pool // copy buffers for templates handed over by ReadFrom
+	codecs  *codecs
 }
 
 // CaddyModule returns the Caddy module information.
@@ -108,6 +109,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.allow = append(h.allow, strings.ToLower(a))
 	}
 	h.missLog = &rate.Sometimes{Interval: time.Second}
+	h.codecs = &codecs{}
 	h.bufs = &sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 	if err := registerMetrics(ctx); err != nil {
 		return err
@@ -159,10 +161,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	r.Header.Set("Surrogate-Capability", capability)
-	// The template must come unencoded to be parsed. Between the front-end
-	// and the back-end, TMP compresses on its own; towards the client,
-	// Caddy's encode handler does (place it before esi).
-	r.Header.Del("Accept-Encoding")
 
 	srv := selfrequest.Server(r.Context())
 	ctx, shortcut := selfrequest.WithShortcutSlot(r.Context())
@@ -176,13 +174,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		h:                     h,
 		head:                  r.Method == http.MethodHead,
-		newAssembly: func() *assembly {
+		acceptEncoding:        r.Header.Get("Accept-Encoding"),
+		slow:                  slowClass(r.Header),
+		newAssembly: func(out io.Writer, flush func()) *assembly {
 			f := &pageFetcher{
 				h: h, srv: srv, base: base, client: r.Header.Clone(), remote: r.RemoteAddr,
 				depth: depthOf(r.Context()), m: h.m, sem: semaphore.NewWeighted(int64(h.Parallel)), shortcut: shortcut,
 			}
 			f.budget.Store(h.MaxBytes)
-			return &assembly{ctx: r.Context(), page: f, out: w, flush: func() { _ = http.NewResponseController(w).Flush() }}
+			return &assembly{ctx: r.Context(), page: f, out: out, flush: flush}
 		},
 	}
 	err := next.ServeHTTP(pw, r)
@@ -190,24 +190,38 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return err
 	}
 	defer pw.a.wait()
-	if err != nil {
-		// The template's stream broke after the page began: finish what
-		// was parsed, then report the error to Caddy (which logs it).
-		_ = pw.a.finish()
-		return err
+	// A broken template stream (err) still gets what was parsed finished,
+	// then the error goes to Caddy, which logs it.
+	if derr := pw.endTemplate(); err == nil {
+		err = derr
 	}
-	return pw.a.finish()
+	ferr := pw.a.finish()
+	if cerr := pw.enc.Close(); ferr == nil {
+		ferr = cerr
+	}
+	if err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // pageWriter decides, at WriteHeader, whether the response is a template;
 // if it is, everything written after goes through the assembly.
 type pageWriter struct {
 	*caddyhttp.ResponseWriterWrapper
-	h           *Handler
-	head        bool
-	newAssembly func() *assembly
-	a           *assembly
-	wroteHeader bool
+	h              *Handler
+	head           bool
+	acceptEncoding string // the client's
+	slow           bool   // adapt classed the client's link lite or text
+	newAssembly    func(out io.Writer, flush func()) *assembly
+	a              *assembly
+	enc            encoder // the page's encoding towards the client
+	wroteHeader    bool
+
+	// A compressed template is decoded on its own goroutine, fed through
+	// a pipe; decoded is closed when it has parsed the last byte.
+	pipe    *io.PipeWriter
+	decoded chan error
 }
 
 func (pw *pageWriter) WriteHeader(status int) {
@@ -219,7 +233,7 @@ func (pw *pageWriter) WriteHeader(status int) {
 	hdr := pw.Header()
 	template := isTemplate(hdr.Values("Surrogate-Control"))
 	hdr.Del("Surrogate-Control") // for surrogates only (Edge Architecture §3)
-	if status == http.StatusOK && template && hdr.Get("Content-Encoding") == "" {
+	if ce := hdr.Get("Content-Encoding"); status == http.StatusOK && template && decodable(ce) {
 		// The page is assembled for this client: its length is not the
 		// template's, nor are its validators, and no shared cache after
 		// this one may store it.
@@ -228,9 +242,23 @@ func (pw *pageWriter) WriteHeader(status int) {
 		}
 		hdr.Set("Cache-Control", privateCacheControl(hdr.Get("Cache-Control")))
 		dropVary(hdr, "Surrogate-Capability") // the same from this surrogate, always
+		hdr.Del("Content-Encoding")
+		out := pageEncoding(pw.acceptEncoding)
+		if out != "" {
+			hdr.Set("Content-Encoding", out)
+		}
+		hdr.Add("Vary", "Accept-Encoding")
 		pw.h.m.pages.Inc()
 		if !pw.head {
-			pw.a = pw.newAssembly()
+			w := pw.ResponseWriterWrapper.ResponseWriter
+			pw.enc = pw.h.codecs.encoder(w, out, pw.slow)
+			pw.a = pw.newAssembly(pw.enc, func() {
+				_ = pw.enc.Flush()
+				_ = http.NewResponseController(w).Flush()
+			})
+			if ce != "" {
+				pw.startDecoding(ce)
+			}
 		}
 	}
 	pw.ResponseWriterWrapper.WriteHeader(status)
@@ -243,10 +271,57 @@ func (pw *pageWriter) Write(p []byte) (int, error) {
 	if pw.a == nil {
 		return pw.ResponseWriterWrapper.Write(p)
 	}
+	if pw.pipe != nil {
+		return pw.pipe.Write(p)
+	}
 	if err := pw.a.write(p); err != nil {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// startDecoding parses the template through its Content-Encoding's
+// decoder, on a goroutine that ends when endTemplate closes the pipe (or
+// the decoder fails, which closes the pipe on the writer's side too).
+func (pw *pageWriter) startDecoding(ce string) {
+	pr, pwr := io.Pipe()
+	pw.pipe, pw.decoded = pwr, make(chan error, 1)
+	go func() {
+		dec, release, err := pw.h.codecs.decoder(pr, ce)
+		if err == nil {
+			buf := pw.h.bufs.Get().(*[]byte)
+			for {
+				n, rerr := dec.Read(*buf)
+				if n > 0 {
+					if err = pw.a.write((*buf)[:n]); err != nil {
+						break
+					}
+					if len(pw.a.queue) == 0 {
+						pw.a.flushIfDirty() // streaming, as FlushError does unencoded
+					}
+				}
+				if rerr != nil {
+					if rerr != io.EOF {
+						err = rerr
+					}
+					break
+				}
+			}
+			pw.h.bufs.Put(buf)
+			release()
+		}
+		pr.CloseWithError(err)
+		pw.decoded <- err
+	}()
+}
+
+// endTemplate tells the decoder the template has ended and waits for it.
+func (pw *pageWriter) endTemplate() error {
+	if pw.pipe == nil {
+		return nil
+	}
+	pw.pipe.Close()
+	return <-pw.decoded
 }
 
 // ReadFrom goes through Write when assembling (the wrapper's own ReadFrom
@@ -271,7 +346,7 @@ type writeOnly struct{ io.Writer }
 // assembly flushes when it waits for a part.
 func (pw *pageWriter) FlushError() error {
 	if pw.a != nil {
-		if len(pw.a.queue) == 0 {
+		if pw.pipe == nil && len(pw.a.queue) == 0 {
 			pw.a.flushIfDirty()
 		}
 		return nil

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/conductor-edge/conductor/internal/shop"
 	"github.com/conductor-edge/conductor/internal/topology"
@@ -116,6 +120,9 @@ func (o *esiOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.mu.Unlock()
 		w.Header().Set("Cache-Control", "no-store")
 		fmt.Fprintf(w, "dynamic-%d", n)
+	case p == "/page/big":
+		// A template worth compressing, with one include.
+		template("max-age=60", strings.Repeat("<p>lorem ipsum dolor sit amet</p>\n", 300)+`<esi:include src="/frag/alt"/>`)
 	case p == "/page/stream":
 		// The template itself streams: its tail waits for the test too.
 		template("no-store", `HEAD<esi:include src="/frag/held"/>`)
@@ -157,7 +164,9 @@ var (
 )
 
 // esiSetup starts, once for the ESI and adapt tests, the origin above, a
-// back-end and a front-end with adapt, esi, edge_cache and adapt_images.
+// back-end and a front-end with adapt, esi, edge_cache, encode and
+// adapt_images. Go's client asks for gzip and decodes it unseen, so every
+// test also goes through the compressed path.
 func esiSetup(t *testing.T) *esiFixture {
 	t.Helper()
 	if testing.Short() {
@@ -188,7 +197,7 @@ func startESIFixture(t *testing.T) (*esiFixture, error) {
 		BackendTMP:    fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
 		Frontends:     []string{fmt.Sprintf("127.0.0.15:%d", freePort(t, "127.0.0.15"))},
 		AdminBase:     freeAdminBase(t, 2),
-		FrontendExtra: "adapt {\n\t\tsite shop\n\t}\n\tadapt_images {\n\t\tsite shop\n\t}\n\t" +
+		FrontendExtra: "adapt {\n\t\tsite shop\n\t}\n\tadapt_images {\n\t\tsite shop\n\t}\n\tencode zstd gzip\n\t" +
 			"esi {\n\t\tallow partner.example\n\t\ttimeout 1s\n\t\tsite shop\n\t}\n\tedge_cache esi {\n\t\tsite shop\n\t}",
 		Progress: func(f string, a ...any) { t.Logf(f, a...) },
 	})
@@ -380,4 +389,62 @@ func TestESIStreamsBeforeIncludes(t *testing.T) {
 	if err != nil || string(rest) != "HELDTAIL" {
 		t.Fatalf("rest %q, %v", rest, err)
 	}
+}
+
+// A template that Caddy's encode compressed on its way into the cache is
+// decoded, assembled, and compressed again for the client in the encoding
+// it accepts: harder for a client adapt classes as slow.
+func TestESICompressedTemplates(t *testing.T) {
+	f := esiSetup(t)
+	want := strings.Repeat("<p>lorem ipsum dolor sit amet</p>\n", 300) + "alt"
+	sizes := map[string]int{}
+	for _, c := range []struct{ name, ae, saveData, decode string }{
+		{"gzip", "gzip", "", "gzip"},
+		{"zstd", "zstd, gzip", "", "zstd"},
+		{"zstd for a slow link", "zstd, gzip", "on", "zstd"},
+		{"identity", "identity", "", ""},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, f.tp.FrontendURL(0)+"/page/big", nil)
+		req.Header.Set("Accept-Encoding", c.ae)
+		if c.saveData != "" {
+			req.Header.Set("Save-Data", c.saveData)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if ce := resp.Header.Get("Content-Encoding"); ce != c.decode {
+			t.Fatalf("%s: Content-Encoding %q, want %q", c.name, ce, c.decode)
+		}
+		body, err := decodeBody(c.decode, raw)
+		if err != nil || string(body) != want {
+			t.Fatalf("%s: %d bytes decoded to %d (%v), want the page of %d", c.name, len(raw), len(body), err, len(want))
+		}
+		sizes[c.name] = len(raw)
+	}
+	t.Logf("page of %d bytes: %v", len(want), sizes)
+	if sizes["zstd for a slow link"] > sizes["zstd"] {
+		t.Fatalf("the slow link's page (%d bytes) is larger than the fast one's (%d)", sizes["zstd for a slow link"], sizes["zstd"])
+	}
+}
+
+func decodeBody(encoding string, b []byte) ([]byte, error) {
+	switch encoding {
+	case "gzip":
+		r, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		return io.ReadAll(r)
+	case "zstd":
+		r, err := zstd.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		return io.ReadAll(r)
+	}
+	return b, nil
 }
