@@ -109,6 +109,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	h.m.classes[string(class)+"/"+reason].Inc()
+	caddyhttp.SetVar(r.Context(), "conductor_class", string(class))
 	r.Header.Set(ClassHeader, string(class))
 	r.Header.Set(FormatHeader, imageFormat(r.Header.Get("Accept")))
 	hdr := w.Header()
