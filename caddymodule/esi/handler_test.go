@@ -155,3 +155,31 @@ func TestCapabilityAnnounced(t *testing.T) {
 		t.Fatalf("Surrogate-Capability %q", got)
 	}
 }
+
+// FuzzAssemble runs arbitrary templates, in arbitrary encodings and write
+// sizes, through the whole processor: parsing, the parts, the
+// try/except resolution, decoding and encoding. It must not panic or
+// hang, and a template without markup must come out as it went in.
+func FuzzAssemble(f *testing.F) {
+	f.Add(`a<esi:include src="/f/1"/>b<esi:include src="/f/2" alt="/f/1"/>`, uint8(0), uint8(3))
+	f.Add(`<esi:try><esi:attempt><esi:include src="/nope"/></esi:attempt><esi:except>e</esi:except></esi:try>`, uint8(1), uint8(1))
+	f.Add(`<!--esi <esi:include src="//other.example/x"/> --><esi:remove>r</esi:remove>`, uint8(2), uint8(5))
+	f.Add("plain text", uint8(0), uint8(0))
+	h := &Handler{}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := h.Provision(ctx); err != nil {
+		f.Fatal(err)
+	}
+	frags := map[string]string{"/f/1": "one", "/f/2": `<esi:include src="/f/1"/>`}
+	f.Fuzz(func(t *testing.T, tmpl string, enc uint8, accept uint8) {
+		encodings := []string{"", "gzip", "zstd"}
+		r := httptest.NewRequest(http.MethodGet, "http://shop.example/p", nil)
+		r.Header.Set("Accept-Encoding", encodings[accept%3])
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r, origin(t, frags, tmpl, encodings[enc%3]))
+		if accept%3 == 0 && !strings.ContainsAny(tmpl, "<-") && w.Body.String() != tmpl {
+			t.Fatalf("%q came out as %q", tmpl, w.Body.String())
+		}
+	})
+}
