@@ -64,6 +64,7 @@ type parser struct {
 	inRemove bool
 	comments int // open <!--esi blocks
 	includes int // includes seen in the whole template
+	scan     tagScan
 }
 
 // open is an esi:try being parsed, and which of its parts is open.
@@ -164,16 +165,18 @@ func (p *parser) parse(final bool) {
 			p.comments++
 			p.buf = p.buf[len(m):]
 		default:
-			end := tagEnd(p.buf)
+			end := p.tagEnd()
 			if end < 0 {
 				if !final && len(p.buf) < maxTag {
 					return // wait for the tag's end
 				}
+				p.scan = tagScan{}
 				// Not a tag after all: pass the marker on as text.
 				p.text(p.buf[:len(m)])
 				p.buf = p.buf[len(m):]
 				continue
 			}
+			p.scan = tagScan{}
 			p.tag(p.buf[:end+1])
 			p.buf = p.buf[end+1:]
 		}
@@ -265,22 +268,31 @@ func (p *parser) closeTry() {
 	p.emit(node{try: o.t})
 }
 
-// tagEnd returns the index of the '>' that ends the tag at the start of b,
-// skipping quoted attribute values, or -1.
-func tagEnd(b []byte) int {
-	var quote byte
-	for i, c := range b {
+// tagScan is how far tagEnd has looked into a tag that has not ended yet,
+// so that a tag arriving a byte at a time costs linear time, not
+// quadratic.
+type tagScan struct {
+	next  int  // the first byte not looked at
+	quote byte // the quote open at next, or 0
+}
+
+// tagEnd returns the index of the '>' that ends the tag at the start of
+// buf, skipping quoted attribute values, or -1.
+func (p *parser) tagEnd() int {
+	for i := p.scan.next; i < len(p.buf); i++ {
+		c := p.buf[i]
 		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
+		case p.scan.quote != 0:
+			if c == p.scan.quote {
+				p.scan.quote = 0
 			}
 		case c == '"' || c == '\'':
-			quote = c
+			p.scan.quote = c
 		case c == '>':
 			return i
 		}
 	}
+	p.scan.next = len(p.buf)
 	return -1
 }
 
@@ -318,7 +330,7 @@ func parseAttrs(s string) map[string]string {
 }
 
 func hasPrefixFold(b []byte, prefix string) bool {
-	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
+	return len(b) >= len(prefix) && bytes.EqualFold(b[:len(prefix)], []byte(prefix))
 }
 
 func indexFold(b []byte, s string) int {

@@ -137,3 +137,20 @@ func FuzzMarkup(f *testing.F) {
 		}
 	})
 }
+
+// A tag that arrives a byte at a time is scanned once, not once per byte:
+// 8 kB of an open tag in 1-byte writes stays linear.
+func TestMarkupOpenTagIsLinear(t *testing.T) {
+	in := `<esi:include src="` + strings.Repeat("x", maxTag-64) + `"/>`
+	var p parser
+	var nodes []node
+	for i := range len(in) {
+		nodes = append(nodes, p.feed([]byte{in[i]})...)
+	}
+	if got := render(append(nodes, p.end()...)); got != "["+strings.Repeat("x", maxTag-64)+"|]" {
+		t.Fatalf("got %.40q", got)
+	}
+	if p.scan.next != 0 {
+		t.Fatalf("the scan position outlived its tag: %d", p.scan.next)
+	}
+}
