@@ -17,6 +17,7 @@ require (
 	github.com/prometheus/client_golang v1.24.1
 	github.com/prometheus/client_model v0.6.3
 	github.com/quic-go/quic-go v0.64.1
+	github.com/tetratelabs/wazero v1.12.0
 	go.etcd.io/etcd/client/v3 v3.7.2
 	go.etcd.io/etcd/server/v3 v3.7.2
 	go.uber.org/goleak v1.3.0
@@ -28,10 +29,7 @@ require (
 	gonum.org/v1/plot v0.17.0
 )
 
-require (
-	github.com/ebitengine/purego v0.10.0 // indirect
-	github.com/tetratelabs/wazero v1.12.0 // indirect
-)
+require github.com/ebitengine/purego v0.10.0 // indirect
 
 require (
 	cel.dev/cel-go v0.32.0 // indirect
