@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 	"github.com/conductor-edge/conductor/tmptransport"
 )
 
@@ -127,7 +128,6 @@ func registerMetrics(ctx caddy.Context) error {
 
 // serviceStreams counts the TCP-service streams a back-end got, by service
 // and outcome (connected, refused, dial_failed).
-var serviceStreams = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Namespace: "conductor", Subsystem: "tmp", Name: "service_streams_total",
-	Help: "TCP-service streams a back-end got over TMP, by service and outcome.",
-}, []string{"service", "outcome"})
+var serviceStreams = promreg.CounterVec("tmp", "service_streams_total",
+	"TCP-service streams a back-end got over TMP, by service and outcome.",
+	"service", "outcome")

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/conductor-edge/conductor/caddymodule/internal/clientip"
+	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 	"github.com/conductor-edge/conductor/caddymodule/priority"
 	"github.com/conductor-edge/conductor/tmptransport"
 )
@@ -74,12 +75,9 @@ func (Priority) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-var priorityRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Namespace: "conductor",
-	Subsystem: "priority",
-	Name:      "requests_total",
-	Help:      "Requests classified, by priority (after the bypass budget).",
-}, []string{"priority"})
+var priorityRequests = promreg.CounterVec("priority", "requests_total",
+	"Requests classified, by priority (after the bypass budget).",
+	"priority")
 
 var priorityDemoted = prometheus.NewCounter(prometheus.CounterOpts{
 	Namespace: "conductor",

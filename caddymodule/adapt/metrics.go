@@ -9,23 +9,18 @@ import (
 
 // Metrics, on Caddy's metrics endpoint, labelled with the handler's site.
 var (
-	classesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "adapt", Name: "requests_total",
-		Help: "Requests classified, by class (full, lite, text) and the signal that decided it: none, save-data, hint, measured, inherited.",
-	}, []string{"site", "class", "reason"})
-	imagesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "adapt", Name: "images_total",
-		Help: "Images seen by adapt_images, by outcome: converted, skipped_larger (the conversion saved nothing), skipped_limit (too large, too many pixels, or the converters busy), error (undecodable), passed (not an image it converts).",
-	}, []string{"site", "outcome"})
-	imageBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "adapt", Name: "image_bytes_total",
-		Help: "Bytes of converted images, before (origin) and after (served).",
-	}, []string{"site", "stage"})
-	convertSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "conductor", Subsystem: "adapt", Name: "convert_duration_seconds",
-		Help:    "Time to decode, resize and encode one image.",
-		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
-	}, []string{"site"})
+	classesTotal = promreg.CounterVec("adapt", "requests_total",
+		"Requests classified, by class (full, lite, text) and the signal that decided it: none, save-data, hint, measured, inherited.",
+		"site", "class", "reason")
+	imagesTotal = promreg.CounterVec("adapt", "images_total",
+		"Images seen by adapt_images, by outcome: converted, skipped_larger (the conversion saved nothing), skipped_limit (too large, too many pixels, or the converters busy), error (undecodable), passed (not an image it converts).",
+		"site", "outcome")
+	imageBytes = promreg.CounterVec("adapt", "image_bytes_total",
+		"Bytes of converted images, before (origin) and after (served).",
+		"site", "stage")
+	convertSeconds = promreg.HistogramVec("adapt", "convert_duration_seconds",
+		"Time to decode, resize and encode one image.",
+		prometheus.ExponentialBuckets(0.001, 2, 14), "site")
 )
 
 func registerMetrics(ctx caddy.Context) error {

@@ -11,22 +11,18 @@ import (
 // (its Caddyfile site address, or `site` in its config); `cache` is the
 // store's name. Names follow Caddy's: namespace, subsystem, base units.
 var (
-	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "edge_cache", Name: "requests_total",
-		Help: "Requests the edge cache answered, by outcome: hit, miss, stale (served stale), revalidated, collapsed (waited for another request's fetch), bypass.",
-	}, []string{"site", "outcome"})
-	servedBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "edge_cache", Name: "served_bytes_total",
-		Help: "Body bytes sent to clients, by source: cache or origin.",
-	}, []string{"site", "source"})
-	originFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "edge_cache", Name: "origin_fetches_total",
-		Help: "Requests the edge cache sent to the origin, by kind: miss, revalidate, refresh (ahead of expiry), warm.",
-	}, []string{"site", "kind"})
-	evictionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "edge_cache", Name: "evictions_total",
-		Help: "Entries evicted from memory to make room.",
-	}, []string{"cache", "policy"})
+	requestsTotal = promreg.CounterVec("edge_cache", "requests_total",
+		"Requests the edge cache answered, by outcome: hit, miss, stale (served stale), revalidated, collapsed (waited for another request's fetch), bypass.",
+		"site", "outcome")
+	servedBytes = promreg.CounterVec("edge_cache", "served_bytes_total",
+		"Body bytes sent to clients, by source: cache or origin.",
+		"site", "source")
+	originFetches = promreg.CounterVec("edge_cache", "origin_fetches_total",
+		"Requests the edge cache sent to the origin, by kind: miss, revalidate, refresh (ahead of expiry), warm.",
+		"site", "kind")
+	evictionsTotal = promreg.CounterVec("edge_cache", "evictions_total",
+		"Entries evicted from memory to make room.",
+		"cache", "policy")
 	storedBytes = prometheus.NewDesc("conductor_edge_cache_stored_bytes",
 		"Bytes held by the cache, by tier: memory or disk.", []string{"cache", "tier"}, nil)
 )

@@ -3,7 +3,6 @@ package edgefn
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -73,19 +72,19 @@ func hostFetch(ctx context.Context, m api.Module, urlPtr, urlLen, bufPtr, bufCap
 		c.h.m.fetches["refused"].Inc()
 		return 0
 	}
-	fw := &fetchWriter{limit: c.h.MaxResponse}
+	fw := &selfrequest.Capture{Limit: c.h.MaxResponse}
 	hdr := http.Header{"Accept": {"*/*"}}
-	if err := selfrequest.DoAs(ctx, c.h.srv, c.req.RemoteAddr, u.Host, u.RequestURI(), hdr, fw); err != nil || fw.over || fw.status == 0 {
+	if err := selfrequest.DoAs(ctx, c.h.srv, c.req.RemoteAddr, u.Host, u.RequestURI(), hdr, fw); err != nil || fw.Over || fw.Status == 0 {
 		c.h.m.fetches["failed"].Inc()
 		return 0
 	}
 	c.h.m.fetches["ok"].Inc()
-	body := fw.body.Bytes()
+	body := fw.Body.Bytes()
 	n := min(uint32(len(body)), bufCap)
 	if !m.Memory().Write(bufPtr, body[:n]) {
 		return 0
 	}
-	return uint64(fw.status)<<32 | uint64(uint32(len(body)))
+	return uint64(fw.Status)<<32 | uint64(uint32(len(body)))
 }
 
 func hostAllowed(allow []string, u *url.URL) bool {
@@ -149,39 +148,4 @@ func (l *logWriter) Write(p []byte) (int, error) {
 		l.h.logger.Info("edge function stderr (at most one line a second)", zap.String("function", l.h.Name), zap.String("msg", msg))
 	})
 	return len(p), nil
-}
-
-// fetchWriter keeps a fetched answer, up to limit bytes.
-type fetchWriter struct {
-	hdr    http.Header
-	status int
-	body   bytes.Buffer
-	limit  int64
-	over   bool
-}
-
-func (f *fetchWriter) Header() http.Header {
-	if f.hdr == nil {
-		f.hdr = http.Header{}
-	}
-	return f.hdr
-}
-
-func (f *fetchWriter) WriteHeader(s int) {
-	if f.status == 0 && s >= 200 {
-		f.status = s
-	}
-}
-
-var errFetchTooLarge = errors.New("fetched body exceeds max_response")
-
-func (f *fetchWriter) Write(p []byte) (int, error) {
-	if f.status == 0 {
-		f.status = http.StatusOK
-	}
-	if int64(f.body.Len()+len(p)) > f.limit {
-		f.over = true
-		return 0, errFetchTooLarge
-	}
-	return f.body.Write(p)
 }

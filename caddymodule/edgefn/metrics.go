@@ -9,31 +9,24 @@ import (
 
 // Metrics, on Caddy's metrics endpoint, labelled with the function's name.
 var (
-	invocationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "edge_function", Name: "invocations_total",
-		Help: "Calls, by outcome: ok, trap, timeout, limit (a size limit), busy (no instance in time), bad_response.",
-	}, []string{"function", "outcome"})
-	durationSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "conductor", Subsystem: "edge_function", Name: "duration_seconds",
-		Help:    "Time from the request to the function's answer, waiting for an instance included.",
-		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18),
-	}, []string{"function"})
-	trapsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "edge_function", Name: "traps_total",
-		Help: "Calls that trapped (a panic, a memory limit): the instance was discarded.",
-	}, []string{"function"})
-	timeoutsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "edge_function", Name: "timeouts_total",
-		Help: "Calls stopped at their deadline: the instance was discarded.",
-	}, []string{"function"})
-	instancesLive = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "conductor", Subsystem: "edge_function", Name: "instances",
-		Help: "Instances alive (the pool's size).",
-	}, []string{"function"})
-	fetchesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "edge_function", Name: "fetches_total",
-		Help: "fetch calls from functions, by outcome: ok, refused (not the request's host or fetch_allow), failed.",
-	}, []string{"function", "outcome"})
+	invocationsTotal = promreg.CounterVec("edge_function", "invocations_total",
+		"Calls, by outcome: ok, trap, timeout, limit (a size limit), busy (no instance in time), bad_response.",
+		"function", "outcome")
+	durationSeconds = promreg.HistogramVec("edge_function", "duration_seconds",
+		"Time from the request to the function's answer, waiting for an instance included.",
+		prometheus.ExponentialBuckets(0.00005, 2, 18), "function")
+	trapsTotal = promreg.CounterVec("edge_function", "traps_total",
+		"Calls that trapped (a panic, a memory limit): the instance was discarded.",
+		"function")
+	timeoutsTotal = promreg.CounterVec("edge_function", "timeouts_total",
+		"Calls stopped at their deadline: the instance was discarded.",
+		"function")
+	instancesLive = promreg.GaugeVec("edge_function", "instances",
+		"Instances alive (the pool's size).",
+		"function")
+	fetchesTotal = promreg.CounterVec("edge_function", "fetches_total",
+		"fetch calls from functions, by outcome: ok, refused (not the request's host or fetch_allow), failed.",
+		"function", "outcome")
 )
 
 func registerMetrics(ctx caddy.Context) error {

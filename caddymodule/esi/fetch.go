@@ -1,11 +1,9 @@
 package esi
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -126,7 +124,7 @@ func (f *pageFetcher) fetch(ctx context.Context, src string) ([]byte, error) {
 	defer f.sem.Release(1)
 	fctx, cancel := context.WithTimeout(withDepth(ctx, f.depth+1), time.Duration(f.h.Timeout))
 	defer cancel()
-	w := &fragmentWriter{limit: f.budget.Load()}
+	w := &selfrequest.Capture{Limit: f.budget.Load()}
 	start := time.Now()
 	err = selfrequest.DoAs(fctx, f.srv, f.remote, u.Host, u.RequestURI(), f.header(u), w)
 	f.m.duration.Observe(time.Since(start).Seconds())
@@ -137,15 +135,15 @@ func (f *pageFetcher) fetch(ctx context.Context, src string) ([]byte, error) {
 		return nil, errTimeout
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
-	case w.over:
+	case w.Over:
 		return nil, errTooLarge
-	case w.status < 200 || w.status > 299:
-		return nil, fmt.Errorf("status %d", w.status)
+	case !w.OK():
+		return nil, fmt.Errorf("status %d", w.Status)
 	}
-	if f.budget.Add(-int64(w.body.Len())) < 0 {
+	if f.budget.Add(-int64(w.Body.Len())) < 0 {
 		return nil, errTooLarge
 	}
-	return w.body.Bytes(), nil
+	return w.Body.Bytes(), nil
 }
 
 // resolve makes src absolute against the page and checks that its host
@@ -186,53 +184,6 @@ func (f *pageFetcher) header(u *url.URL) http.Header {
 	}
 	h.Set("Surrogate-Capability", capability)
 	return h
-}
-
-// fragmentWriter keeps a fragment's status and body, up to limit bytes.
-type fragmentWriter struct {
-	h      http.Header
-	status int
-	body   bytes.Buffer
-	limit  int64
-	over   bool
-}
-
-func (w *fragmentWriter) Header() http.Header {
-	if w.h == nil {
-		w.h = http.Header{}
-	}
-	return w.h
-}
-
-func (w *fragmentWriter) WriteHeader(status int) {
-	if w.status == 0 && status >= 200 {
-		w.status = status
-	}
-}
-
-func (w *fragmentWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	if int64(w.body.Len()+len(p)) > w.limit {
-		w.over = true
-		return 0, errTooLarge
-	}
-	return w.body.Write(p)
-}
-
-// ReadFrom takes a body handed over whole (edge_cache's hits) into the
-// buffer directly: io.Copy would allocate 32 kB per fragment.
-func (w *fragmentWriter) ReadFrom(r io.Reader) (int64, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.body.ReadFrom(io.LimitReader(r, w.limit-int64(w.body.Len())+1))
-	if int64(w.body.Len()) > w.limit {
-		w.over = true
-		return n, errTooLarge
-	}
-	return n, err
 }
 
 // depthKey carries how deep in includes a request is: a fragment that is

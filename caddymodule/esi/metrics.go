@@ -10,35 +10,27 @@ import (
 // Metrics, on Caddy's metrics endpoint, labelled with the handler's site.
 // Names follow Caddy's: namespace, subsystem, base units.
 var (
-	pagesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "esi", Name: "pages_total",
-		Help: "Responses assembled from an ESI template.",
-	}, []string{"site"})
-	includesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "esi", Name: "includes_total",
-		Help: "esi:include elements resolved, by outcome: src, alt (src failed), miss (both failed: the include came to nothing, or to its try's except).",
-	}, []string{"site", "outcome"})
-	triesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "esi", Name: "tries_total",
-		Help: "esi:try blocks resolved, by the branch used: attempt or except.",
-	}, []string{"site", "branch"})
-	refusedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "esi", Name: "refused_total",
-		Help: "Include sources refused: a host not on the allow-list, or a scheme other than http(s).",
-	}, []string{"site"})
-	shortcutsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "esi", Name: "cache_shortcuts_total",
-		Help: "Includes answered straight from edge_cache's store (a fresh fragment), without a pass through the server.",
-	}, []string{"site"})
-	timeoutsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "esi", Name: "timeouts_total",
-		Help: "Fragment fetches stopped by the per-fragment timeout.",
-	}, []string{"site"})
-	fragmentSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "conductor", Subsystem: "esi", Name: "fragment_duration_seconds",
-		Help:    "Time to fetch one fragment through the front-end's routes (cache hits included).",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
-	}, []string{"site"})
+	pagesTotal = promreg.CounterVec("esi", "pages_total",
+		"Responses assembled from an ESI template.",
+		"site")
+	includesTotal = promreg.CounterVec("esi", "includes_total",
+		"esi:include elements resolved, by outcome: src, alt (src failed), miss (both failed: the include came to nothing, or to its try's except).",
+		"site", "outcome")
+	triesTotal = promreg.CounterVec("esi", "tries_total",
+		"esi:try blocks resolved, by the branch used: attempt or except.",
+		"site", "branch")
+	refusedTotal = promreg.CounterVec("esi", "refused_total",
+		"Include sources refused: a host not on the allow-list, or a scheme other than http(s).",
+		"site")
+	shortcutsTotal = promreg.CounterVec("esi", "cache_shortcuts_total",
+		"Includes answered straight from edge_cache's store (a fresh fragment), without a pass through the server.",
+		"site")
+	timeoutsTotal = promreg.CounterVec("esi", "timeouts_total",
+		"Fragment fetches stopped by the per-fragment timeout.",
+		"site")
+	fragmentSeconds = promreg.HistogramVec("esi", "fragment_duration_seconds",
+		"Time to fetch one fragment through the front-end's routes (cache hits included).",
+		prometheus.ExponentialBuckets(0.0005, 2, 15), "site")
 )
 
 func registerMetrics(ctx caddy.Context) error {

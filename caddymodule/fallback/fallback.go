@@ -24,7 +24,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/conductor-edge/conductor/caddymodule/internal/promreg"
@@ -108,10 +107,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-var substitutes = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Namespace: "conductor", Subsystem: "fallback", Name: "served_total",
-	Help: "Pages served in place of the origin's, by kind: not_found, apology, slow.",
-}, []string{"kind"})
+var substitutes = promreg.CounterVec("fallback", "served_total",
+	"Pages served in place of the origin's, by kind: not_found, apology, slow.",
+	"kind")
 
 // Provision reads the pages, so a missing file fails the config load.
 func (h *Handler) Provision(ctx caddy.Context) error {

@@ -1,8 +1,7 @@
 package loadindex
 
-import "github.com/prometheus/client_golang/prometheus"
+import "github.com/conductor-edge/conductor/caddymodule/internal/promreg"
 
-var gateShed = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Namespace: "conductor", Subsystem: "load_gate", Name: "shed_total",
-	Help: "Requests answered with the wait page because the origin's load index was high.",
-}, []string{"name"})
+var gateShed = promreg.CounterVec("load_gate", "shed_total",
+	"Requests answered with the wait page because the origin's load index was high.",
+	"name")

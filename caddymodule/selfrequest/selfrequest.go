@@ -8,8 +8,11 @@
 package selfrequest
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -101,3 +104,59 @@ func (d *Discard) WriteHeader(s int) {
 		d.Status = s
 	}
 }
+
+// Capture is a ResponseWriter that keeps a self-request's status, header
+// and body, up to Limit bytes of body: what an ESI fragment or an edge
+// function's fetch is read into. A larger body sets Over and fails the
+// write that overflowed.
+type Capture struct {
+	H      http.Header
+	Status int
+	Body   bytes.Buffer
+	Limit  int64
+	Over   bool
+}
+
+// ErrTooLarge is the error of a write past Capture.Limit.
+var ErrTooLarge = errors.New("self-request's body exceeds its limit")
+
+func (c *Capture) Header() http.Header {
+	if c.H == nil {
+		c.H = http.Header{}
+	}
+	return c.H
+}
+
+func (c *Capture) WriteHeader(s int) {
+	if c.Status == 0 && s >= 200 {
+		c.Status = s
+	}
+}
+
+func (c *Capture) Write(p []byte) (int, error) {
+	if c.Status == 0 {
+		c.Status = http.StatusOK
+	}
+	if int64(c.Body.Len()+len(p)) > c.Limit {
+		c.Over = true
+		return 0, ErrTooLarge
+	}
+	return c.Body.Write(p)
+}
+
+// ReadFrom takes a body handed over whole (edge_cache's hits) into the
+// buffer directly: io.Copy would allocate 32 kB each time.
+func (c *Capture) ReadFrom(r io.Reader) (int64, error) {
+	if c.Status == 0 {
+		c.Status = http.StatusOK
+	}
+	n, err := c.Body.ReadFrom(io.LimitReader(r, c.Limit-int64(c.Body.Len())+1))
+	if int64(c.Body.Len()) > c.Limit {
+		c.Over = true
+		return n, ErrTooLarge
+	}
+	return n, err
+}
+
+// OK reports whether the capture holds a whole 2xx answer.
+func (c *Capture) OK() bool { return !c.Over && c.Status >= 200 && c.Status <= 299 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/conductor-edge/conductor/caddymodule/internal/clientip"
@@ -90,14 +89,12 @@ var rooms = caddy.NewUsagePool()
 func (s *memState) Destruct() error { return nil }
 
 var (
-	decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "waiting_room", Name: "requests_total",
-		Help: "Requests by outcome: active (in session), admitted, queued, full (the line is at max_waiting), bypass, internal (the front-end's own).",
-	}, []string{"room", "outcome"})
-	rejectedCookies = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "conductor", Subsystem: "waiting_room", Name: "rejected_cookies_total",
-		Help: "Cookies refused, by reason: malformed, forged, expired, replayed, address.",
-	}, []string{"room", "reason"})
+	decisions = promreg.CounterVec("waiting_room", "requests_total",
+		"Requests by outcome: active (in session), admitted, queued, full (the line is at max_waiting), bypass, internal (the front-end's own).",
+		"room", "outcome")
+	rejectedCookies = promreg.CounterVec("waiting_room", "rejected_cookies_total",
+		"Cookies refused, by reason: malformed, forged, expired, replayed, address.",
+		"room", "reason")
 )
 
 // Provision sets defaults and joins the room's state.

@@ -23,3 +23,19 @@ func Register(ctx caddy.Context, cs ...prometheus.Collector) error {
 	}
 	return nil
 }
+
+// CounterVec is a counter vector named conductor_<subsystem>_<name>, as
+// Caddy names its own (namespace, subsystem, base unit).
+func CounterVec(subsystem, name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "conductor", Subsystem: subsystem, Name: name, Help: help}, labels)
+}
+
+// GaugeVec is CounterVec for gauges.
+func GaugeVec(subsystem, name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "conductor", Subsystem: subsystem, Name: name, Help: help}, labels)
+}
+
+// HistogramVec is CounterVec for histograms.
+func HistogramVec(subsystem, name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "conductor", Subsystem: subsystem, Name: name, Help: help, Buckets: buckets}, labels)
+}
