@@ -68,7 +68,7 @@ type Handler struct {
 	Name string `json:"name,omitempty"`
 	// FetchAllow lists hosts besides the request's own that fetch may
 	// name ("*.example.com" for subdomains).
-	FetchAllow []string `json:"fetch_allow,omitempty"`
+	FetchAllow selfrequest.AllowList `json:"fetch_allow,omitempty"`
 
 	rt     wazero.Runtime
 	pool   *pool
@@ -91,6 +91,9 @@ const pageSize = 64 << 10
 // Provision compiles the module (from the compilation cache when it has
 // it) and warms one instance.
 func (h *Handler) Provision(ctx caddy.Context) error {
+	if h.Module == "" {
+		return errors.New("edge_function: module is required (the .wasm file)")
+	}
 	h.logger = ctx.Logger()
 	h.srv = selfrequest.Server(ctx)
 	h.logs = &rate.Sometimes{Interval: time.Second}

@@ -63,12 +63,8 @@ func hostFetch(ctx context.Context, m api.Module, urlPtr, urlLen, bufPtr, bufCap
 		return 0
 	}
 	base := &url.URL{Scheme: "http", Host: c.req.Host, Path: c.req.URL.Path}
-	ref, err := url.Parse(string(raw))
+	u, err := selfrequest.Target(base, string(raw), c.h.FetchAllow)
 	if err != nil {
-		return 0
-	}
-	u := base.ResolveReference(ref)
-	if (u.Scheme != "http" && u.Scheme != "https") || !(strings.EqualFold(u.Host, c.req.Host) || hostAllowed(c.h.FetchAllow, u)) {
 		c.h.m.fetches["refused"].Inc()
 		return 0
 	}
@@ -85,17 +81,6 @@ func hostFetch(ctx context.Context, m api.Module, urlPtr, urlLen, bufPtr, bufCap
 		return 0
 	}
 	return uint64(fw.Status)<<32 | uint64(uint32(len(body)))
-}
-
-func hostAllowed(allow []string, u *url.URL) bool {
-	host := strings.ToLower(u.Hostname())
-	for _, a := range allow {
-		a = strings.ToLower(a)
-		if a == host || (strings.HasPrefix(a, "*.") && strings.HasSuffix(host, a[1:])) {
-			return true
-		}
-	}
-	return false
 }
 
 // hostReadData reads a file of the function's data directory, through

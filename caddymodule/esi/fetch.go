@@ -40,7 +40,7 @@ type pageFetcher struct {
 
 // Why an include was not used.
 var (
-	errRefused  = errors.New("host not allowed")
+	errRefused  = selfrequest.ErrRefused
 	errLimit    = errors.New("too many includes")
 	errDepth    = errors.New("includes nested too deep")
 	errTooLarge = errors.New("fragment exceeds the page's byte limit")
@@ -149,18 +149,7 @@ func (f *pageFetcher) fetch(ctx context.Context, src string) ([]byte, error) {
 // resolve makes src absolute against the page and checks that its host
 // may be fetched: the page's own host, or one of the allow-list's.
 func (f *pageFetcher) resolve(src string) (*url.URL, error) {
-	ref, err := url.Parse(strings.TrimSpace(src))
-	if err != nil {
-		return nil, fmt.Errorf("src %q: %w", src, err)
-	}
-	u := f.base.ResolveReference(ref)
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("src %q: scheme %q: %w", src, u.Scheme, errRefused)
-	}
-	if !strings.EqualFold(u.Host, f.base.Host) && !f.h.allowed(u) {
-		return nil, fmt.Errorf("src %q: %w", src, errRefused)
-	}
-	return u, nil
+	return selfrequest.Target(f.base, src, f.h.Allow)
 }
 
 // header is what a fragment request carries. The client's credentials

@@ -46,7 +46,7 @@ type Handler struct {
 	// name: "partner.example", or "*.example.com" for its subdomains. The
 	// fragment is still fetched through this server's routes. An include
 	// of any other host is refused (no SSRF).
-	Allow []string `json:"allow,omitempty"`
+	Allow selfrequest.AllowList `json:"allow,omitempty"`
 	// MaxDepth bounds nested templates: a fragment that is itself ESI is
 	// processed down to this depth. Default 3.
 	MaxDepth int `json:"max_depth,omitempty"`
@@ -62,7 +62,6 @@ type Handler struct {
 	// Site labels this handler's metrics. Default "default".
 	Site string `json:"site,omitempty"`
 
-	allow   []string // lower-cased Allow
 	logger  *zap.Logger
 	missLog *rate.Sometimes
 	m       *siteMetrics
@@ -104,10 +103,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Site == "" {
 		h.Site = "default"
 	}
-	h.allow = h.allow[:0]
-	for _, a := range h.Allow {
-		h.allow = append(h.allow, strings.ToLower(a))
-	}
 	h.missLog = &rate.Sometimes{Interval: time.Second}
 	h.codecs = &codecs{}
 	h.bufs = &sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -130,26 +125,12 @@ func (h *Handler) Validate() error {
 	case h.Timeout < 0 || h.MaxBytes < 0:
 		return fmt.Errorf("esi: timeout and max_bytes must be positive")
 	}
-	for _, a := range h.allow {
+	for _, a := range h.Allow {
 		if a == "" || strings.ContainsAny(a, "/ ") || strings.Count(a, "*") > 1 || (strings.Contains(a, "*") && !strings.HasPrefix(a, "*.")) {
 			return fmt.Errorf("esi: allow %q: want a host, or *.domain", a)
 		}
 	}
 	return nil
-}
-
-// allowed reports whether u's host is on the allow-list.
-func (h *Handler) allowed(u *url.URL) bool {
-	host, hostPort := strings.ToLower(u.Hostname()), strings.ToLower(u.Host)
-	for _, a := range h.allow {
-		switch {
-		case a == host || a == hostPort:
-			return true
-		case strings.HasPrefix(a, "*.") && strings.HasSuffix(host, a[1:]):
-			return true
-		}
-	}
-	return false
 }
 
 // ServeHTTP announces the capability to the origin and, when the response

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,17 +11,12 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/conductor-edge/conductor/internal/topology"
 )
 
 // edgefnFixture is a front-end running the test function
 // (testdata/edgefn, built for wasip1 once per run) at /fn/*, with
 // edge_cache, over TMP to a back-end and the ESI tests' kind of origin.
-type edgefnFixture struct {
-	tp     *topology.Topology
-	origin *esiOrigin
-}
+type edgefnFixture struct{ *esiFixture }
 
 var (
 	edgefnOnce sync.Once
@@ -55,32 +48,13 @@ func startEdgefnFixture(t *testing.T) (*edgefnFixture, error) {
 		return nil, fmt.Errorf("building the test function: %v\n%s", err, out)
 	}
 	os.WriteFile(filepath.Join(dir, "data", "price.json"), []byte(`{"price":19.99}`), 0o644)
-	o := &esiOrigin{count: map[string]int{}, release: make(chan struct{})}
-	o.letGo = sync.OnceFunc(func() { close(o.release) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	f, err := startOriginTopology(t, dir, "127.0.0.16",
+		fmt.Sprintf("edge_function /fn/* {\n\t\tmodule %s\n\t\tdata %s\n\t\tenv VERSION v1\n\t\tmax_memory 64MiB\n\t\ttimeout 1s\n\t\tinstances 4\n\t\tname test\n\t}\n\tedge_cache fn {\n\t\tsite fn\n\t}",
+			wasm, filepath.Join(dir, "data")))
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: o}
-	go srv.Serve(ln)
-	atExit = append(atExit, func() { o.letGo(); srv.Close() })
-	tp, err := topology.Start(context.Background(), topology.Options{
-		Binary:        binary,
-		Dir:           dir,
-		OriginAddr:    ln.Addr().String(),
-		OriginRunning: true,
-		BackendTMP:    fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
-		Frontends:     []string{fmt.Sprintf("127.0.0.16:%d", freePort(t, "127.0.0.16"))},
-		AdminBase:     freeAdminBase(t, 2),
-		FrontendExtra: fmt.Sprintf("edge_function /fn/* {\n\t\tmodule %s\n\t\tdata %s\n\t\tenv VERSION v1\n\t\tmax_memory 64MiB\n\t\ttimeout 1s\n\t\tinstances 4\n\t\tname test\n\t}\n\tedge_cache fn {\n\t\tsite fn\n\t}",
-			wasm, filepath.Join(dir, "data")),
-		Progress: func(f string, a ...any) { t.Logf(f, a...) },
-	})
-	if err != nil {
-		return nil, err
-	}
-	atExit = append(atExit, tp.Stop)
-	return &edgefnFixture{tp: tp, origin: o}, nil
+	return &edgefnFixture{f}, nil
 }
 
 func (f *edgefnFixture) get(t *testing.T, path string) (int, string) {
@@ -95,10 +69,6 @@ func (f *edgefnFixture) get(t *testing.T, path string) (int, string) {
 		t.Fatalf("GET %s: %v", path, err)
 	}
 	return resp.StatusCode, string(b)
-}
-
-func (f *edgefnFixture) metric(t *testing.T, name, labels string) float64 {
-	return (&esiFixture{tp: f.tp}).metric(t, name, labels)
 }
 
 // The function answers at the front-end, from a live instance that

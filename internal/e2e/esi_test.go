@@ -180,6 +180,15 @@ func esiSetup(t *testing.T) *esiFixture {
 }
 
 func startESIFixture(t *testing.T) (*esiFixture, error) {
+	return startOriginTopology(t, filepath.Join(tmpDir, "esi"), "127.0.0.15",
+		"adapt {\n\t\tsite shop\n\t}\n\tadapt_images {\n\t\tsite shop\n\t}\n\tencode zstd gzip\n\t"+
+			"esi {\n\t\tallow partner.example\n\t\ttimeout 1s\n\t\tsite shop\n\t}\n\tedge_cache esi {\n\t\tsite shop\n\t}")
+}
+
+// startOriginTopology serves an esiOrigin from the test process, and
+// starts a back-end and one front-end on frontendIP with extra in its site
+// block; both are stopped when the package's tests end.
+func startOriginTopology(t *testing.T, dir, frontendIP, extra string) (*esiFixture, error) {
 	o := &esiOrigin{count: map[string]int{}, release: make(chan struct{})}
 	o.letGo = sync.OnceFunc(func() { close(o.release) })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -191,15 +200,14 @@ func startESIFixture(t *testing.T) (*esiFixture, error) {
 	atExit = append(atExit, func() { o.letGo(); srv.Close() })
 	tp, err := topology.Start(context.Background(), topology.Options{
 		Binary:        binary,
-		Dir:           filepath.Join(tmpDir, "esi"),
+		Dir:           dir,
 		OriginAddr:    ln.Addr().String(),
 		OriginRunning: true,
 		BackendTMP:    fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
-		Frontends:     []string{fmt.Sprintf("127.0.0.15:%d", freePort(t, "127.0.0.15"))},
+		Frontends:     []string{fmt.Sprintf("%s:%d", frontendIP, freePort(t, frontendIP))},
 		AdminBase:     freeAdminBase(t, 2),
-		FrontendExtra: "adapt {\n\t\tsite shop\n\t}\n\tadapt_images {\n\t\tsite shop\n\t}\n\tencode zstd gzip\n\t" +
-			"esi {\n\t\tallow partner.example\n\t\ttimeout 1s\n\t\tsite shop\n\t}\n\tedge_cache esi {\n\t\tsite shop\n\t}",
-		Progress: func(f string, a ...any) { t.Logf(f, a...) },
+		FrontendExtra: extra,
+		Progress:      func(f string, a ...any) { t.Logf(f, a...) },
 	})
 	if err != nil {
 		return nil, err
