@@ -271,12 +271,15 @@ func init() {
 	// around edge_cache (before rewrite), so a stale copy comes first.
 	// adapt then classifies the client (its class reaches esi's fragments
 	// and the origin), and esi comes before edge_cache, so the cache holds
-	// the template and each fragment, never an assembled page.
+	// the template and each fragment, never an assembled page. bundle
+	// follows (a bundle's pages can be ESI templates), still before
+	// edge_cache: its files are local already, and what it does not cover
+	// goes on through the cache to the origin.
 	// conductor_meter, first of all, counts requests per site for the
 	// manager; conductor_pull then asks it for sites this node lacks. Caddy
 	// only anchors on standard directives, and each one placed after vars
 	// goes right after it: hence the reverse order.
-	for _, d := range []string{"esi", "adapt", "fallback", "load_gate", "waiting_room", "priority", "conductor_pull", "conductor_meter"} {
+	for _, d := range []string{"bundle", "esi", "adapt", "fallback", "load_gate", "waiting_room", "priority", "conductor_pull", "conductor_meter"} {
 		httpcaddyfile.RegisterDirectiveOrder(d, httpcaddyfile.After, "vars")
 	}
 }

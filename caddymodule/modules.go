@@ -9,6 +9,7 @@ import (
 
 	_ "github.com/conductor-edge/conductor/caddymodule/adapt"
 	_ "github.com/conductor-edge/conductor/caddymodule/agent"
+	_ "github.com/conductor-edge/conductor/caddymodule/bundle"
 	_ "github.com/conductor-edge/conductor/caddymodule/edgecache"
 	_ "github.com/conductor-edge/conductor/caddymodule/edgefn"
 	_ "github.com/conductor-edge/conductor/caddymodule/esi"

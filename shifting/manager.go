@@ -387,7 +387,7 @@ func (m *Manager) handleAssignments(w http.ResponseWriter, r *http.Request, c ca
 }
 
 func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request, _ caller) {
-	data, err := io.ReadAll(io.LimitReader(r.Body, maxBundleBytes+1))
+	data, err := io.ReadAll(io.LimitReader(r.Body, MaxBundleBytes+1))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

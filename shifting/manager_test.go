@@ -21,7 +21,7 @@ func TestManagerAPI(t *testing.T) {
 	if r, b := postReport(t, fe1, "/v1/nodes/fe1/report", NodeReport{ID: "fe1", Role: "frontend", Region: "eu", Addr: "127.0.0.2"}); r.StatusCode != 204 {
 		t.Fatalf("report: %d %s", r.StatusCode, b)
 	}
-	data, digest, sig, err := Build(siteDir(t, "shop.example", "1", fileRoutes, map[string]string{"index.html": "v1"}), priv)
+	data, digest, sig, err := Build(siteDir(t, "shop.example", "1", "", map[string]string{"index.html": "v1"}), priv, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/conductor-edge/conductor/caddymodule/bundle"
 	"github.com/conductor-edge/conductor/internal/enrol"
 	"github.com/conductor-edge/conductor/internal/nodeid"
 	"github.com/conductor-edge/conductor/shifting"
@@ -47,23 +48,22 @@ type App struct {
 	Region string `json:"region,omitempty"`
 	// Addr is where clients reach this node (DNS answers it).
 	Addr string `json:"addr,omitempty"`
-	// Admin is this Caddy's admin endpoint. Default http://localhost:2019.
-	Admin string `json:"admin,omitempty"`
-	// Server names the HTTP server that gets bundle routes. Default: the
-	// one whose listener Probe is on, else the first.
-	Server string `json:"server,omitempty"`
-	// Probe is this node's HTTP address; after installing a bundle the
-	// agent asks it for the site's "/" and rolls back on a 5xx.
+	// Probe is this node's HTTP address, where the manager's status page
+	// and checks reach it.
 	Probe string `json:"probe,omitempty"`
 	// PeerListen is where this front-end serves its bundles to its peers,
 	// over mutual TLS (host:port; port 0 picks one). Its host must be one
 	// the node's join token pinned. Empty: peers fetch from the manager.
 	PeerListen string `json:"peer_listen,omitempty"`
-	// BundleDir is where bundles are unpacked. Default: Caddy's data
-	// directory, conductor/bundles.
+	// BundleDir is the node's bundle store (what the `bundle` handler
+	// serves, kept across restarts). Default: Caddy's data directory,
+	// conductor/bundles.
 	BundleDir string `json:"bundle_dir,omitempty"`
 	// SigningKey (hex Ed25519 public key) must have signed every bundle.
 	SigningKey string `json:"signing_key,omitempty"`
+	// InsecureUnsigned accepts unsigned bundles when no SigningKey is set.
+	// Without either, the node refuses every bundle.
+	InsecureUnsigned bool `json:"insecure_unsigned,omitempty"`
 	// CAFile (PEM) is trusted for the manager's HTTPS certificate, besides
 	// the system roots.
 	CAFile   string         `json:"ca_file,omitempty"`
@@ -113,9 +113,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.Role != "frontend" && a.Role != "backend" {
 		return fmt.Errorf("conductor_agent: role %q: want frontend or backend", a.Role)
-	}
-	if a.Admin == "" {
-		a.Admin = "http://localhost:2019"
 	}
 	if a.BundleDir == "" {
 		a.BundleDir = filepath.Join(caddy.AppDataDir(), "conductor", "bundles")
@@ -198,6 +195,15 @@ func runningAgent() *App {
 	return a
 }
 
+// BundleStore is the node's bundle store, for the `bundle` handler: nil
+// until the worker runs.
+func (a *App) BundleStore() *bundle.Store {
+	if w := a.worker(); w != nil {
+		return w.store
+	}
+	return nil
+}
+
 // worker is the node's worker while this config runs it, or nil. It is
 // read on every request (conductor_meter, conductor_pull): no lock.
 func (a *App) worker() *worker {
@@ -238,13 +244,14 @@ func (a *App) Stop() error {
 
 func (a *App) config() workerConfig {
 	c := workerConfig{
-		report:   shifting.NodeReport{ID: a.Node, Role: a.Role, Region: a.Region, Addr: a.Addr, Probe: strings.TrimPrefix(a.Probe, "http://")},
-		managers: append([]string{a.Manager}, a.Managers...), admin: a.Admin, server: a.Server, probe: a.Probe,
+		report:    shifting.NodeReport{ID: a.Node, Role: a.Role, Region: a.Region, Addr: a.Addr, Probe: strings.TrimPrefix(a.Probe, "http://")},
+		managers:  append([]string{a.Manager}, a.Managers...),
 		bundleDir: a.BundleDir, interval: time.Duration(a.Interval), roots: a.roots, fleet: a.Fleet, peerListen: a.PeerListen, links: a.links,
 	}
+	c.policy.InsecureUnsigned = a.InsecureUnsigned
 	if a.SigningKey != "" {
 		k, _ := hex.DecodeString(a.SigningKey)
-		c.key = ed25519.PublicKey(k)
+		c.policy.Key = ed25519.PublicKey(k)
 	}
 	return c
 }

@@ -32,12 +32,11 @@ func init() {
 //	    role        frontend|backend
 //	    region      <region>
 //	    addr        <client-facing address>
-//	    admin       <this Caddy's admin URL>
-//	    server      <HTTP server name>
 //	    probe       <this node's HTTP address>
 //	    peer_listen <host:port>     serves bundles to peers (mutual TLS)
-//	    bundle_dir  <dir>
-//	    signing_key <hex Ed25519 public key>
+//	    bundle_dir  <dir>           the node's bundle store
+//	    signing_key <hex Ed25519 public key>   every bundle must be signed by it
+//	    insecure_unsigned           accept unsigned bundles (no signing_key)
 //	    ca_file     <PEM: the CA that signed the manager's certificate>
 //	    interval    <duration>
 //	}
@@ -52,6 +51,13 @@ func parseAgent(d *caddyfile.Dispenser, _ any) (any, error) {
 				return nil, d.ArgErr()
 			}
 			a.Manager, a.Managers = urls[0], urls[1:]
+			continue
+		}
+		if sub == "insecure_unsigned" {
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			a.InsecureUnsigned = true
 			continue
 		}
 		var v string
@@ -75,10 +81,8 @@ func parseAgent(d *caddyfile.Dispenser, _ any) (any, error) {
 			a.Region = v
 		case "addr":
 			a.Addr = v
-		case "admin":
-			a.Admin = v
-		case "server":
-			a.Server = v
+		case "admin", "server":
+			return nil, d.Errf("conductor_agent: %s is gone: bundles are served by the bundle handler, and installing one changes no Caddy config (see the README, \"Shifting\")", sub)
 		case "probe":
 			a.Probe = v
 		case "peer_listen":

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/filestorage"
+	"go.uber.org/zap"
 
 	"github.com/conductor-edge/conductor/internal/enrol"
 )
@@ -132,8 +133,7 @@ func TestNoBearerOverPlainHTTP(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	w := &worker{}
-	w.reconfigure(workerConfig{managers: []string{srv.URL}})
+	w := newWorker(workerConfig{managers: []string{srv.URL}, bundleDir: t.TempDir()}, zap.NewNop())
 	ctx := context.Background()
 	for _, p := range []string{"/v1/nodes/fe1/assignments", peerPath + "sha256:00"} {
 		if _, _, err := w.request(ctx, http.MethodGet, srv.URL+p, nil); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -87,15 +88,16 @@ func (w *worker) servePeer(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "bad digest", http.StatusBadRequest)
 		return
 	}
-	data, err := os.ReadFile(w.rawPath(digest))
+	f, err := os.Open(w.rawPath(digest))
 	if err != nil {
 		http.Error(rw, "bundle "+digest+" not held here", http.StatusNotFound)
 		return
 	}
+	defer f.Close()
 	sig, _ := os.ReadFile(w.rawPath(digest) + ".sig")
 	rw.Header().Set("Content-Type", "application/gzip")
 	rw.Header().Set("X-Bundle-Signature", string(sig))
-	rw.Write(data)
+	io.Copy(rw, f)
 }
 
 // peerClient fetches from peers: it shows this node's certificate and

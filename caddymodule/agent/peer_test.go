@@ -35,8 +35,7 @@ func identity(t *testing.T, ca *fleettest.CA, name, role string, hosts ...string
 func TestPeersFetchOverMutualTLS(t *testing.T) {
 	ca := fleettest.NewCA(t, "fleet")
 	fe1 := identity(t, ca, "fe1", "frontend", "127.0.0.1")
-	w := &worker{logger: zap.NewNop()}
-	w.reconfigure(workerConfig{id: fe1, fleet: "conductor", bundleDir: t.TempDir()})
+	w := newWorker(workerConfig{id: fe1, fleet: "conductor", bundleDir: t.TempDir()}, zap.NewNop())
 	digest := "sha256:" + "ab"
 	os.MkdirAll(filepath.Dir(w.rawPath(digest)), 0o755)
 	os.WriteFile(w.rawPath(digest), []byte("bundle bytes"), 0o644)

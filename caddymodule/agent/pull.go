@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -66,8 +68,8 @@ func (w *worker) rawPath(digest string) string {
 // cannot make the agent flood the manager.
 func (w *worker) maybePull(site string) {
 	now := time.Now()
+	have := w.store.Get(site) != nil
 	w.mu.Lock()
-	_, have := w.installed[site]
 	until, negative := w.noSite[site]
 	busy := w.pulling[site] || len(w.pulling) >= 4
 	if have || (negative && now.Before(until)) || busy || site == "" {
@@ -110,33 +112,67 @@ func (w *worker) maybePull(site string) {
 	}()
 }
 
-// fetch gets a bundle's bytes and signature: from a peer that holds it
-// when one is known, else from the manager.
-func (w *worker) fetch(ctx context.Context, digest string) ([]byte, []byte, string, error) {
+// fetch streams a bundle's bytes into file and returns its signature:
+// from a peer that holds it when one is known, else from the manager.
+func (w *worker) fetch(ctx context.Context, digest, file string) ([]byte, string, error) {
 	w.mu.Lock()
 	peers := w.peers[digest]
+	peerC := w.peerC
 	w.mu.Unlock()
 	for _, p := range peers {
-		resp, data, err := w.peerGet(ctx, "https://"+p+peerPath+digest)
-		if err == nil && resp.StatusCode == http.StatusOK {
-			sig, _ := hex.DecodeString(resp.Header.Get("X-Bundle-Signature"))
-			return data, sig, "peer " + p, nil
+		if peerC == nil {
+			break
 		}
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
+		sig, err := download(ctx, peerC, "https://"+p+peerPath+digest, file)
+		if err == nil {
+			return sig, "peer " + p, nil
 		}
-		w.logger.Warn("peer did not give the bundle; trying the next source", zap.String("peer", p), zap.Int("status", status), zap.Error(err))
+		w.logger.Warn("peer did not give the bundle; trying the next source", zap.String("peer", p), zap.Error(err))
 	}
-	resp, data, err := w.managerDo(ctx, http.MethodGet, "/v1/bundles/"+digest, nil)
+	ms := w.conf().managers
+	var err error
+	for i := range ms {
+		n := (int(w.cur.Load()) + i) % len(ms)
+		w.mu.Lock()
+		c := w.client
+		w.mu.Unlock()
+		var sig []byte
+		if sig, err = download(ctx, c, ms[n]+"/v1/bundles/"+digest, file); err == nil {
+			return sig, "manager", nil
+		}
+	}
+	return nil, "", err
+}
+
+// download streams url's body into file, up to the largest bundle.
+func download(ctx context.Context, c *http.Client, url, file string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, err
 	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, "", fmt.Errorf("manager: %s", resp.Status)
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	sig, _ := hex.DecodeString(resp.Header.Get("X-Bundle-Signature"))
-	return data, sig, "manager", nil
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	n, err := io.Copy(f, io.LimitReader(resp.Body, shifting.MaxBundleBytes+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n > shifting.MaxBundleBytes {
+		err = fmt.Errorf("bundle larger than %d bytes", shifting.MaxBundleBytes)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return hex.DecodeString(resp.Header.Get("X-Bundle-Signature"))
 }
 
 var (

@@ -3,10 +3,10 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +23,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/conductor-edge/conductor/caddymodule/bundle"
 	"github.com/conductor-edge/conductor/internal/enrol"
 	"github.com/conductor-edge/conductor/shifting"
 )
@@ -36,11 +37,8 @@ type workerConfig struct {
 	// (peer.go); empty: it serves none.
 	peerListen string
 	links      linkSource // nil: no TMP links to report
-	admin      string
-	server     string
-	probe      string
 	bundleDir  string
-	key        ed25519.PublicKey
+	policy     bundle.Policy
 	interval   time.Duration
 	roots      *x509.CertPool
 }
@@ -59,14 +57,15 @@ type worker struct {
 	peerC  *http.Client // to peers (peer.go)
 	peer   *peerServer  // serving peers, if peer_listen is set
 
-	mu        sync.Mutex
-	cfg       workerConfig
-	installed map[string]string // site → digest
-	failed    string
-	reconcile bool
-	pulling   map[string]bool      // sites being pulled on demand
-	noSite    map[string]time.Time // sites the manager does not know, until
-	peers     map[string][]string  // digest → peers holding it
+	store *bundle.Store // what the `bundle` handler serves
+
+	mu      sync.Mutex
+	cfg     workerConfig
+	failed  string
+	refused map[string]bool      // digests the store refused by policy
+	pulling map[string]bool      // sites being pulled on demand
+	noSite  map[string]time.Time // sites the manager does not know, until
+	peers   map[string][]string  // digest → peers holding it
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -75,8 +74,10 @@ type worker struct {
 }
 
 func newWorker(cfg workerConfig, logger *zap.Logger) *worker {
-	w := &worker{cfg: cfg, logger: logger, installed: map[string]string{}, client: clientFor(cfg), meter: newCounts(),
-		pulling: map[string]bool{}, noSite: map[string]time.Time{}, peers: map[string][]string{}}
+	w := &worker{cfg: cfg, logger: logger, client: clientFor(cfg), meter: newCounts(), refused: map[string]bool{},
+		pulling: map[string]bool{}, noSite: map[string]time.Time{}, peers: map[string][]string{},
+		store: bundle.NewStore(cfg.bundleDir, logger)}
+	w.store.SetPolicy(cfg.policy)
 	if cfg.id != nil {
 		w.peerC = peerClient(cfg.id)
 	}
@@ -104,6 +105,7 @@ func (w *worker) start() {
 func (w *worker) stop() {
 	w.cancel()
 	w.wg.Wait()
+	w.store.Close()
 	w.mu.Lock()
 	p := w.peer
 	w.peer = nil
@@ -175,12 +177,15 @@ func readAll(c *http.Client, req *http.Request) (*http.Response, []byte, error) 
 	return resp, b, err
 }
 
-// reconfigure takes a new config's settings; after a reload the routes it
-// installed may be gone (a Caddyfile reload replaces them), so it checks.
+// reconfigure takes a new config's settings. What it installed stays:
+// the bundles are in the store, not in Caddy's config.
 func (w *worker) reconfigure(cfg workerConfig) {
+	w.store.SetPolicy(cfg.policy)
 	w.mu.Lock()
+	if !slices.Equal(cfg.policy.Key, w.cfg.policy.Key) || cfg.policy.InsecureUnsigned != w.cfg.policy.InsecureUnsigned {
+		w.refused = map[string]bool{} // a new key may accept what the old refused
+	}
 	w.cfg = cfg
-	w.reconcile = true
 	w.client = clientFor(cfg)
 	if cfg.id != nil {
 		w.peerC = peerClient(cfg.id)
@@ -255,11 +260,8 @@ func (w *worker) reportLoop(ctx context.Context) {
 		if cfg.links != nil {
 			rep.Links = cfg.links.LinkQuality()
 		}
+		rep.Bundles = w.store.Installed()
 		w.mu.Lock()
-		rep.Bundles = map[string]string{}
-		for s, d := range w.installed {
-			rep.Bundles[s] = d
-		}
 		rep.Failed = w.failed
 		w.mu.Unlock()
 		b, _ := json.Marshal(rep)
@@ -288,6 +290,9 @@ func loadAverage() float64 {
 // installs or removes bundles to match.
 func (w *worker) assignLoop(ctx context.Context) {
 	defer w.wg.Done()
+	// What this node served before a restart, it serves again at once,
+	// before the manager is reached.
+	w.store.Restore()
 	var version uint64
 	for ctx.Err() == nil {
 		cfg := w.conf()
@@ -319,14 +324,7 @@ func (w *worker) assignLoop(ctx context.Context) {
 }
 
 func (w *worker) apply(ctx context.Context, want map[string]string) {
-	w.mu.Lock()
-	reconcile := w.reconcile
-	w.reconcile = false
-	have := map[string]string{}
-	for s, d := range w.installed {
-		have[s] = d
-	}
-	w.mu.Unlock()
+	have := w.store.Installed()
 	sites := make([]string, 0, len(want))
 	for s := range want {
 		sites = append(sites, s)
@@ -334,20 +332,28 @@ func (w *worker) apply(ctx context.Context, want map[string]string) {
 	slices.Sort(sites)
 	for _, site := range sites {
 		digest := want[site]
-		if have[site] == digest && !(reconcile && !w.routeExists(ctx, site)) {
+		if have[site] == digest {
 			continue
+		}
+		w.mu.Lock()
+		refused := w.refused[digest]
+		w.mu.Unlock()
+		if refused {
+			continue // refused once, by policy: it will be refused again
 		}
 		start := time.Now()
 		if err := w.install(ctx, site, digest); err != nil {
 			w.logger.Error("bundle not installed; the previous version stays", zap.String("site", site), zap.String("digest", digest), zap.Error(err))
 			w.mu.Lock()
 			w.failed = fmt.Sprintf("%s %s: %v", site, digest, err)
+			if errors.Is(err, bundle.ErrRefused) && len(w.refused) < 1000 {
+				w.refused[digest] = true
+			}
 			w.mu.Unlock()
 			continue
 		}
 		w.logger.Info("bundle installed", zap.String("site", site), zap.String("digest", digest), zap.Duration("took", time.Since(start)))
 		w.mu.Lock()
-		w.installed[site] = digest
 		w.failed = ""
 		w.mu.Unlock()
 	}
@@ -355,192 +361,35 @@ func (w *worker) apply(ctx context.Context, want map[string]string) {
 		if _, ok := want[site]; ok {
 			continue
 		}
-		if err := w.uninstall(ctx, site); err != nil {
+		if err := w.store.Remove(site); err != nil {
 			w.logger.Error("removing bundle", zap.String("site", site), zap.Error(err))
 			continue
 		}
 		w.logger.Info("bundle removed", zap.String("site", site))
-		w.mu.Lock()
-		delete(w.installed, site)
-		w.mu.Unlock()
 	}
 }
 
-func routeID(site string) string {
-	return "conductor-bundle-" + strings.NewReplacer(".", "-", ":", "-").Replace(site)
-}
-
-func (w *worker) routeExists(ctx context.Context, site string) bool {
-	resp, _, err := w.request(ctx, http.MethodGet, w.conf().admin+"/id/"+routeID(site), nil)
-	return err == nil && resp.StatusCode == 200
-}
-
-// install fetches, verifies, unpacks and applies a bundle. Caddy applies a
-// config change whole or not at all, so a route Caddy refuses leaves the
-// previous version serving; a route Caddy takes but that answers the
-// site's "/" with a 5xx is rolled back to the previous one.
+// install fetches a bundle to disk (from a peer or the manager; never
+// whole in memory) and hands it to the store, which checks it against the
+// node's policy, unpacks it and swaps it in. No Caddy config changes.
 func (w *worker) install(ctx context.Context, site, digest string) error {
-	cfg := w.conf()
-	data, sig, from, err := w.fetch(ctx, digest)
-	if err != nil {
+	raw := w.rawPath(digest)
+	if err := os.MkdirAll(filepath.Dir(raw), 0o755); err != nil {
 		return err
 	}
-	v, err := shifting.Verify(data, digest, sig, cfg.key)
+	part := raw + ".part"
+	defer os.Remove(part)
+	sig, from, err := w.fetch(ctx, digest, part)
 	if err != nil {
-		return fmt.Errorf("bundle from %s: %v", from, err)
+		return err
 	}
 	w.logger.Info("bundle fetched", zap.String("site", site), zap.String("from", from))
+	if err := w.store.Install(site, digest, sig, part); err != nil {
+		return fmt.Errorf("bundle from %s: %w", from, err)
+	}
 	// Keep the bytes, so peers can fetch them from here.
-	if err := os.MkdirAll(filepath.Dir(w.rawPath(digest)), 0o755); err == nil {
-		os.WriteFile(w.rawPath(digest), data, 0o644)
-		os.WriteFile(w.rawPath(digest)+".sig", []byte(hex.EncodeToString(sig)), 0o644)
-	}
-	if v.Manifest.Site != site {
-		return fmt.Errorf("bundle is for %s, not %s", v.Manifest.Site, site)
-	}
-	dir := filepath.Join(cfg.bundleDir, siteOf(site), strings.TrimPrefix(digest, "sha256:")[:16])
-	routes, err := v.Unpack(dir)
-	if err != nil {
-		return err
-	}
-	// The route matches on {http.request.host}, not with a host matcher: a
-	// host matcher would make Caddy's automatic HTTPS manage a certificate
-	// for the site and turn this listener into TLS, which is the site
-	// operator's decision, not the bundle's.
-	route := map[string]any{
-		"@id":   routeID(site),
-		"match": []map[string]any{{"vars": map[string][]string{"{http.request.host}": {siteOf(site)}}}},
-		// The meter first: the site's demand here is what placement uses.
-		"handle":   []map[string]any{{"handler": "conductor_meter"}, {"handler": "subroute", "routes": routes}},
-		"terminal": true,
-	}
-	body, _ := json.Marshal(route)
-	prevResp, prev, _ := w.request(ctx, http.MethodGet, cfg.admin+"/id/"+routeID(site), nil)
-	hadPrev := prevResp != nil && prevResp.StatusCode == 200
-	if err := w.putRoute(ctx, site, body, hadPrev); err != nil {
-		return err
-	}
-	if cfg.probe != "" {
-		if status, perr := w.probeSite(ctx, site); perr != nil || status >= 500 {
-			if hadPrev {
-				w.putRoute(ctx, site, prev, true)
-			} else {
-				w.request(ctx, http.MethodDelete, cfg.admin+"/id/"+routeID(site), nil)
-			}
-			return fmt.Errorf("installed bundle answers %d (%v) for %s/: rolled back", status, perr, site)
-		}
-	}
-	return nil
-}
-
-func (w *worker) putRoute(ctx context.Context, site string, body []byte, replace bool) error {
-	cfg := w.conf()
-	var resp *http.Response
-	var out []byte
-	var err error
-	if replace {
-		resp, out, err = w.request(ctx, http.MethodPatch, cfg.admin+"/id/"+routeID(site), body)
-	} else {
-		srv, serr := w.serverName(ctx)
-		if serr != nil {
-			return serr
-		}
-		// Index 0: the bundle's routes come before the site's proxy.
-		resp, out, err = w.request(ctx, http.MethodPut, cfg.admin+"/config/apps/http/servers/"+srv+"/routes/0", body)
-	}
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("caddy refused the routes: %s", strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-func (w *worker) serverName(ctx context.Context) (string, error) {
-	cfg := w.conf()
-	if cfg.server != "" {
-		return cfg.server, nil
-	}
-	resp, b, err := w.request(ctx, http.MethodGet, cfg.admin+"/config/apps/http/servers", nil)
-	if err != nil || resp.StatusCode != 200 {
-		return "", fmt.Errorf("listing servers: %v", err)
-	}
-	var servers map[string]struct {
-		Listen []string `json:"listen"`
-	}
-	json.Unmarshal(b, &servers)
-	names := make([]string, 0, len(servers))
-	for n := range servers {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	if len(names) == 0 {
-		return "", fmt.Errorf("no HTTP server")
-	}
-	if _, port, ok := strings.Cut(strings.TrimPrefix(cfg.probe, "http://"), ":"); ok {
-		for _, n := range names {
-			for _, l := range servers[n].Listen {
-				if strings.HasSuffix(l, ":"+port) {
-					return n, nil
-				}
-			}
-		}
-	}
-	return names[0], nil
-}
-
-// probeSite asks the front-end for the site's root, as a visitor would.
-// The install it checks has just reloaded Caddy's HTTP server, and the old
-// server may still take a connection and close it unanswered as it shuts
-// down (EOF before any byte): a bundle was rolled back for that once in
-// ten test runs. So each try is a fresh connection (a kept-alive one is
-// the old server's), and a try that gets no answer at all is made again,
-// up to probeTries times; an answer, whatever its status, is final.
-func (w *worker) probeSite(ctx context.Context, site string) (int, error) {
-	cfg := w.conf()
-	probe := cfg.probe
-	if !strings.Contains(probe, "://") {
-		probe = "http://" + probe
-	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	defer client.CloseIdleConnections()
-	var err error
-	for try := 0; try < probeTries; try++ {
-		if try > 0 {
-			select {
-			case <-time.After(200 * time.Millisecond):
-			case <-ctx.Done():
-				return 0, ctx.Err()
-			}
-		}
-		var req *http.Request
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, probe+"/", nil)
-		if err != nil {
-			return 0, err
-		}
-		req.Host = site
-		var resp *http.Response
-		resp, err = client.Do(req)
-		if err != nil {
-			continue
-		}
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}
-	return 0, err
-}
-
-const probeTries = 3
-
-func (w *worker) uninstall(ctx context.Context, site string) error {
-	resp, out, err := w.request(ctx, http.MethodDelete, w.conf().admin+"/id/"+routeID(site), nil)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 && resp.StatusCode != 404 {
-		return fmt.Errorf("caddy: %s", strings.TrimSpace(string(out)))
+	if err := os.Rename(part, raw); err == nil {
+		os.WriteFile(raw+".sig", []byte(hex.EncodeToString(sig)), 0o644)
 	}
 	return nil
 }

@@ -73,7 +73,6 @@ type Handler struct {
 	rt     wazero.Runtime
 	pool   *pool
 	logger *zap.Logger
-	srv    *caddyhttp.Server
 	logs   *rate.Sometimes
 	m      *fnMetrics
 }
@@ -94,8 +93,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Module == "" {
 		return errors.New("edge_function: module is required (the .wasm file)")
 	}
-	h.logger = ctx.Logger()
-	h.srv = selfrequest.Server(ctx)
+	if err := RegisterMetrics(ctx); err != nil {
+		return err
+	}
+	return h.Open(ctx.Logger())
+}
+
+// Open compiles the module and warms its pool, outside Caddy's
+// provisioning: the bundle handler opens the functions a bundle carries
+// when the bundle is installed. The metrics must have been registered
+// (RegisterMetrics) by the module that opens it.
+func (h *Handler) Open(logger *zap.Logger) error {
+	h.logger = logger
 	h.logs = &rate.Sometimes{Interval: time.Second}
 	if h.MaxMemory == 0 {
 		h.MaxMemory = 128 << 20
@@ -114,6 +123,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.Name == "" {
 		h.Name = filepath.Base(h.Module)
+	}
+	if err := h.Validate(); err != nil {
+		return err
 	}
 	code, err := os.ReadFile(h.Module)
 	if err != nil {
@@ -143,9 +155,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		h.rt.Close(bg)
 		return fmt.Errorf("edge_function: compiling %s: %w", h.Module, err)
-	}
-	if err := registerMetrics(ctx); err != nil {
-		return err
 	}
 	h.m = metricsFor(h.Name)
 	h.pool, err = newPool(h, compiled)

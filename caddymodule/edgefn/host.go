@@ -70,7 +70,7 @@ func hostFetch(ctx context.Context, m api.Module, urlPtr, urlLen, bufPtr, bufCap
 	}
 	fw := &selfrequest.Capture{Limit: c.h.MaxResponse}
 	hdr := http.Header{"Accept": {"*/*"}}
-	if err := selfrequest.DoAs(ctx, c.h.srv, c.req.RemoteAddr, u.Host, u.RequestURI(), hdr, fw); err != nil || fw.Over || fw.Status == 0 {
+	if err := selfrequest.DoAs(ctx, selfrequest.Server(c.req.Context()), c.req.RemoteAddr, u.Host, u.RequestURI(), hdr, fw); err != nil || fw.Over || fw.Status == 0 {
 		c.h.m.fetches["failed"].Inc()
 		return 0
 	}

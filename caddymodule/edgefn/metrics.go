@@ -29,7 +29,8 @@ var (
 		"function", "outcome")
 )
 
-func registerMetrics(ctx caddy.Context) error {
+// RegisterMetrics registers the functions' metrics in ctx's registry.
+func RegisterMetrics(ctx caddy.Context) error {
 	return promreg.Register(ctx, invocationsTotal, durationSeconds, trapsTotal, timeoutsTotal, instancesLive, fetchesTotal)
 }
 

@@ -20,7 +20,7 @@ import (
 // runBundle runs `conductor bundle …`: build, push and keygen.
 func runBundle(args []string) int {
 	usage := func() int {
-		fmt.Fprintln(os.Stderr, `usage: conductor bundle build DIR [-o FILE] [-key KEYFILE]
+		fmt.Fprintln(os.Stderr, `usage: conductor bundle build DIR [-o FILE] [-key KEYFILE] [-rollback-from VERSION]
        conductor bundle push FILE -manager URL -key ADMIN_KEY [-ca PEMFILE]
        conductor bundle keygen -o KEYFILE     (prints the public key for signing_key)`)
 		return 2
@@ -32,7 +32,8 @@ func runBundle(args []string) int {
 	case "build":
 		fs := flag.NewFlagSet("conductor bundle build", flag.ContinueOnError)
 		out := fs.String("o", "", "bundle file (default: <site>-<version>.bundle)")
-		keyFile := fs.String("key", "", "sign with this Ed25519 private key (hex, from keygen)")
+		keyFile := fs.String("key", "", "sign with this Ed25519 private key (hex, from keygen); nodes refuse unsigned bundles unless insecure_unsigned")
+		rollbackFrom := fs.String("rollback-from", "", "build a rollback: this bundle (an older version) replaces version N, which nodes then accept")
 		if len(args) < 2 {
 			return usage()
 		}
@@ -41,6 +42,10 @@ func runBundle(args []string) int {
 			return 2
 		}
 		var key ed25519.PrivateKey
+		if *rollbackFrom != "" && *keyFile == "" {
+			fmt.Fprintln(os.Stderr, "bundle: -rollback-from needs -key: nodes take a rollback only when it is signed")
+			return 1
+		}
 		if *keyFile != "" {
 			b, err := os.ReadFile(*keyFile)
 			if err == nil {
@@ -51,7 +56,7 @@ func runBundle(args []string) int {
 				return 1
 			}
 		}
-		data, digest, sig, err := shifting.Build(dir, key)
+		data, digest, sig, err := shifting.Build(dir, key, *rollbackFrom)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

@@ -170,8 +170,8 @@ Shifting manager, status page (read-only operator; the key is in the fragment):
   %[1]s
   (the manager's certificate is from the fleet CA: %[3]s)
 Admin (the admin key is in %[4]s):
-  conductor bundle build ./mysite -o site.bundle
+  conductor bundle build ./mysite -o site.bundle -key %[5]s
   conductor bundle push site.bundle -manager %[2]s -key "$(cat %[4]s)" -ca %[3]s
   curl --cacert %[3]s -H "Authorization: Bearer $(cat %[4]s)" -d '{"node":"fe1"}' %[2]s/v1/sites/<site>/assign`,
-		t.StatusURL(), t.ManagerURL(), t.ManagerCA(), t.AdminKeyFile())
+		t.StatusURL(), t.ManagerURL(), t.ManagerCA(), t.AdminKeyFile(), t.BundleKeyFile())
 }

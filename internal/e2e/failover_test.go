@@ -146,7 +146,7 @@ func TestManagerFailoverWithEtcd(t *testing.T) {
 	if code, body := leader.doAs(managerClient(dir, id.TLSConfig()), "", "POST", "/v1/nodes/fe1/report", rep); code != 204 {
 		t.Fatalf("report: %d %s", code, body)
 	}
-	data, digest := siteBundle(t, "ha.example", "1", `[{"handle": [{"handler": "static_response", "body": "ok"}]}]`, nil)
+	data, digest, _ := siteBundle(t, nil, "ha.example", "1", "", map[string]string{"index.html": "ok"})
 	if code, body := leader.do("POST", "/v1/bundles", data, "X-Bundle-Digest", digest); code != 201 {
 		t.Fatalf("upload: %d %s", code, body)
 	}
@@ -223,7 +223,6 @@ func startAgentNode(t *testing.T, dir string, leader *managerProc, managers ...*
 		node fe2
 		region eu
 		addr 127.0.0.2
-		admin http://127.0.0.1:%d
 		bundle_dir %s
 		interval 200ms
 	}
@@ -231,7 +230,7 @@ func startAgentNode(t *testing.T, dir string, leader *managerProc, managers ...*
 http://127.0.0.1:%d {
 	respond "fe2"
 }
-`, admin, filepath.Join(dir, "agent-storage"), urls, joinToken(t, leader, "fe2", "127.0.0.2"), fleetRoot(dir), filepath.Join(dir, "identity-fe2"), admin, filepath.Join(dir, "agent-bundles"), site)), 0o644)
+`, admin, filepath.Join(dir, "agent-storage"), urls, joinToken(t, leader, "fe2", "127.0.0.2"), fleetRoot(dir), filepath.Join(dir, "identity-fe2"), filepath.Join(dir, "agent-bundles"), site)), 0o644)
 	cmd := exec.Command(binary, "caddy", "run", "--config", cf, "--adapter", "caddyfile")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logf, _ := os.Create(filepath.Join(dir, "agent.log"))

@@ -48,8 +48,8 @@ func TestPlacementFollowsDemandIntoDNS(t *testing.T) {
 	}
 	defer tp.Stop()
 	const site = "hot.example"
-	data, digest := siteBundle(t, site, "1", `[{"handle": [{"handler": "file_server", "root": "{bundle.root}"}]}]`, map[string]string{"index.html": "hot"})
-	if r, b := managerDo(t, tp, "POST", "/v1/bundles", data, "X-Bundle-Digest", digest); r.StatusCode != 201 {
+	data, digest, sig := siteBundle(t, tp.Opts.BundleKey, site, "1", "", map[string]string{"index.html": "hot"})
+	if r, b := pushBundle(t, tp, data, digest, sig); r.StatusCode != 201 {
 		t.Fatalf("upload: %d %s", r.StatusCode, b)
 	}
 	waitUntil(t, 10*time.Second, "three front-ends reporting", func() bool {

@@ -84,8 +84,8 @@ func startRedirectFixture(t *testing.T) (*redirectFixture, error) {
 	}
 	f.tp = tp
 	atExit = append(atExit, tp.Stop) // the fixture serves several tests
-	data, digest := siteBundle(t, redirectSite, "1", `[{"handle": [{"handler": "static_response", "body": "from the bundle"}]}]`, nil)
-	if r, b := managerDo(t, tp, "POST", "/v1/bundles", data, "X-Bundle-Digest", digest); r.StatusCode != 201 {
+	data, digest, sig := siteBundle(t, tp.Opts.BundleKey, redirectSite, "1", "", map[string]string{"cart": "from the bundle"})
+	if r, b := pushBundle(t, tp, data, digest, sig); r.StatusCode != 201 {
 		return nil, fmt.Errorf("upload: %d %s", r.StatusCode, b)
 	}
 	waitUntil(t, 15*time.Second, "two front-ends reporting", func() bool {

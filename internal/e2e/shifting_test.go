@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -39,21 +41,42 @@ func managerDo(t *testing.T, tp *topology.Topology, method, path string, body []
 	return resp, b
 }
 
-// siteBundle builds a bundle from a directory, as `conductor bundle build` does.
-func siteBundle(t *testing.T, site, version, routes string, files map[string]string) ([]byte, string) {
+// siteBundle builds a bundle from a directory, as `conductor bundle build
+// -key` does (key nil: unsigned): site.json holds the site, its version and
+// the manifest members in rules (`"cache": […]`, …); files go under
+// public/ unless their name starts with functions/ or data/.
+func siteBundle(t *testing.T, key ed25519.PrivateKey, site, version, rules string, files map[string]string) (data []byte, digest, sig string) {
+	t.Helper()
+	return siteBundleOpts(t, key, site, version, rules, "", files)
+}
+
+// siteBundleOpts is siteBundle, and a rollback from rollbackFrom if set.
+func siteBundleOpts(t *testing.T, key ed25519.PrivateKey, site, version, rules, rollbackFrom string, files map[string]string) ([]byte, string, string) {
 	t.Helper()
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "site.json"), []byte(fmt.Sprintf(`{"site": %q, "version": %q, "routes": %s}`, site, version, routes)), 0o644)
+	if rules != "" {
+		rules = ", " + rules
+	}
+	os.WriteFile(filepath.Join(dir, "site.json"), []byte(fmt.Sprintf(`{"site": %q, "version": %q%s}`, site, version, rules)), 0o644)
 	for name, body := range files {
-		p := filepath.Join(dir, "public", name)
+		if !strings.HasPrefix(name, "functions/") && !strings.HasPrefix(name, "data/") {
+			name = "public/" + name
+		}
+		p := filepath.Join(dir, name)
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		os.WriteFile(p, []byte(body), 0o644)
 	}
-	data, digest, _, err := shifting.Build(dir, nil)
+	data, digest, sig, err := shifting.Build(dir, key, rollbackFrom)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return data, digest
+	return data, digest, hex.EncodeToString(sig)
+}
+
+// pushBundle uploads a bundle to the manager, as `conductor bundle push` does.
+func pushBundle(t *testing.T, tp *topology.Topology, data []byte, digest, sig string) (*http.Response, []byte) {
+	t.Helper()
+	return managerDo(t, tp, "POST", "/v1/bundles", data, "X-Bundle-Digest", digest, "X-Bundle-Signature", sig)
 }
 
 func hostGet(t *testing.T, url, host string) (int, string) {
@@ -91,14 +114,13 @@ func TestBundleShiftedToAFrontEnd(t *testing.T) {
 	}
 	defer tp.Stop()
 	const site = "bundle.example"
-	routes := `[{"handle": [{"handler": "file_server", "root": "{bundle.root}"}]}]`
-	data, digest := siteBundle(t, site, "1", routes, map[string]string{"index.html": "bundle v1", "about.html": "about v1"})
+	data, digest, sig := siteBundle(t, tp.Opts.BundleKey, site, "1", "", map[string]string{"index.html": "bundle v1", "about.html": "about v1"})
 
 	// A wrong hash is refused.
 	if r, b := managerDo(t, tp, "POST", "/v1/bundles", data, "X-Bundle-Digest", "sha256:"+strings.Repeat("0", 64)); r.StatusCode != 422 {
 		t.Fatalf("wrong hash: %d %s", r.StatusCode, b)
 	}
-	if r, b := managerDo(t, tp, "POST", "/v1/bundles", data, "X-Bundle-Digest", digest); r.StatusCode != 201 {
+	if r, b := pushBundle(t, tp, data, digest, sig); r.StatusCode != 201 {
 		t.Fatalf("upload: %d %s", r.StatusCode, b)
 	}
 	// Wait until both agents have reported, then decide.
@@ -165,15 +187,12 @@ func TestBundleShiftedToAFrontEnd(t *testing.T) {
 		}
 	}
 
-	// Broken route JSON, in a bundle made by hand: the manager refuses it.
-	broken := handMadeBundle(t, `{"site": "`+site+`", "version": "2", "routes": [{"handle": [}], "files": {}}`)
-	if r, b := managerDo(t, tp, "POST", "/v1/bundles", broken, "X-Bundle-Digest", shifting.Digest(broken)); r.StatusCode != 422 {
-		t.Fatalf("broken route JSON: %d %s", r.StatusCode, b)
-	}
-	// Routes that are JSON but not a Caddy config: the manager cannot tell,
-	// Caddy on the front-end refuses them, and v1 keeps being served.
-	bad, badDigest := siteBundle(t, site, "3", `[{"handle": [{"handler": "no_such_handler"}]}]`, nil)
-	if r, b := managerDo(t, tp, "POST", "/v1/bundles", bad, "X-Bundle-Digest", badDigest); r.StatusCode != 201 {
+	// A bundle the node cannot open (its function is not WebAssembly):
+	// the manager cannot tell, the front-end refuses it, and v1 keeps
+	// being served.
+	bad, badDigest, badSig := siteBundle(t, tp.Opts.BundleKey, site, "3", `"functions": [{"path": "/api/*", "module": "functions/bad.wasm"}]`,
+		map[string]string{"index.html": "bundle v3", "functions/bad.wasm": "not WebAssembly"})
+	if r, b := pushBundle(t, tp, bad, badDigest, badSig); r.StatusCode != 201 {
 		t.Fatalf("upload v3: %d %s", r.StatusCode, b)
 	}
 	waitUntil(t, 10*time.Second, "fe1 to report the failed install", func() bool {
@@ -208,7 +227,8 @@ func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool)
 	}
 }
 
-func handMadeBundle(t *testing.T, manifest string) []byte {
+// handMadeBundle packs manifest.json as given, and no files.
+func handMadeBundle(manifest string) []byte {
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)

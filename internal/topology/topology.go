@@ -7,6 +7,7 @@ package topology
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -41,7 +42,11 @@ type Options struct {
 	// OriginRunning says the origin already serves OriginAddr (a test's
 	// own server): no origin process is started.
 	OriginRunning bool
-	BackendTMP    string // back-end TMP address, default 127.0.0.1:4433
+	// NoOrigin: there is no origin at all (a site served by its bundle
+	// alone); OriginAddr is still where the back-end would proxy, and
+	// nothing listens there. The front-ends are ready once they answer.
+	NoOrigin   bool
+	BackendTMP string // back-end TMP address, default 127.0.0.1:4433
 	// MoreBackends are the TMP addresses of further back-ends (process
 	// names backend2, backend3, …) beside the same origin; front-ends
 	// balance across all of them.
@@ -75,6 +80,10 @@ type Options struct {
 	Manager         string
 	ManagerAdminKey string
 	ManagerReadKey  string
+	// BundleKey signs the topology's bundles (random when nil): front-ends
+	// refuse bundles it did not sign. BundleKeyFile holds it for
+	// `conductor bundle build -key`.
+	BundleKey ed25519.PrivateKey
 	// ManagerExtra is inserted in the manager's conductor_manager block.
 	ManagerExtra string
 	// BackendConductor is inserted in every back-end's `conductor` global
@@ -123,6 +132,9 @@ func (o *Options) defaults() {
 	}
 	if o.ManagerReadKey == "" {
 		o.ManagerReadKey = randomKey()
+	}
+	if o.BundleKey == nil {
+		_, o.BundleKey, _ = ed25519.GenerateKey(nil)
 	}
 }
 
@@ -260,6 +272,10 @@ func (t *Topology) JoinToken(node, role string, hosts ...string) (string, error)
 	return ans.Token, nil
 }
 
+// BundleKeyFile holds the bundle signing key (hex, 0600), as `conductor
+// bundle keygen` writes it.
+func (t *Topology) BundleKeyFile() string { return filepath.Join(t.Opts.Dir, "bundle-signing.key") }
+
 // AdminKeyFile holds the admin operator's key (0600), for the demo's
 // instructions: a key on a command line would be in the shell history.
 func (t *Topology) AdminKeyFile() string { return filepath.Join(t.Opts.Dir, "admin.key") }
@@ -282,7 +298,7 @@ func (t *Topology) enrolNodes() error {
 	t.agents = map[string]string{}
 	for i, b := range t.backends() {
 		host, _, _ := net.SplitHostPort(b)
-		a, err := t.agentBlock(fmt.Sprintf("be%d", i+1), "backend", fmt.Sprintf("\t\tregion local\n\t\taddr %s\n\t\tadmin http://%s\n", host, t.BackendAdminN(i)), host)
+		a, err := t.agentBlock(fmt.Sprintf("be%d", i+1), "backend", fmt.Sprintf("\t\tregion local\n\t\taddr %s\n", host), host)
 		if err != nil {
 			return err
 		}
@@ -293,8 +309,8 @@ func (t *Topology) enrolNodes() error {
 	}
 	for i, fe := range t.Opts.Frontends {
 		host, _, _ := net.SplitHostPort(fe)
-		a, err := t.agentBlock(fmt.Sprintf("fe%d", i+1), "frontend", fmt.Sprintf("\t\tregion %s\n\t\taddr %s\n\t\tadmin http://%s\n\t\tprobe %s\n\t\tpeer_listen %s:0\n\t\tbundle_dir %s\n",
-			t.frontendRegion(i), host, t.FrontendAdmin(i), fe, host, filepath.Join(t.Opts.Dir, fmt.Sprintf("bundles-fe%d", i+1))), host)
+		a, err := t.agentBlock(fmt.Sprintf("fe%d", i+1), "frontend", fmt.Sprintf("\t\tregion %s\n\t\taddr %s\n\t\tprobe %s\n\t\tpeer_listen %s:0\n\t\tbundle_dir %s\n\t\tsigning_key %s\n",
+			t.frontendRegion(i), host, fe, host, filepath.Join(t.Opts.Dir, fmt.Sprintf("bundles-fe%d", i+1)), hex.EncodeToString(t.Opts.BundleKey.Public().(ed25519.PublicKey))), host)
 		if err != nil {
 			return err
 		}
@@ -391,7 +407,7 @@ func (t *Topology) FrontendCaddyfile(i int, extra string) string {
 	}
 	agentCfg, meter := t.agents[fmt.Sprintf("fe%d", i+1)], ""
 	if agentCfg != "" {
-		meter = "conductor_meter\n\tconductor_pull\n\t"
+		meter = "conductor_meter\n\tconductor_pull\n\tbundle\n\t"
 	}
 	bind := host
 	if len(t.feSockets) > i {
@@ -472,6 +488,9 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 		if err := os.WriteFile(t.AdminKeyFile(), []byte(opts.ManagerAdminKey+"\n"), 0o600); err != nil {
 			return nil, err
 		}
+		if err := os.WriteFile(t.BundleKeyFile(), []byte(hex.EncodeToString(opts.BundleKey)+"\n"), 0o600); err != nil {
+			return nil, err
+		}
 		if err := os.WriteFile(t.ManagerConfig(), []byte(t.ManagerCaddyfile()), 0o644); err != nil {
 			return nil, err
 		}
@@ -480,7 +499,10 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 	if len(opts.OriginCommand) > 0 {
 		originWhat = "origin " + filepath.Base(opts.OriginCommand[0]) + " on http://" + opts.OriginAddr
 	}
-	steps := []step{{"origin", originWhat, func() error { return httpOK("http://" + opts.OriginAddr + "/") }, nil}}
+	var steps []step
+	if !opts.NoOrigin {
+		steps = append(steps, step{"origin", originWhat, func() error { return httpOK("http://" + opts.OriginAddr + "/") }, nil})
+	}
 	if opts.Manager != "" {
 		steps = append(steps, step{"manager", "shifting manager on " + t.ManagerURL(), func() error {
 			resp, err := t.ManagerClient().Get(t.ManagerURL() + "/status")
@@ -497,7 +519,11 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 	}
 	for i := range opts.Frontends {
 		i := i
-		steps = append(steps, step{fmt.Sprintf("frontend%d", i+1), "front-end Caddy on " + t.FrontendURL(i), func() error { return httpOK(t.FrontendURL(i) + "/") }, nil})
+		ready := func() error { return httpOK(t.FrontendURL(i) + "/") }
+		if opts.NoOrigin {
+			ready = func() error { return httpAnswers(t.FrontendURL(i) + "/") }
+		}
+		steps = append(steps, step{fmt.Sprintf("frontend%d", i+1), "front-end Caddy on " + t.FrontendURL(i), ready, nil})
 	}
 	if opts.DNSAddr != "" {
 		if err := os.WriteFile(t.DNSConfig(), []byte(t.Corefile()), 0o644); err != nil {
@@ -668,17 +694,28 @@ func (t *Topology) Reload(i int, extra string) error {
 }
 
 func httpOK(url string) error {
+	status, err := httpStatus(url)
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("%s: %d", url, status)
+	}
+	return err
+}
+
+// httpAnswers is nil once url answers at all.
+func httpAnswers(url string) error {
+	_, err := httpStatus(url)
+	return err
+}
+
+func httpStatus(url string) (int, error) {
 	c := &http.Client{Timeout: 3 * time.Second}
 	resp, err := c.Get(url)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 func waitFor(ctx context.Context, limit time.Duration, ready func() error) error {
