@@ -237,7 +237,13 @@ func (f *esiFixture) get(t *testing.T, path string, hdr ...string) (*http.Respon
 // metric reads one of the front-end's counters.
 func (f *esiFixture) metric(t *testing.T, name, labels string) float64 {
 	t.Helper()
-	_, body := get(t, "http://"+f.tp.FrontendAdmin(0)+"/metrics")
+	return frontendMetric(t, f.tp, 0, name, labels)
+}
+
+// frontendMetric reads one of front-end i's counters.
+func frontendMetric(t *testing.T, tp *topology.Topology, i int, name, labels string) float64 {
+	t.Helper()
+	_, body := get(t, "http://"+tp.FrontendAdmin(i)+"/metrics")
 	re := regexp.MustCompile(regexp.QuoteMeta(name+"{"+labels+"}") + ` ([0-9.e+]+)`)
 	m := re.FindSubmatch(body)
 	if m == nil {
