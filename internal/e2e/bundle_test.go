@@ -381,3 +381,127 @@ func TestOriginlessSite(t *testing.T) {
 		t.Fatal("something listens at the origin's address")
 	}
 }
+
+// fnBundle is a bundle carrying the test function at /fn/*, with its
+// VERSION, and a data file.
+func fnBundle(t *testing.T, key ed25519.PrivateKey, site, version string) ([]byte, string, string) {
+	t.Helper()
+	wasm, err := testFunction()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := os.ReadFile(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return siteBundle(t, key, site, version,
+		`"functions": [{"path": "/fn/*", "module": "functions/fn.wasm", "env": {"VERSION": "v`+version+`"}, "timeout": "5s", "instances": 8, "max_memory": 67108864}]`,
+		map[string]string{"functions/fn.wasm": string(code), "data/price.json": `{"price":19.99}`, "index.html": "fn site"})
+}
+
+// Version 1 of a function is replaced by version 2 while clients keep
+// asking: no request fails, requests in flight finish on v1, and new ones
+// start on v2.
+func TestEdgeFunctionSwapUnderLoad(t *testing.T) {
+	f := bundleSetup(t)
+	const site = "fn.example"
+	data, digest, sig := fnBundle(t, f.tp.Opts.BundleKey, site, "1")
+	push(t, f.tp, data, digest, sig, site, "fe1")
+	waitInstalled(t, f.tp, site, digest, "fe1")
+	if _, body := hostGet(t, f.tp.FrontendURL(0)+"/fn/hello?name=a", site); !strings.Contains(body, `"version":"v1"`) {
+		t.Fatalf("v1: %q", body)
+	}
+
+	// Slow calls that start on v1 before the swap.
+	slow := make(chan string, 4)
+	for range cap(slow) {
+		go func() {
+			code, body := hostGet(t, f.tp.FrontendURL(0)+"/fn/sleep?d=1500ms", site)
+			slow <- fmt.Sprint(code, " ", body)
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	var mu sync.Mutex
+	var total, failed int
+	var failures []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, body := hostGet(t, f.tp.FrontendURL(0)+"/fn/hello?name=load", site)
+				mu.Lock()
+				total++
+				if code != 200 || !strings.Contains(body, `"hello":"load"`) {
+					failed++
+					if len(failures) < 5 {
+						failures = append(failures, fmt.Sprint(code, " ", body))
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	data, digest2, sig := fnBundle(t, f.tp.Opts.BundleKey, site, "2")
+	push(t, f.tp, data, digest2, sig, site)
+	waitInstalled(t, f.tp, site, digest2, "fe1")
+	// Once installed, every new request is v2's.
+	for range 20 {
+		if _, body := hostGet(t, f.tp.FrontendURL(0)+"/fn/hello?name=b", site); !strings.Contains(body, `"version":"v2"`) {
+			t.Fatalf("after the swap: %q", body)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	for range cap(slow) {
+		if got := <-slow; !strings.HasPrefix(got, "200 ") || !strings.Contains(got, `"version":"v1"`) {
+			t.Errorf("a call in flight during the swap: %q, want v1's 200", got)
+		}
+	}
+	t.Logf("%d requests during the swap, %d failed", total, failed)
+	if failed > 0 || total == 0 {
+		t.Fatalf("%d of %d requests failed: %q", failed, total, failures)
+	}
+}
+
+// A function keeps answering with the origin stopped: it runs at the
+// front-end, and its data came with its bundle.
+func TestEdgeFunctionServesWithOriginDown(t *testing.T) {
+	f := bundleSetup(t)
+	const site = "fn-alone.example"
+	data, digest, sig := fnBundle(t, f.tp.Opts.BundleKey, site, "1")
+	push(t, f.tp, data, digest, sig, site, "fe2")
+	waitInstalled(t, f.tp, site, digest, "fe2")
+	if err := f.tp.StopProc("origin"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := f.tp.StartProc("origin"); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, 10*time.Second, "the origin back", func() bool {
+			code, _ := hostGet(t, "http://"+f.tp.Opts.OriginAddr+"/", "shop.example")
+			return code == 200
+		})
+	}()
+	if code, body := hostGet(t, f.tp.FrontendURL(1)+"/product/1", site); code < 500 {
+		t.Fatalf("the origin is still up: %d %q", code, body)
+	}
+	for i := range 50 {
+		if code, body := hostGet(t, f.tp.FrontendURL(1)+"/fn/hello?name=alone", site); code != 200 || !strings.Contains(body, `"hello":"alone"`) {
+			t.Fatalf("request %d with the origin down: %d %q", i, code, body)
+		}
+	}
+	if code, body := hostGet(t, f.tp.FrontendURL(1)+"/fn/data?f=price.json", site); code != 200 || body != `{"price":19.99}` {
+		t.Fatalf("the function's data with the origin down: %d %q", code, body)
+	}
+}

@@ -41,11 +41,9 @@ func startEdgefnFixture(t *testing.T) (*edgefnFixture, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
 		return nil, err
 	}
-	wasm := filepath.Join(dir, "fn.wasm")
-	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasm, "./testdata/edgefn")
-	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the test function: %v\n%s", err, out)
+	wasm, err := testFunction()
+	if err != nil {
+		return nil, err
 	}
 	os.WriteFile(filepath.Join(dir, "data", "price.json"), []byte(`{"price":19.99}`), 0o644)
 	f, err := startOriginTopology(t, dir, "127.0.0.16",
@@ -55,6 +53,25 @@ func startEdgefnFixture(t *testing.T) (*edgefnFixture, error) {
 		return nil, err
 	}
 	return &edgefnFixture{f}, nil
+}
+
+var (
+	testFnOnce sync.Once
+	testFnPath string
+	testFnErr  error
+)
+
+// testFunction builds testdata/edgefn for wasip1, once per run.
+func testFunction() (string, error) {
+	testFnOnce.Do(func() {
+		testFnPath = filepath.Join(tmpDir, "fn.wasm")
+		build := exec.Command("go", "build", "-buildmode=c-shared", "-o", testFnPath, "./testdata/edgefn")
+		build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if out, err := build.CombinedOutput(); err != nil {
+			testFnErr = fmt.Errorf("building the test function: %v\n%s", err, out)
+		}
+	})
+	return testFnPath, testFnErr
 }
 
 func (f *edgefnFixture) get(t *testing.T, path string) (int, string) {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/conductor-edge/conductor/edgefn/sdk"
 )
@@ -28,6 +29,10 @@ func serve(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(p, "/hello"):
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"hello":%q,"version":%q,"calls":%d}`, r.URL.Query().Get("name"), os.Getenv("VERSION"), calls)
+	case strings.HasSuffix(p, "/sleep"):
+		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
+		time.Sleep(d)
+		fmt.Fprintf(w, `{"slept":%q,"version":%q}`, d, os.Getenv("VERSION"))
 	case strings.HasSuffix(p, "/loop"):
 		for i := 0; ; i++ {
 			calls += i & 1
