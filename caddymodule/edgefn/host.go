@@ -10,6 +10,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"go.uber.org/zap"
 
@@ -47,8 +48,8 @@ func withCall(ctx context.Context, c *call) context.Context {
 // fetches …: the chain ends there with a refusal.
 const maxFetchDepth = 3
 
-func (h *Handler) instantiateHost(ctx context.Context) error {
-	_, err := h.rt.NewHostModuleBuilder("conductor").
+func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
+	_, err := rt.NewHostModuleBuilder("conductor").
 		NewFunctionBuilder().WithFunc(hostFetch).Export("fetch").
 		NewFunctionBuilder().WithFunc(hostReadData).Export("read_data").
 		NewFunctionBuilder().WithFunc(hostLog).Export("log").

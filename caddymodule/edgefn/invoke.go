@@ -31,7 +31,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, string, er
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(h.Timeout))
 	defer cancel()
-	inst, err := h.pool.get(ctx)
+	p := h.acquirePool()
+	if p == nil {
+		return http.StatusServiceUnavailable, "busy", errors.New("the function is closed")
+	}
+	defer p.release()
+	inst, err := p.get(ctx)
 	if err != nil {
 		return http.StatusServiceUnavailable, "busy", err
 	}
@@ -39,14 +44,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, string, er
 	_, err = inst.entry.Call(withCall(ctx, &call{h: h, req: r}))
 	healthy := err == nil
 	var exit *sys.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == 0 && !h.pool.reactor {
+	if errors.As(err, &exit) && exit.ExitCode() == 0 && !p.reactor {
 		err = nil // a command module's normal end
 	}
 	out, over := inst.io.out.Bytes(), inst.io.over
 	if err == nil {
 		out = bytes.Clone(out) // the instance's buffer goes back to the pool
 	}
-	h.pool.put(inst, healthy && !over)
+	p.put(inst, healthy && !over)
 	switch {
 	case over:
 		return http.StatusBadGateway, "limit", errResponseTooLarge

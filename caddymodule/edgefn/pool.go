@@ -16,14 +16,22 @@ import (
 // serves one (`_start` runs the program to its end). At most
 // Handler.Instances exist at once; an instance that trapped, timed out or
 // broke a limit is closed, never reused.
+//
+// A pool has its own runtime (engine): the first requests after an
+// install may be served by the interpreter's pool while the compiler's is
+// built, and the handler then swaps pools (handler.go). A retired pool
+// takes no new calls; its runtime closes when its last call is done.
 type pool struct {
 	h        *Handler
+	rt       wazero.Runtime
+	engine   string // "compiler" or "interpreter"
 	compiled wazero.CompiledModule
 	reactor  bool
 	idle     chan *instance // reactor instances ready for a call
 	slots    chan struct{}  // one token per live instance
 	mu       sync.Mutex
 	closed   bool
+	users    int // calls using the pool, under mu
 	live     int // instances alive, under mu
 }
 
@@ -40,9 +48,9 @@ const (
 	exportInit   = "_initialize"
 )
 
-func newPool(h *Handler, compiled wazero.CompiledModule) (*pool, error) {
+func newPool(h *Handler, rt wazero.Runtime, engine string, compiled wazero.CompiledModule) (*pool, error) {
 	exports := compiled.ExportedFunctions()
-	p := &pool{h: h, compiled: compiled, idle: make(chan *instance, h.Instances), slots: make(chan struct{}, h.Instances)}
+	p := &pool{h: h, rt: rt, engine: engine, compiled: compiled, idle: make(chan *instance, h.Instances), slots: make(chan struct{}, h.Instances)}
 	switch {
 	case exports[exportHandle] != nil:
 		p.reactor = true
@@ -83,7 +91,7 @@ func (p *pool) instantiate() (*instance, error) {
 	// A reactor's initialization gets ten times a call's time.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Duration(p.h.Timeout))
 	defer cancel()
-	mod, err := p.h.rt.InstantiateModule(ctx, p.compiled, cfg)
+	mod, err := p.rt.InstantiateModule(ctx, p.compiled, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -142,12 +150,45 @@ func (p *pool) put(inst *instance, healthy bool) {
 	<-p.slots
 }
 
-// close stops taking instances back; the runtime's Close ends them all,
-// and they leave the gauge here.
-func (p *pool) close() {
+// acquire marks a call as using the pool; false once it is retired.
+func (p *pool) acquire() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.users++
+	return true
+}
+
+// release ends a call's use; the last one out of a retired pool closes it.
+func (p *pool) release() {
+	p.mu.Lock()
+	p.users--
+	last := p.closed && p.users == 0
+	p.mu.Unlock()
+	if last {
+		p.shutdown()
+	}
+}
+
+// retire stops new calls; the pool closes once the calls in it are done.
+func (p *pool) retire() {
 	p.mu.Lock()
 	p.closed = true
+	last := p.users == 0
+	p.mu.Unlock()
+	if last {
+		p.shutdown()
+	}
+}
+
+// shutdown closes the runtime, which ends every instance; they leave the
+// gauge here.
+func (p *pool) shutdown() {
+	p.mu.Lock()
 	p.h.m.live.Sub(float64(p.live))
 	p.live = 0
 	p.mu.Unlock()
+	p.rt.Close(context.Background())
 }
