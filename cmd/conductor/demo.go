@@ -80,6 +80,11 @@ func runDemo(args []string) int {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 1
 	}
+	if *manager != "" {
+		if err := shipShopBundle(t, *dir, say); err != nil {
+			say("no shop bundle: %v", err)
+		}
+	}
 	dnsHost, dnsPort, _ := net.SplitHostPort(*dnsAddr)
 	fmt.Printf(`
 The shop is up. Try:
@@ -93,6 +98,12 @@ The shop is up. Try:
   curl -X POST -d id=2 -i %[1]s/cart/add    the cart cookie makes a shopper priority 0
   curl -i %[1]s/slow           slower than 1s: a page that waits and retries in the browser
   curl -i %[1]s/nope           the shop's own 404 page, not the origin's
+  curl -i -H 'Host: shop.example' %[1]s/promo/
+                               a page of the shop's bundle (for the site shop.example),
+                               served by the front-end itself
+  curl -i -H 'Host: shop.example' -b cart=1.3.3 %[1]s/api/cart
+                               the cart summed by an edge function (WebAssembly) at the
+                               front-end; stop the origin and it still answers
   curl -X POST -H 'Content-Type: application/json' -d '{"index": 2, "ttl": "1m"}' http://%[8]s/load_index
                                declare the origin overloaded: browsing gets the wait page,
                                carts (priority 0-1) still go through

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
+
+	"github.com/conductor-edge/conductor/internal/shop/cart"
 )
 
 // Product is one item of the catalogue.
@@ -32,6 +34,16 @@ type Product struct {
 var Catalogue = []Product{
 	{1, "Conductor tee", 19.99}, {2, "Edge mug", 9.50}, {3, "TMP sticker pack", 4.00},
 	{4, "Blender apron", 24.00}, {5, "Front-end hoodie", 49.00}, {6, "Back-end cap", 15.00},
+}
+
+// Prices is the catalogue as the cart's price list (what the shop's
+// bundle carries as data/catalogue.json).
+func Prices() []cart.Item {
+	out := make([]cart.Item, len(Catalogue))
+	for i, p := range Catalogue {
+		out[i] = cart.Item{ID: p.ID, Name: p.Name, Price: p.Price}
+	}
+	return out
 }
 
 // Handler returns the shop. name appears on every page, so tests can tell
@@ -141,6 +153,18 @@ func Handler(name string) http.Handler {
 		// priority rules look for it.
 		http.SetCookie(w, &http.Cookie{Name: "cart", Value: cart, Path: "/", HttpOnly: true})
 		http.Redirect(w, r, "/cart", http.StatusSeeOther)
+	})
+	// The cart's summary as JSON: the demo's edge function (cartfn) answers
+	// the same at the front-end, from the same code.
+	mux.HandleFunc("GET /api/cart", func(w http.ResponseWriter, r *http.Request) {
+		cookie := ""
+		if c, err := r.Cookie("cart"); err == nil {
+			cookie = c.Value
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "private, no-store")
+		w.Header().Set("Conductor-Answered-By", "origin "+name)
+		w.Write(cart.Compute(cookie, Prices()).JSON())
 	})
 	mux.HandleFunc("GET /cart", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "private, no-store")

@@ -253,6 +253,26 @@ func (t *Topology) ManagerClient() *http.Client {
 	return &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
+// AdminDo sends a request to the manager as the admin operator (hdr:
+// name, value, …) and returns the status and the body.
+func (t *Topology) AdminDo(method, path string, body []byte, hdr ...string) (int, []byte, error) {
+	req, err := http.NewRequest(method, t.ManagerURL()+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+t.Opts.ManagerAdminKey)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := t.ManagerClient().Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	return resp.StatusCode, b, err
+}
+
 // JoinToken mints a join token for a node, as the admin.
 func (t *Topology) JoinToken(node, role string, hosts ...string) (string, error) {
 	body, _ := json.Marshal(map[string]any{"node": node, "role": role, "hosts": hosts})
