@@ -14,6 +14,7 @@ import (
 	"github.com/conductor-edge/conductor/internal/adaptbench"
 	"github.com/conductor-edge/conductor/internal/admissionbench"
 	"github.com/conductor-edge/conductor/internal/cachebench"
+	"github.com/conductor-edge/conductor/internal/edgefnbench"
 	"github.com/conductor-edge/conductor/internal/tcpbench"
 	"github.com/conductor-edge/conductor/internal/transportbench"
 )
@@ -53,12 +54,16 @@ func runBench(args []string) int {
 	if len(args) > 0 && args[0] == "adapt" {
 		return runAdaptBench(args[1:])
 	}
+	if len(args) > 0 && args[0] == "edgefn" {
+		return runEdgefnBench(args[1:])
+	}
 	if len(args) == 0 || args[0] != "transport" {
 		fmt.Fprintln(os.Stderr, "usage: conductor bench transport [--profile lan|continental|lossy|mobile]... [--peer KEY]... [--duration 15s] [--json FILE] [--png FILE] [--from FILE] [--markdown]")
 		fmt.Fprintln(os.Stderr, "       conductor bench cache [--duration 10s] [--connections 64] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench admission [--duration 30s] [--rps 500] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench tcp [--profile lossy]... [--peer tmp|l4-proxy-bbr|l4-proxy-cubic]... [--size-mb 1024] [--max-time 3m] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench adapt [--profile mobile --profile lan]... [--runs 3] [--json FILE]")
+		fmt.Fprintln(os.Stderr, "       conductor bench edgefn [--duration 10s] [--json FILE]")
 		return 2
 	}
 	fs := flag.NewFlagSet("conductor bench transport", flag.ContinueOnError)
@@ -283,4 +288,25 @@ func startRun(name, dir string) (*benchRun, error) {
 				c()
 			}
 		}}, nil
+}
+
+// runEdgefnBench runs `conductor bench edgefn`: the demo's cart function
+// at a front-end, against respond and against the origin over TMP on the
+// continental link, and its cold start (needs root).
+func runEdgefnBench(args []string) int {
+	fs := flag.NewFlagSet("conductor bench edgefn", flag.ContinueOnError)
+	duration := fs.Duration("duration", 10*time.Second, "length of each load")
+	jsonOut := fs.String("json", "", "write results as JSON to this file")
+	dir := fs.String("dir", "", "keep configs and process logs here (default: a temporary directory, removed)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	run, err := startRun("edgefn", *dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	defer run.done()
+	rep, err := edgefnbench.Run(run.ctx, edgefnbench.Options{Binary: run.self, Dir: run.dir, Duration: *duration, Progress: run.progress})
+	return report(rep, err, *jsonOut)
 }

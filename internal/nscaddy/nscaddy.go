@@ -28,6 +28,15 @@ type Proc struct {
 // endpoint: put `admin unix/<AdminSocket>` in its global options.
 func AdminSocket(dir, name string) string { return filepath.Join(dir, name+".sock") }
 
+// AdminClient reaches the admin endpoint of the Caddy called name in dir
+// (any host name in the URL: http://admin/config/).
+func AdminClient(dir, name string) *http.Client {
+	sock := AdminSocket(dir, name)
+	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+}
+
 // Start writes config to dir/<name>.Caddyfile, runs binary's Caddy on it
 // in namespace ns (logging to dir/<name>.log), and waits until its admin
 // endpoint (AdminSocket) answers.
@@ -51,10 +60,8 @@ func Start(ctx context.Context, dir, name, ns, config, binary string) (*Proc, er
 		return nil, err
 	}
 	c := &Proc{cmd: cmd, log: log}
-	sock := AdminSocket(dir, name)
-	admin := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
+	admin := AdminClient(dir, name)
+	admin.Timeout = 2 * time.Second
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := admin.Get("http://admin/config/")
