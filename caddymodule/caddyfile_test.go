@@ -80,7 +80,7 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 	for _, w := range warnings {
 		t.Errorf("warning: line %d: %s", w.Line, w.Message)
 	}
-	for _, want := range []string{`"conductor":{"name":"fe-paris-1"`, `"protocol":"tmp"`, `"tmp/0.0.0.0:4433"`} {
+	for _, want := range []string{`"conductor":{"name":"fe-paris-1"`, `"protocol":"tmp"`, `"tmp/0.0.0.0:4433"`, `"handler":"bundle"`, `"conductor_agent":{`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("adapted Caddyfile.example lacks %s", want)
 		}
