@@ -1,16 +1,21 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/conductor-edge/conductor/internal/topology"
 )
 
 // `conductor dns` is CoreDNS: it serves a Corefile with stock plugins.
@@ -111,4 +116,82 @@ func exchangeRetry(server, name string, qtype uint16) (*dns.Msg, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return r, err
+}
+
+// In static mode (no manager), DNS follows each front-end's load from its
+// health endpoint: a busy front-end is answered after an idle one, and
+// both are answered again once it is idle.
+func TestStaticDNSFollowsLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: end-to-end")
+	}
+	tp, err := topology.Start(context.Background(), topology.Options{
+		Binary:     binary,
+		Dir:        filepath.Join(tmpDir, "dnsload"),
+		OriginAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
+		BackendTMP: fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
+		Frontends:  []string{fmt.Sprintf("127.0.0.21:%d", freePort(t, "127.0.0.21")), fmt.Sprintf("127.0.0.22:%d", freePort(t, "127.0.0.22"))},
+		AdminBase:  freeAdminBase(t, 3),
+		DNSAddr:    fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
+		Progress:   func(f string, a ...any) { t.Logf(f, a...) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Stop()
+	answers := func(n int) map[string]int {
+		seen := map[string]int{}
+		for range n {
+			r, err := exchangeRetry(tp.Opts.DNSAddr, "shop.example.", dns.TypeA)
+			if err != nil || len(r.Answer) != 1 {
+				t.Fatalf("DNS: %v %v", r, err)
+			}
+			seen[r.Answer[0].(*dns.A).A.String()]++
+		}
+		return seen
+	}
+	// The health endpoint says the load.
+	resp, err := client.Get("http://" + tp.FrontendAdmin(0) + "/conductor/health")
+	if err != nil || resp.StatusCode != 200 || resp.Header.Get("Conductor-Load") == "" {
+		t.Fatalf("health endpoint: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	waitUntil(t, 20*time.Second, "both front-ends in the answers", func() bool { return len(answers(30)) == 2 })
+
+	// fe1 moves bulk bodies over TMP: its process is busy.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if resp, err := client.Get(tp.FrontendURL(0) + "/bytes/1048576"); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	loaded := func() bool {
+		s := answers(20)
+		return s["127.0.0.22"] == 20
+	}
+	var load string
+	waitUntil(t, 20*time.Second, "DNS to answer only the idle front-end", func() bool {
+		if r, err := client.Get("http://" + tp.FrontendAdmin(0) + "/conductor/health"); err == nil {
+			load = r.Header.Get("Conductor-Load")
+			r.Body.Close()
+		}
+		return loaded()
+	})
+	t.Logf("busy front-end's load: %s", load)
+	close(stop)
+	wg.Wait()
+	waitUntil(t, 20*time.Second, "both front-ends again", func() bool { return len(answers(30)) == 2 })
 }

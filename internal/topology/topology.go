@@ -456,7 +456,7 @@ func (t *Topology) Corefile() string {
 	var fes strings.Builder
 	for i, fe := range t.Opts.Frontends {
 		h, _, _ := net.SplitHostPort(fe)
-		fmt.Fprintf(&fes, "\t\tfrontend fe%d %s region local health http://%s/metrics\n", i+1, h, t.FrontendAdmin(i))
+		fmt.Fprintf(&fes, "\t\tfrontend fe%d %s region local health http://%s/conductor/health\n", i+1, h, t.FrontendAdmin(i))
 	}
 	origin, _, _ := net.SplitHostPort(t.Opts.OriginAddr)
 	return fmt.Sprintf(`%s:%s {
