@@ -211,6 +211,8 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //	GET    /v1/bundles/{digest}                                              any node, admin
 //	POST   /v1/sites/{site}/assign        {"node": id}, pinned               admin
 //	DELETE /v1/sites/{site}/assign/{id}                                      admin
+//	POST   /v1/sites/{site}/backends      {"node": id}, pinned               admin
+//	DELETE /v1/sites/{site}/backends/{id}                                    admin
 //	POST   /v1/sites/{site}/pull          {"node": id}: a front-end asks     the front-end itself
 //	                                      for a site on a first request
 //	GET    /v1/view                       ?site=S&wait=VERSION, for DNS      any node, read
@@ -235,6 +237,8 @@ func (m *Manager) routes() *http.ServeMux {
 	h("GET /v1/bundles/{digest}", either(anyNode, operatorWith(RoleAdmin)), m.handleDownload)
 	h("POST /v1/sites/{site}/assign", operatorWith(RoleAdmin), m.handleAssign)
 	h("DELETE /v1/sites/{site}/assign/{id}", operatorWith(RoleAdmin), m.handleRelease)
+	h("POST /v1/sites/{site}/backends", operatorWith(RoleAdmin), m.handleAssignBackend)
+	h("DELETE /v1/sites/{site}/backends/{id}", operatorWith(RoleAdmin), m.handleReleaseBackend)
 	h("POST /v1/sites/{site}/pull", anyNode, m.handlePull)
 	h("GET /v1/view", viewer, m.handleView)
 	h("GET /v1/events", viewer, m.handleEvents)
@@ -367,14 +371,20 @@ type Assignments struct {
 	// Peers lists, per site, the front-ends that hold its current bundle:
 	// the node fetches it from them first, sparing the manager.
 	Peers map[string][]string `json:"peers,omitempty"`
+	// Backends lists, per site, the upstream addresses of the back-ends
+	// assigned to it (the healthy ones; all of them if none is).
+	Backends map[string][]string `json:"backends,omitempty"`
 }
 
 func (m *Manager) handleAssignments(w http.ResponseWriter, r *http.Request, c caller) {
 	node := c.node.Name
 	m.waitChange(r)
 	m.mu.Lock()
-	out := Assignments{Version: m.state.Version, Sites: map[string]string{}, Peers: map[string][]string{}}
+	out := Assignments{Version: m.state.Version, Sites: map[string]string{}, Peers: map[string][]string{}, Backends: map[string][]string{}}
 	for name, s := range m.state.Sites {
+		if ups := m.upstreamsLocked(s); len(ups) > 0 {
+			out.Backends[name] = ups
+		}
 		if _, ok := s.Assigned[node]; ok && s.Bundle != "" {
 			out.Sites[name] = s.Bundle
 			if peers := m.peersLocked(name, node); len(peers) > 0 {

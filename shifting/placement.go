@@ -104,6 +104,9 @@ func (p *Policy) place(st *Snapshot, now time.Time) []Decision {
 		if now.Sub(s.LastChange) < p.Settle {
 			continue
 		}
+		if d := p.placeBackends(st, s, now); d != nil {
+			out = append(out, *d)
+		}
 		perFE := estimate / math.Max(1, float64(serving))
 		switch {
 		case serving == 0 || perFE > p.TargetRPS || overloaded != "":

@@ -19,6 +19,9 @@ type NodeReport struct {
 	// Peer is where the node serves bundles to its peers (host:port,
 	// HTTPS with mutual TLS).
 	Peer string `json:"peer,omitempty"`
+	// Upstream is where front-ends reach a back-end (host:port of its TMP
+	// listener): what they dial when the manager assigns it to a site.
+	Upstream string `json:"upstream,omitempty"`
 	// Load is the node's CPU load (load average ÷ cores).
 	Load     float64 `json:"load"`
 	MemBytes uint64  `json:"mem_bytes"`
@@ -73,6 +76,11 @@ type Site struct {
 	Name     string                 `json:"name"`
 	Bundle   string                 `json:"bundle"` // current digest
 	Assigned map[string]*Assignment `json:"assigned"`
+	// Backends are the back-ends that carry the site's requests to its
+	// origin (seed: the back-end manager "manipulates the number of …
+	// back-ends assigned to each web site"); front-ends follow them
+	// through the `dynamic conductor` upstreams.
+	Backends map[string]*Assignment `json:"backends,omitempty"`
 	// Demand is the EWMA of requests/s per region; Trend its last change.
 	Demand map[string]float64 `json:"demand"`
 	Trend  float64            `json:"trend"`

@@ -51,6 +51,10 @@ type App struct {
 	// Probe is this node's HTTP address, where the manager's status page
 	// and checks reach it.
 	Probe string `json:"probe,omitempty"`
+	// Upstream is, on a back-end, where front-ends reach it (host:port of
+	// its TMP listener): what they dial when the manager assigns it to a
+	// site.
+	Upstream string `json:"upstream,omitempty"`
 	// PeerListen is where this front-end serves its bundles to its peers,
 	// over mutual TLS (host:port; port 0 picks one). Its host must be one
 	// the node's join token pinned. Empty: peers fetch from the manager.
@@ -74,9 +78,13 @@ type App struct {
 	ctx    caddy.Context
 	links  linkSource
 
-	w    atomic.Pointer[worker] // the node's worker while this config runs it
-	cfg  workerConfig           // what this config tells the worker (set in Start)
-	prev *App                   // the running config's agent, whose worker this one took
+	// store is the node's bundle store: the running config's, taken over
+	// at provisioning, so that the bundle handlers of the old config and
+	// of the new one serve the same bundles throughout a reload.
+	store *bundle.Store
+	w     atomic.Pointer[worker] // the node's worker while this config runs it
+	cfg   workerConfig           // what this config tells the worker (set in Start)
+	prev  *App                   // the running config's agent, whose worker this one took
 }
 
 // CaddyModule returns the Caddy module information.
@@ -126,6 +134,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("conductor_agent: signing_key must be a hex Ed25519 public key")
 		}
 	}
+	if prev := runningAgent(); prev != nil && prev.store != nil {
+		a.store = prev.store
+		if prev.store.Dir != a.BundleDir {
+			a.logger.Warn("bundle_dir changed: it takes effect at the next start", zap.String("in_use", prev.store.Dir))
+		}
+	} else {
+		a.store = bundle.NewStore(a.BundleDir, a.logger)
+	}
 	if a.CAFile != "" {
 		pool, err := enrol.LoadRoots(a.CAFile)
 		if err != nil {
@@ -164,7 +180,7 @@ func (a *App) Start() error {
 	}
 	fresh := w == nil
 	if fresh {
-		w = newWorker(cfg, a.logger)
+		w = newWorker(cfg, a.store, a.logger)
 	}
 	if err := w.setPeer(&cfg); err != nil {
 		if !fresh {
@@ -195,14 +211,8 @@ func runningAgent() *App {
 	return a
 }
 
-// BundleStore is the node's bundle store, for the `bundle` handler: nil
-// until the worker runs.
-func (a *App) BundleStore() *bundle.Store {
-	if w := a.worker(); w != nil {
-		return w.store
-	}
-	return nil
-}
+// BundleStore is the node's bundle store, for the `bundle` handler.
+func (a *App) BundleStore() *bundle.Store { return a.store }
 
 // worker is the node's worker while this config runs it, or nil. It is
 // read on every request (conductor_meter, conductor_pull): no lock.
@@ -244,7 +254,7 @@ func (a *App) Stop() error {
 
 func (a *App) config() workerConfig {
 	c := workerConfig{
-		report:    shifting.NodeReport{ID: a.Node, Role: a.Role, Region: a.Region, Addr: a.Addr, Probe: strings.TrimPrefix(a.Probe, "http://")},
+		report:    shifting.NodeReport{ID: a.Node, Role: a.Role, Region: a.Region, Addr: a.Addr, Probe: strings.TrimPrefix(a.Probe, "http://"), Upstream: a.Upstream},
 		managers:  append([]string{a.Manager}, a.Managers...),
 		bundleDir: a.BundleDir, interval: time.Duration(a.Interval), roots: a.roots, fleet: a.Fleet, peerListen: a.PeerListen, links: a.links,
 	}

@@ -33,6 +33,7 @@ func init() {
 //	    region      <region>
 //	    addr        <client-facing address>
 //	    probe       <this node's HTTP address>
+//	    upstream    <host:port>     a back-end's TMP address, for front-ends
 //	    peer_listen <host:port>     serves bundles to peers (mutual TLS)
 //	    bundle_dir  <dir>           the node's bundle store
 //	    signing_key <hex Ed25519 public key>   every bundle must be signed by it
@@ -85,6 +86,8 @@ func parseAgent(d *caddyfile.Dispenser, _ any) (any, error) {
 			return nil, d.Errf("conductor_agent: %s is gone: bundles are served by the bundle handler, and installing one changes no Caddy config (see the README, \"Shifting\")", sub)
 		case "probe":
 			a.Probe = v
+		case "upstream":
+			a.Upstream = v
 		case "peer_listen":
 			a.PeerListen = v
 		case "bundle_dir":

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"github.com/conductor-edge/conductor/caddymodule/bundle"
 	"io"
 	"net"
 	"net/http"
@@ -133,7 +134,7 @@ func TestNoBearerOverPlainHTTP(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	w := newWorker(workerConfig{managers: []string{srv.URL}, bundleDir: t.TempDir()}, zap.NewNop())
+	w := newWorker(workerConfig{managers: []string{srv.URL}}, bundle.NewStore(t.TempDir(), zap.NewNop()), zap.NewNop())
 	ctx := context.Background()
 	for _, p := range []string{"/v1/nodes/fe1/assignments", peerPath + "sha256:00"} {
 		if _, _, err := w.request(ctx, http.MethodGet, srv.URL+p, nil); err != nil {

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"github.com/conductor-edge/conductor/caddymodule/bundle"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -35,7 +36,7 @@ func identity(t *testing.T, ca *fleettest.CA, name, role string, hosts ...string
 func TestPeersFetchOverMutualTLS(t *testing.T) {
 	ca := fleettest.NewCA(t, "fleet")
 	fe1 := identity(t, ca, "fe1", "frontend", "127.0.0.1")
-	w := newWorker(workerConfig{id: fe1, fleet: "conductor", bundleDir: t.TempDir()}, zap.NewNop())
+	w := newWorker(workerConfig{id: fe1, fleet: "conductor"}, bundle.NewStore(t.TempDir(), zap.NewNop()), zap.NewNop())
 	digest := "sha256:" + "ab"
 	os.MkdirAll(filepath.Dir(w.rawPath(digest)), 0o755)
 	os.WriteFile(w.rawPath(digest), []byte("bundle bytes"), 0o644)

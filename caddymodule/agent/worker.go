@@ -58,6 +58,9 @@ type worker struct {
 	peer   *peerServer  // serving peers, if peer_listen is set
 
 	store *bundle.Store // what the `bundle` handler serves
+	// backends is the manager's back-end assignment: site → upstreams,
+	// read by the `dynamic conductor` upstreams on every request.
+	backends atomic.Pointer[map[string][]string]
 
 	mu      sync.Mutex
 	cfg     workerConfig
@@ -73,10 +76,10 @@ type worker struct {
 	cur    atomic.Int32 // the manager in use, an index into managers
 }
 
-func newWorker(cfg workerConfig, logger *zap.Logger) *worker {
+func newWorker(cfg workerConfig, store *bundle.Store, logger *zap.Logger) *worker {
 	w := &worker{cfg: cfg, logger: logger, client: clientFor(cfg), meter: newCounts(), refused: map[string]bool{},
 		pulling: map[string]bool{}, noSite: map[string]time.Time{}, peers: map[string][]string{},
-		store: bundle.NewStore(cfg.bundleDir, logger)}
+		store: store}
 	w.store.SetPolicy(cfg.policy)
 	if cfg.id != nil {
 		w.peerC = peerClient(cfg.id)
@@ -312,6 +315,10 @@ func (w *worker) assignLoop(ctx context.Context) {
 			continue
 		}
 		version = as.Version
+		if as.Backends == nil {
+			as.Backends = map[string][]string{}
+		}
+		w.backends.Store(&as.Backends)
 		w.mu.Lock()
 		for site, peers := range as.Peers {
 			if d, ok := as.Sites[site]; ok {

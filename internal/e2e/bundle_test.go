@@ -67,7 +67,25 @@ func bundleSetup(t *testing.T) *bundleFixture {
 	return bundleFix
 }
 
-// state is the manager's snapshot.
+var (
+	siteRunsMu sync.Mutex
+	siteRuns   = map[string]int{}
+)
+
+// runSite is base the first time a test asks for it, and a fresh name on
+// each later run (go test -count N): a node never takes a bundle version
+// for a site twice, so a test that runs again needs another site.
+func runSite(base string) string {
+	siteRunsMu.Lock()
+	defer siteRunsMu.Unlock()
+	siteRuns[base]++
+	if n := siteRuns[base]; n > 1 {
+		return fmt.Sprintf("run%d-%s", n, base)
+	}
+	return base
+}
+
+// managerState is the manager's snapshot.
 func managerState(t *testing.T, tp *topology.Topology) shifting.Snapshot {
 	t.Helper()
 	_, b := managerDo(t, tp, "GET", "/v1/state", nil)
@@ -161,7 +179,7 @@ func fetch(t *testing.T, tp *topology.Topology, i int, site, path string, hdr ..
 // /product/1 and /nope answered 200 with 0 bytes.)
 func TestBundleKeepsFrontEndHandlers(t *testing.T) {
 	f := bundleSetup(t)
-	const site = "keep.example"
+	site := runSite("keep.example")
 	installed(t, f.tp, site, "1", `"cache": [{"path": "/promo/*", "cache_control": "public, max-age=60"}]`,
 		map[string]string{"promo/index.html": "promo v1"}, "fe1")
 
@@ -199,7 +217,7 @@ func TestBundleKeepsFrontEndHandlers(t *testing.T) {
 // the manager is back.
 func TestBundleSurvivesReload(t *testing.T) {
 	f := bundleSetup(t)
-	const site = "reload.example"
+	site := runSite("reload.example")
 	installed(t, f.tp, site, "1", "", map[string]string{"index.html": "kept"}, "fe2")
 
 	stop := make(chan struct{})
@@ -244,6 +262,13 @@ func TestBundleSurvivesReload(t *testing.T) {
 		if err := f.tp.StartProc("manager"); err != nil {
 			t.Fatal(err)
 		}
+		waitUntil(t, 20*time.Second, "the manager back", func() bool {
+			r, err := f.tp.ManagerClient().Get(f.tp.ManagerURL() + "/status")
+			if err == nil {
+				r.Body.Close()
+			}
+			return err == nil
+		})
 	}()
 	if err := f.tp.StopProc("frontend2"); err != nil {
 		t.Fatal(err)
@@ -289,7 +314,7 @@ func TestBundleRejectsCaddyJSON(t *testing.T) {
 // site goes on to the origin, and a signed bundle is then taken.
 func TestUnsignedBundleRefused(t *testing.T) {
 	f := bundleSetup(t)
-	const site = "unsigned.example"
+	site := runSite("unsigned.example")
 	_, otherKey, _ := ed25519.GenerateKey(nil)
 	for i, key := range []ed25519.PrivateKey{nil, otherKey} {
 		data, digest, sig := siteBundle(t, key, site, fmt.Sprint(i+1), "", map[string]string{"index.html": "forged"})
@@ -312,7 +337,7 @@ func TestUnsignedBundleRefused(t *testing.T) {
 // bundle, say), unless the rollback itself is signed.
 func TestBundleRollbackRefused(t *testing.T) {
 	f := bundleSetup(t)
-	const site = "rollback.example"
+	site := runSite("rollback.example")
 	key := f.tp.Opts.BundleKey
 	installed(t, f.tp, site, "1", "", map[string]string{"index.html": "v1"}, "fe1")
 	installed(t, f.tp, site, "2", "", map[string]string{"index.html": "v2"}, "fe1")
@@ -363,7 +388,7 @@ func TestOriginlessSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tp.Stop()
-	const site = "static.example"
+	site := runSite("static.example")
 	installed(t, tp, site, "1", `"no_origin": true, "headers": [{"path": "*", "set": {"X-Served-By": "bundle"}}]`,
 		map[string]string{"index.html": "a site without a server", "about/index.html": "about"}, "fe1", "fe2")
 	for i := range 2 {
@@ -404,7 +429,7 @@ func fnBundle(t *testing.T, key ed25519.PrivateKey, site, version string) ([]byt
 // start on v2.
 func TestEdgeFunctionSwapUnderLoad(t *testing.T) {
 	f := bundleSetup(t)
-	const site = "fn.example"
+	site := runSite("fn.example")
 	data, digest, sig := fnBundle(t, f.tp.Opts.BundleKey, site, "1")
 	push(t, f.tp, data, digest, sig, site, "fe1")
 	waitInstalled(t, f.tp, site, digest, "fe1")
@@ -477,7 +502,7 @@ func TestEdgeFunctionSwapUnderLoad(t *testing.T) {
 // front-end, and its data came with its bundle.
 func TestEdgeFunctionServesWithOriginDown(t *testing.T) {
 	f := bundleSetup(t)
-	const site = "fn-alone.example"
+	site := runSite("fn-alone.example")
 	data, digest, sig := fnBundle(t, f.tp.Opts.BundleKey, site, "1")
 	push(t, f.tp, data, digest, sig, site, "fe2")
 	waitInstalled(t, f.tp, site, digest, "fe2")

@@ -191,7 +191,13 @@ func TestManagerFailoverWithEtcd(t *testing.T) {
 // joinToken mints a join token for a front-end at the leader.
 func joinToken(t *testing.T, leader *managerProc, node string, hosts ...string) string {
 	t.Helper()
-	body, _ := json.Marshal(shifting.JoinRequest{Node: node, Role: "frontend", Hosts: hosts})
+	return joinTokenFor(t, leader, node, "frontend", hosts...)
+}
+
+// joinTokenFor mints a join token for a node of any role at the leader.
+func joinTokenFor(t *testing.T, leader *managerProc, node, role string, hosts ...string) string {
+	t.Helper()
+	body, _ := json.Marshal(shifting.JoinRequest{Node: node, Role: role, Hosts: hosts})
 	code, out := leader.do("POST", "/v1/join-tokens", body)
 	var ans shifting.JoinAnswer
 	if code != 201 || json.Unmarshal(out, &ans) != nil {

@@ -42,6 +42,10 @@ type Options struct {
 	// OriginRunning says the origin already serves OriginAddr (a test's
 	// own server): no origin process is started.
 	OriginRunning bool
+	// DynamicUpstreams: the front-ends proxy to the back-ends the manager
+	// assigns each site (`dynamic conductor`), the static list being the
+	// fallback until it has.
+	DynamicUpstreams bool
 	// NoOrigin: there is no origin at all (a site served by its bundle
 	// alone); OriginAddr is still where the back-end would proxy, and
 	// nothing listens there. The front-ends are ready once they answer.
@@ -315,10 +319,17 @@ func (t *Topology) enrolNodes() error {
 	if err := os.RemoveAll(filepath.Join(t.Opts.Dir, "identity")); err != nil {
 		return err
 	}
+	// A fresh topology's front-ends start with empty bundle stores (a
+	// store keeps the highest version it took, across restarts).
+	for i := range t.Opts.Frontends {
+		if err := os.RemoveAll(filepath.Join(t.Opts.Dir, fmt.Sprintf("bundles-fe%d", i+1))); err != nil {
+			return err
+		}
+	}
 	t.agents = map[string]string{}
 	for i, b := range t.backends() {
 		host, _, _ := net.SplitHostPort(b)
-		a, err := t.agentBlock(fmt.Sprintf("be%d", i+1), "backend", fmt.Sprintf("\t\tregion local\n\t\taddr %s\n", host), host)
+		a, err := t.agentBlock(fmt.Sprintf("be%d", i+1), "backend", fmt.Sprintf("\t\tregion local\n\t\taddr %s\n\t\tupstream %s\n", host, b), host)
 		if err != nil {
 			return err
 		}
@@ -434,16 +445,20 @@ func (t *Topology) FrontendCaddyfile(i int, extra string) string {
 		bind = "fd/3 # the socket the topology made: it survives reloads"
 	}
 	global := agentCfg + strings.ReplaceAll(t.Opts.FrontendGlobal, "{frontend_host}", host)
+	upstreams := strings.Join(t.backends(), " ") + " {"
+	if t.Opts.DynamicUpstreams && agentCfg != "" {
+		upstreams = "{\n\t\tdynamic conductor {\n\t\t\tfallback " + strings.Join(t.backends(), " ") + "\n\t\t}"
+	}
 	return t.globalsIn(t.FrontendAdmin(i), fmt.Sprintf("fe%d", i+1), "frontend", t.frontendRegion(i), global) + fmt.Sprintf(`
 http://:%s {
 	bind %s
 	%s
-	reverse_proxy %s {
+	reverse_proxy %s
 		%s
 		%s
 	}
 }
-`, port, bind, meter+strings.ReplaceAll(extra, "{frontend}", t.Opts.Frontends[i]), strings.Join(t.backends(), " "), transport, t.Opts.ProxyExtra) +
+`, port, bind, meter+strings.ReplaceAll(extra, "{frontend}", t.Opts.Frontends[i]), upstreams, transport, t.Opts.ProxyExtra) +
 		strings.ReplaceAll(t.Opts.FrontendSites, "{frontend_host}", host)
 }
 
@@ -505,6 +520,11 @@ func Start(ctx context.Context, opts Options) (*Topology, error) {
 		after      func() error // once ready
 	}
 	if opts.Manager != "" {
+		// A fresh topology's manager starts from nothing: its nodes enrol
+		// again, and no assignment of an earlier run remains.
+		if err := os.RemoveAll(filepath.Join(opts.Dir, "manager-state")); err != nil {
+			return nil, err
+		}
 		if err := os.WriteFile(t.AdminKeyFile(), []byte(opts.ManagerAdminKey+"\n"), 0o600); err != nil {
 			return nil, err
 		}
