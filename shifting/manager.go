@@ -304,7 +304,11 @@ func (m *Manager) handleReport(w http.ResponseWriter, r *http.Request, c caller)
 		http.Error(w, fmt.Sprintf("report: role %s, but the node's certificate says %s", rep.Role, c.node.Role), http.StatusForbidden)
 		return
 	}
-	for _, a := range []string{rep.Addr, rep.Probe, rep.Peer} {
+	if len(rep.Rooms) > maxFleetLimits || len(rep.Gates) > maxFleetLimits {
+		http.Error(w, fmt.Sprintf("report: at most %d rooms and %d gates", maxFleetLimits, maxFleetLimits), http.StatusBadRequest)
+		return
+	}
+	for _, a := range []string{rep.Addr, rep.Probe, rep.Peer, rep.Upstream} {
 		if !c.node.Claims(a) {
 			http.Error(w, fmt.Sprintf("report: address %s is not pinned in the node's certificate (it may claim %v)", a, c.node.Hosts), http.StatusForbidden)
 			return
@@ -325,6 +329,12 @@ func (m *Manager) handleReport(w http.ResponseWriter, r *http.Request, c caller)
 	}
 	if inventoryChanged {
 		m.bumpLocked()
+	}
+	// The answer carries the node's admission leases, computed from every
+	// front-end's latest report: each report renews them.
+	if ans := m.leasesLocked(id, now); len(ans.Rooms)+len(ans.Gates) > 0 {
+		writeJSON(w, ans)
+		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

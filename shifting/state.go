@@ -36,6 +36,10 @@ type NodeReport struct {
 	Bundles map[string]string `json:"bundles,omitempty"`
 	// Failed is the last bundle install that failed, if any.
 	Failed string `json:"failed,omitempty"`
+	// Rooms and Gates are a front-end's fleet-wide admission limits (by
+	// room name, and by load_gate origin name) and its demand on them.
+	Rooms map[string]RoomReport `json:"rooms,omitempty"`
+	Gates map[string]GateReport `json:"gates,omitempty"`
 }
 
 // LinkQuality is one TMP link as the node sees it.

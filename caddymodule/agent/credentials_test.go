@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"github.com/conductor-edge/conductor/caddymodule/bundle"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/filestorage"
 	"go.uber.org/zap"
 
+	"github.com/conductor-edge/conductor/caddymodule/bundle"
 	"github.com/conductor-edge/conductor/internal/enrol"
 )
 

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"github.com/conductor-edge/conductor/caddymodule/bundle"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/conductor-edge/conductor/caddymodule/bundle"
 	"github.com/conductor-edge/conductor/internal/enrol"
 	"github.com/conductor-edge/conductor/internal/fleettest"
 	"github.com/conductor-edge/conductor/internal/nodeid"

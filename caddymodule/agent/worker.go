@@ -24,6 +24,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/conductor-edge/conductor/caddymodule/bundle"
+	"github.com/conductor-edge/conductor/caddymodule/loadindex"
+	"github.com/conductor-edge/conductor/caddymodule/waitingroom"
 	"github.com/conductor-edge/conductor/internal/enrol"
 	"github.com/conductor-edge/conductor/shifting"
 )
@@ -267,12 +269,22 @@ func (w *worker) reportLoop(ctx context.Context) {
 		w.mu.Lock()
 		rep.Failed = w.failed
 		w.mu.Unlock()
+		now := time.Now()
+		rep.Rooms, rep.Gates = waitingroom.FleetRooms(), loadindex.FleetGates(now)
 		b, _ := json.Marshal(rep)
 		resp, body, err := w.managerDo(ctx, http.MethodPost, "/v1/nodes/"+rep.ID+"/report", b)
-		if err != nil {
+		switch {
+		case err != nil:
 			w.logger.Debug("report to the manager", zap.Error(err))
-		} else if resp.StatusCode >= 300 {
+		case resp.StatusCode >= 300:
 			w.logger.Warn("manager refused the report", zap.Int("status", resp.StatusCode), zap.ByteString("body", body))
+		case resp.StatusCode == http.StatusOK:
+			// The answer renews this front-end's admission leases.
+			var ans shifting.ReportAnswer
+			if err := json.Unmarshal(body, &ans); err == nil {
+				waitingroom.ApplyLeases(ans.Rooms, now)
+				loadindex.ApplyGateLeases(ans.Gates, now)
+			}
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/conductor-edge/conductor/caddymodule/internal/fleetopt"
 )
 
 func init() {
@@ -92,6 +94,14 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		sub := d.Val()
 		args := d.RemainingArgs()
+		if sub == "fleet" {
+			n, err := fleetopt.Parse(args)
+			if err != nil {
+				return d.Errf("load_gate: %v", err)
+			}
+			g.Fleet, g.FleetFrontends = true, n
+			continue
+		}
 		if len(args) == 0 {
 			return d.ArgErr()
 		}
@@ -128,7 +138,7 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "wait_page":
 			g.WaitPage = args[0]
 		default:
-			return d.Errf("load_gate: unknown option %q (want threshold, admit_priority, poll, retry, site_name or wait_page)", sub)
+			return d.Errf("load_gate: unknown option %q (want threshold, admit_priority, poll, retry, fleet, site_name or wait_page)", sub)
 		}
 	}
 	return nil

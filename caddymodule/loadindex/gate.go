@@ -50,6 +50,13 @@ type Gate struct {
 	PollInterval caddy.Duration `json:"poll_interval,omitempty"`
 	// Retry is the wait page's Retry-After and refresh. Default 5s.
 	Retry caddy.Duration `json:"retry,omitempty"`
+	// Fleet paces this front-end to its share of the origin's capacity,
+	// which the manager sizes from every front-end's paced demand (the
+	// node needs conductor_agent). FleetFrontends divides the capacity
+	// when no lease holds: at least 2, and at least the front-ends of
+	// the last lease.
+	Fleet          bool `json:"fleet,omitempty"`
+	FleetFrontends int  `json:"fleet_frontends,omitempty"`
 	// SiteName brands the wait page; WaitPage replaces it (html/template).
 	SiteName string `json:"site_name,omitempty"`
 	WaitPage string `json:"wait_page,omitempty"`
@@ -113,6 +120,9 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.obs = Observe(g.Name)
+	if g.Fleet {
+		g.obs.setFleet(max(2, g.FleetFrontends))
+	}
 	g.bucket = newPacer()
 	g.srv = selfrequest.Server(ctx)
 	var c context.Context
@@ -160,7 +170,7 @@ func (g *Gate) control(ctx context.Context) {
 		case now := <-tick.C:
 			idx, age, ok := g.obs.Get()
 			fresh := ok && age < 5*time.Second
-			g.bucket.adjust(now, fresh, idx, g.Threshold, g.obs.Capacity())
+			g.bucket.adjust(now, fresh, idx, g.Threshold, g.obs.Capacity()*g.obs.Share(now))
 			if g.pollHost != "" && now.Sub(lastPoll) >= time.Duration(g.PollInterval) {
 				lastPoll = now
 				g.poll(ctx)
@@ -188,6 +198,9 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	// The front-end's own requests (polls, cache refreshes and warms, one
 	// per URL at a time) take no visitor's share of the budget.
+	if !selfrequest.Is(r) && !urgent {
+		g.obs.offer(time.Now())
+	}
 	if !selfrequest.Is(r) && !urgent && !g.bucket.take(time.Now()) {
 		idx, _, _ := g.obs.Get()
 		gateShed.WithLabelValues(g.Name).Inc()

@@ -36,6 +36,7 @@ type Observed struct {
 	bits    atomic.Uint64 // float64 index
 	at      atomic.Int64  // unix nanos of the last update
 	capBits atomic.Uint64 // published capacity, requests/s (0: unknown)
+	fleet   fleetShare    // fleet mode: this front-end's share (fleet.go)
 }
 
 // Set records a new reading.

@@ -7,6 +7,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/conductor-edge/conductor/caddymodule/internal/fleetopt"
 )
 
 func init() {
@@ -27,6 +29,7 @@ func init() {
 //	    bypass_priority      <-1..4>
 //	    load_index           <name> [<threshold>]
 //	    secret               <at least 16 characters>
+//	    fleet                [<front-ends without a lease>]
 //	    site_name            <text>
 //	    queue_page           <template file>
 //	}
@@ -41,6 +44,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		sub := d.Val()
 		args := d.RemainingArgs()
+		if sub == "fleet" {
+			n, err := fleetopt.Parse(args)
+			if err != nil {
+				return d.Errf("waiting_room: %v", err)
+			}
+			h.Fleet, h.FleetFrontends = true, n
+			continue
+		}
 		if len(args) == 0 {
 			return d.ArgErr()
 		}

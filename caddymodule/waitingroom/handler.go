@@ -58,6 +58,14 @@ type Handler struct {
 	// Secret keys the cookie's MAC. Front-ends of one site must share it.
 	// Default: a key kept in Caddy's storage (shared with storage).
 	Secret string `json:"secret,omitempty"`
+	// Fleet makes total_active_users and new_users_per_minute the site's,
+	// shared by its front-ends through leases from the manager (the node
+	// needs conductor_agent). FleetFrontends divides them when no lease
+	// holds (before the first one, or after the manager has been silent
+	// past a lease's 10 s): at least 2, and at least the front-ends of
+	// the last lease.
+	Fleet          bool `json:"fleet,omitempty"`
+	FleetFrontends int  `json:"fleet_frontends,omitempty"`
 	// SiteName brands the queue page; QueuePage replaces it.
 	SiteName  string `json:"site_name,omitempty"`
 	QueuePage string `json:"queue_page,omitempty"`
@@ -95,6 +103,9 @@ var (
 	rejectedCookies = promreg.CounterVec("waiting_room", "rejected_cookies_total",
 		"Cookies refused, by reason: malformed, forged, expired, replayed, address.",
 		"room", "reason")
+	leaseCapacity = promreg.GaugeVec("waiting_room", "lease_capacity",
+		"A fleet-mode room's active visitors allowed on this front-end by its lease from the manager.",
+		"room")
 )
 
 // Provision sets defaults and joins the room's state.
@@ -131,6 +142,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.SiteName == "" {
 		h.SiteName = "This site"
 	}
+	if h.Fleet {
+		h.FleetFrontends = max(2, h.FleetFrontends)
+	}
 	if h.QueuePage != "" {
 		t, err := pages.Load(h.QueuePage)
 		if err != nil {
@@ -143,7 +157,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.key = key
-	if err := promreg.Register(ctx, decisions, rejectedCookies); err != nil {
+	if err := promreg.Register(ctx, decisions, rejectedCookies, leaseCapacity); err != nil {
 		return err
 	}
 	loadName, threshold := h.LoadIndex, h.LoadThreshold
@@ -154,6 +168,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		AbandonAfter:      3*time.Duration(h.Refresh) + 5*time.Second,
 		Random:            h.Queueing == "random",
 		MaxWaiting:        h.MaxWaiting,
+		Fleet:             h.Fleet,
+		FleetFrontends:    h.FleetFrontends,
 	}
 	if loadName != "" {
 		obs := loadindex.Observe(loadName)

@@ -53,6 +53,13 @@ type Config struct {
 	Overloaded   func() bool // the origin's load index says: admit nobody now
 	// MaxWaiting bounds the line; an arrival past it gets no ticket.
 	MaxWaiting int
+	// Fleet makes TotalActiveUsers and NewUsersPerMinute the site's,
+	// across its front-ends: this room admits what its lease from the
+	// manager says (fleet.go). Without a valid lease it takes 1/N of the
+	// site's figures, N being the front-ends of its last lease, at least
+	// FleetFrontends.
+	Fleet          bool
+	FleetFrontends int
 }
 
 type waiter struct {
@@ -82,21 +89,45 @@ type memState struct {
 	admitRate  float64              // EWMA of admissions per second, for wait estimates
 	rateAt     time.Time
 	admitted   float64 // admissions since rateAt
+
+	// Fleet mode: the lease, and what this room may admit now.
+	lease     lease
+	lastN     int // front-ends sharing the room, from the last lease
+	capacity  int // active visitors allowed here now
+	perMinute int // new visitors a minute here now
 }
 
 func newMemState(cfg Config) *memState {
-	return &memState{
+	s := &memState{
 		cfg:      cfg,
 		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		byTicket: map[uint64]*waiter{},
 		active:   map[userID]time.Time{},
 	}
+	s.limits(time.Now())
+	return s
 }
 
 func (s *memState) setConfig(cfg Config) {
 	s.mu.Lock()
 	s.cfg = cfg
+	s.limits(time.Now())
 	s.mu.Unlock()
+}
+
+// limits sets what the room admits now: its configured figures, or in
+// fleet mode its lease's, or without a valid lease 1/N of the site's.
+func (s *memState) limits(now time.Time) {
+	s.capacity, s.perMinute = s.cfg.TotalActiveUsers, s.cfg.NewUsersPerMinute
+	if !s.cfg.Fleet {
+		return
+	}
+	if now.Before(s.lease.until) {
+		s.capacity, s.perMinute = min(s.lease.capacity, s.capacity), min(s.lease.perMinute, s.perMinute)
+		return
+	}
+	n := max(1, s.lastN, s.cfg.FleetFrontends)
+	s.capacity, s.perMinute = max(1, s.capacity/n), max(1, s.perMinute/n)
 }
 
 func (s *memState) Arrive(now time.Time, user userID) Decision {
@@ -146,6 +177,13 @@ func (s *memState) Touch(now time.Time, user userID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	end, ok := s.active[user]
+	if !ok && s.cfg.Fleet {
+		// Admitted by another front-end of the site: its cookie (checked,
+		// and in session) is honoured here too. The visitor now also
+		// counts here, until the session ends: counted twice, never
+		// missed.
+		end, ok = now.Add(s.cfg.SessionDuration), true
+	}
 	if !ok || now.After(end) {
 		delete(s.active, user)
 		return false
@@ -164,7 +202,7 @@ func (s *memState) overloaded() bool { return s.cfg.Overloaded != nil && s.cfg.O
 
 // free is the room's space: the active visitors and those admitted but not
 // yet back count against it.
-func (s *memState) free() int { return s.cfg.TotalActiveUsers - len(s.active) - s.reserved }
+func (s *memState) free() int { return s.capacity - len(s.active) - s.reserved }
 
 func (s *memState) waitingCount() int { return s.waiting }
 
@@ -189,7 +227,8 @@ func (s *memState) tick(now time.Time) {
 	}
 	// The new-user budget: a token bucket of a second's worth (at least
 	// one), which a new room starts with full.
-	perSec := float64(s.cfg.NewUsersPerMinute) / 60
+	s.limits(now)
+	perSec := float64(s.perMinute) / 60
 	burst := max(1, int(perSec))
 	if s.newUsers == nil {
 		s.newUsers = rate.NewLimiter(rate.Limit(perSec), burst)
@@ -297,7 +336,7 @@ func (s *memState) queued(now time.Time, w *waiter) Decision {
 	d := Decision{User: w.user, Ticket: w.ticket, Nonce: w.nonce, Position: pos}
 	rate := s.admitRate
 	if rate == 0 {
-		rate = float64(s.cfg.NewUsersPerMinute) / 60
+		rate = float64(s.perMinute) / 60
 	}
 	if s.cfg.Random {
 		pos = (s.waitingCount() + 1) / 2 // in random order, the expected wait is half the line's
