@@ -3,6 +3,7 @@ package shifting
 import (
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -141,22 +142,15 @@ type leaseView struct {
 	Gates map[string]GateLease `json:"gates,omitempty"`
 }
 
-// LeasesView lists every front-end's current leases, by node name.
-func (m *Manager) LeasesView() []leaseView {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := time.Now()
-	var out []leaseView
+// leasesViewLocked lists every front-end's current leases, by node name,
+// for the status page.
+func (m *Manager) leasesViewLocked(now time.Time) []leaseView {
+	out := []leaseView{}
 	for id := range m.state.Nodes {
 		if a := m.leasesLocked(id, now); len(a.Rooms)+len(a.Gates) > 0 {
 			out = append(out, leaseView{Node: id, Rooms: a.Rooms, Gates: a.Gates})
 		}
 	}
-	slices.SortFunc(out, func(a, b leaseView) int {
-		if a.Node < b.Node {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(out, func(a, b leaseView) int { return strings.Compare(a.Node, b.Node) })
 	return out
 }

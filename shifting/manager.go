@@ -279,7 +279,12 @@ func (m *Manager) handleState(w http.ResponseWriter, r *http.Request, _ caller) 
 		c.Hash = ""
 		st.JoinTokens[id[:8]] = &c
 	}
-	b, _ := json.Marshal(&st)
+	// The leases are not state: they are computed from the latest
+	// reports, and shown beside it.
+	b, _ := json.Marshal(struct {
+		*Snapshot
+		Leases []leaseView `json:"leases"`
+	}{&st, m.leasesViewLocked(time.Now())})
 	m.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b)

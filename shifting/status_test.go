@@ -14,8 +14,9 @@ import (
 )
 
 // TestStatusPageShowsTopologySitesAndDecisions: the status page, in a
-// real browser, shows every node with its load, the sites and who serves
-// them, and the recent decisions with their reasons.
+// real browser, shows every node with its load, the sites, who serves
+// them and through which back-ends, each front-end's admission lease, and
+// the recent decisions with their reasons.
 func TestStatusPageShowsTopologySitesAndDecisions(t *testing.T) {
 	bin := chromium.Find(t)
 	m, err := New(Config{Operators: []Operator{{Name: "viewer", Role: RoleRead, KeyHash: HashKey("tok")}}, Store: FileStore{Dir: t.TempDir()}})
@@ -25,17 +26,23 @@ func TestStatusPageShowsTopologySitesAndDecisions(t *testing.T) {
 	now := time.Now()
 	m.state.Nodes["fe-paris-1"] = &Node{LastSeen: now, Report: NodeReport{ID: "fe-paris-1", Role: "frontend", Region: "eu", Addr: "192.0.2.10",
 		Load: 0.42, RPS: 120, ClientLatencyMS: 18, Bundles: map[string]string{"shop.example": "sha256:abc"},
-		Links: map[string]LinkQuality{"be1:4433": {RTTMS: 12.5, Loss: 0.001}}}}
-	m.state.Nodes["be-origin-1"] = &Node{LastSeen: now.Add(-time.Minute), Report: NodeReport{ID: "be-origin-1", Role: "backend", Region: "eu", Addr: "192.0.2.20"}}
+		Links: map[string]LinkQuality{"be1:4433": {RTTMS: 12.5, Loss: 0.001}},
+		Rooms: map[string]RoomReport{"shop": {Capacity: 100, RatePerMinute: 600, Active: 10}}}}
+	m.state.Nodes["fe-lyon-1"] = &Node{LastSeen: now, Report: NodeReport{ID: "fe-lyon-1", Role: "frontend", Region: "eu", Addr: "192.0.2.11",
+		Rooms: map[string]RoomReport{"shop": {Capacity: 100, RatePerMinute: 600, Active: 20, Waiting: 9}}}}
+	m.state.Nodes["be-origin-1"] = &Node{LastSeen: now.Add(-time.Minute), Report: NodeReport{ID: "be-origin-1", Role: "backend", Region: "eu", Addr: "192.0.2.20", Upstream: "192.0.2.20:4433"}}
 	m.state.Bundles["sha256:abc"] = &BundleInfo{Digest: "sha256:abc", Site: "shop.example", Version: "7"}
 	m.state.Sites["shop.example"] = &Site{Name: "shop.example", Bundle: "sha256:abc", Demand: map[string]float64{"eu": 118.5},
-		Assigned: map[string]*Assignment{"fe-paris-1": {Node: "fe-paris-1", Pinned: true, Reason: "operator"}}}
+		Assigned: map[string]*Assignment{"fe-paris-1": {Node: "fe-paris-1", Pinned: true, Reason: "operator"}},
+		Backends: map[string]*Assignment{"be-origin-1": {Node: "be-origin-1", Reason: "no healthy back-end serves the site"}}}
 	m.state.Decisions = []Decision{{Time: now, Site: "shop.example", Node: "fe-paris-1", Action: "assign", Reason: "estimated demand 150 req/s above the target", By: "placement"}}
 	srv := httptest.NewServer(m)
 	defer srv.Close()
 
 	dom := string(chromium.Run(t, bin, "--virtual-time-budget=5000", "--dump-dom", srv.URL+"/status#key=tok"))
-	for _, want := range []string{"fe-paris-1", "be-origin-1", "shop.example", "v7", "118.5", "12.5 ms", "estimated demand 150 req/s above the target", "0.42"} {
+	for _, want := range []string{"fe-paris-1", "be-origin-1", "shop.example", "v7", "118.5", "12.5 ms", "estimated demand 150 req/s above the target", "0.42",
+		// The back-end assignment, and each front-end's share of the room.
+		"be-origin-1 192.0.2.20:4433", "waiting room shop", "16 places", "83 places", "2 front-ends"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("status page lacks %q", want)
 		}
