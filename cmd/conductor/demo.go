@@ -75,6 +75,9 @@ func runDemo(args []string) int {
 		FrontendExtra: fmt.Sprintf(demoFrontend, pagesDir),
 		BackendExtra:  demoBackend,
 		Manager:       *manager,
+		// The front-ends proxy to the back-ends the manager assigns
+		// each site (the static list until it has).
+		DynamicUpstreams: *manager != "",
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -122,9 +125,11 @@ Press Ctrl-C to stop.
 }
 
 // The demo front-ends use every edge handler: priority rules, a waiting
-// room on product pages, the load gate, fallback pages, client
-// adaptation, product pages composed from fragments (esi), and the edge
-// cache, which holds each fragment and each image variant apart.
+// room on product pages and the load gate (both one limit across the two
+// front-ends, by leases from the manager), fallback pages, client
+// adaptation, product pages composed from fragments (esi), the shop's
+// bundle (the topology adds `bundle`), and the edge cache, which holds
+// each fragment and each image variant apart.
 const demoFrontend = `priority {
 		0 cookie cart
 		1 path /cart /checkout
@@ -135,10 +140,12 @@ const demoFrontend = `priority {
 		new_users_per_minute 600
 		refresh 10s
 		site_name "Conductor Demo Shop"
+		fleet
 	}
 	load_gate {
 		poll http://{frontend}/.well-known/conductor-load 2s
 		site_name "Conductor Demo Shop"
+		fleet
 	}
 	fallback {
 		not_found %s

@@ -78,18 +78,34 @@ func shipShopBundle(t *topology.Topology, dir string, say func(string, ...any)) 
 	}
 	for i := range t.Opts.Frontends {
 		node := fmt.Sprintf("fe%d", i+1)
-		// The node is known once it has reported (every 500 ms).
-		for try := 0; ; try++ {
-			status, body, err := t.AdminDo("POST", "/v1/sites/shop.example/assign", []byte(`{"node": "`+node+`"}`))
-			if err == nil && status == 200 {
-				break
-			}
-			if try == 40 {
-				return fmt.Errorf("assigning to %s: %d %s %v", node, status, body, err)
-			}
-			time.Sleep(250 * time.Millisecond)
+		if err := retry(func() (int, []byte, error) {
+			return t.AdminDo("POST", "/v1/sites/shop.example/assign", []byte(`{"node": "`+node+`"}`))
+		}); err != nil {
+			return fmt.Errorf("assigning to %s: %w", node, err)
 		}
 	}
-	say("shop bundle %s (%d bytes, signed) assigned to every front-end", digest[:19], len(data))
+	// The shop's back-end, as the operator assigns it: front-ends follow
+	// the assignment (reverse_proxy { dynamic conductor }).
+	if err := retry(func() (int, []byte, error) {
+		return t.AdminDo("POST", "/v1/sites/shop.example/backends", []byte(`{"node": "be1"}`))
+	}); err != nil {
+		return fmt.Errorf("assigning be1: %w", err)
+	}
+	say("shop bundle %s (%d bytes, signed) assigned to every front-end, back-end be1 to the site", digest[:19], len(data))
 	return nil
+}
+
+// retry calls the manager until it answers 200: a node is known once it
+// has reported (every 500 ms in the demo).
+func retry(call func() (int, []byte, error)) error {
+	for try := 0; ; try++ {
+		status, body, err := call()
+		if err == nil && status == 200 {
+			return nil
+		}
+		if try == 40 {
+			return fmt.Errorf("%d %s %v", status, body, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
