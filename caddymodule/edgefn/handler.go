@@ -74,6 +74,9 @@ type Handler struct {
 
 	cur    *atomic.Pointer[pool] // the pool calls go to; nil once closed
 	wg     *sync.WaitGroup       // the compiler's build, when the interpreter serves first
+	// interpreterAfter: how long Open waits for the compiler (tests
+	// shorten it).
+	interpreterAfter time.Duration
 	logger *zap.Logger
 	logs   *rate.Sometimes
 	m      *fnMetrics
@@ -131,6 +134,9 @@ func (h *Handler) Open(logger *zap.Logger) error {
 	}
 	h.m = metricsFor(h.Name)
 	h.cur, h.wg = new(atomic.Pointer[pool]), new(sync.WaitGroup)
+	if h.interpreterAfter == 0 {
+		h.interpreterAfter = interpreterAfter
+	}
 	code, err := os.ReadFile(h.Module)
 	if err != nil {
 		return fmt.Errorf("edge_function: %w", err)
@@ -161,7 +167,7 @@ func (h *Handler) Open(logger *zap.Logger) error {
 	var first built
 	select {
 	case first = <-compiled:
-	case <-time.After(interpreterAfter):
+	case <-time.After(h.interpreterAfter):
 		first.p, first.err = h.newEnginePool(wazero.NewRuntimeConfigInterpreter(), "interpreter", code)
 		if first.err != nil {
 			first = <-compiled
