@@ -72,14 +72,14 @@ type Handler struct {
 	// name ("*.example.com" for subdomains).
 	FetchAllow selfrequest.AllowList `json:"fetch_allow,omitempty"`
 
-	cur    *atomic.Pointer[pool] // the pool calls go to; nil once closed
-	wg     *sync.WaitGroup       // the compiler's build, when the interpreter serves first
+	cur *atomic.Pointer[pool] // the pool calls go to; nil once closed
+	wg  *sync.WaitGroup       // the compiler's build, when the interpreter serves first
 	// interpreterAfter: how long Open waits for the compiler (tests
 	// shorten it).
 	interpreterAfter time.Duration
-	logger *zap.Logger
-	logs   *rate.Sometimes
-	m      *fnMetrics
+	logger           *zap.Logger
+	logs             *rate.Sometimes
+	m                *fnMetrics
 }
 
 // CaddyModule returns the Caddy module information.
