@@ -156,21 +156,6 @@ func hostOf(addr string) string {
 	return h
 }
 
-// peerGet fetches from a peer.
-func (w *worker) peerGet(ctx context.Context, url string) (*http.Response, []byte, error) {
-	w.mu.Lock()
-	c := w.peerC
-	w.mu.Unlock()
-	if c == nil {
-		return nil, nil, fmt.Errorf("no node certificate to show peers")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	return readAll(c, req)
-}
-
 // readAll sends req and reads the answer, up to the largest bundle.
 func readAll(c *http.Client, req *http.Request) (*http.Response, []byte, error) {
 	resp, err := c.Do(req)
