@@ -94,22 +94,7 @@ func TestBackendAssignmentFollowed(t *testing.T) {
 			slow <- fmt.Sprint(b, " ", code, " ", err)
 		}()
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				record(backendOf("/whoami"))
-			}
-		}()
-	}
+	stop := loadLoop(6, func() { record(backendOf("/whoami")) })
 	time.Sleep(500 * time.Millisecond)
 	// A second back-end, then the first released.
 	assign("POST", "/v1/sites/"+site+"/backends", `{"node": "be2"}`)
@@ -126,8 +111,7 @@ func TestBackendAssignmentFollowed(t *testing.T) {
 	})
 	t.Logf("be1 out of the front-end's choices %v after its release", time.Since(released).Round(time.Millisecond))
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stop()
 	for range cap(slow) {
 		if got := <-slow; !strings.HasPrefix(got, "be1 200 ") {
 			t.Errorf("a request in flight on be1 when it was released: %q", got)

@@ -220,32 +220,20 @@ func TestBundleSurvivesReload(t *testing.T) {
 	site := runSite("reload.example")
 	installed(t, f.tp, site, "1", "", map[string]string{"index.html": "kept"}, "fe2")
 
-	stop := make(chan struct{})
 	errs := make(chan string, 1)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
+	stop := loadLoop(1, func() {
+		if _, body := hostGet(t, f.tp.FrontendURL(1)+"/", site); body != "kept" {
 			select {
-			case <-stop:
-				return
+			case errs <- body:
 			default:
 			}
-			if _, body := hostGet(t, f.tp.FrontendURL(1)+"/", site); body != "kept" {
-				select {
-				case errs <- body:
-				default:
-				}
-			}
 		}
-	}()
+	})
 	reload := exec.Command(binary, "caddy", "reload", "--config", f.tp.FrontendConfig(1), "--adapter", "caddyfile",
 		"--address", f.tp.FrontendAdmin(1), "--force")
 	out, err := reload.CombinedOutput()
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stop()
 	if err != nil {
 		t.Fatalf("caddy reload: %v\n%s", err, out)
 	}
@@ -450,31 +438,18 @@ func TestEdgeFunctionSwapUnderLoad(t *testing.T) {
 	var mu sync.Mutex
 	var total, failed int
 	var failures []string
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				code, body := hostGet(t, f.tp.FrontendURL(0)+"/fn/hello?name=load", site)
-				mu.Lock()
-				total++
-				if code != 200 || !strings.Contains(body, `"hello":"load"`) {
-					failed++
-					if len(failures) < 5 {
-						failures = append(failures, fmt.Sprint(code, " ", body))
-					}
-				}
-				mu.Unlock()
+	stop := loadLoop(4, func() {
+		code, body := hostGet(t, f.tp.FrontendURL(0)+"/fn/hello?name=load", site)
+		mu.Lock()
+		defer mu.Unlock()
+		total++
+		if code != 200 || !strings.Contains(body, `"hello":"load"`) {
+			failed++
+			if len(failures) < 5 {
+				failures = append(failures, fmt.Sprint(code, " ", body))
 			}
-		}()
-	}
+		}
+	})
 	data, digest2, sig := fnBundle(t, f.tp.Opts.BundleKey, site, "2")
 	push(t, f.tp, data, digest2, sig, site)
 	waitInstalled(t, f.tp, site, digest2, "fe1")
@@ -485,8 +460,7 @@ func TestEdgeFunctionSwapUnderLoad(t *testing.T) {
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stop()
 	for range cap(slow) {
 		if got := <-slow; !strings.HasPrefix(got, "200 ") || !strings.Contains(got, `"version":"v1"`) {
 			t.Errorf("a call in flight during the swap: %q, want v1's 200", got)

@@ -4,11 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -159,25 +160,12 @@ func TestStaticDNSFollowsLoad(t *testing.T) {
 	waitUntil(t, 20*time.Second, "both front-ends in the answers", func() bool { return len(answers(30)) == 2 })
 
 	// fe1 moves bulk bodies over TMP: its process is busy.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if resp, err := client.Get(tp.FrontendURL(0) + "/bytes/1048576"); err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-			}
-		}()
-	}
+	stop := loadLoop(8, func() {
+		if resp, err := client.Get(tp.FrontendURL(0) + "/bytes/1048576"); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
 	loaded := func() bool {
 		s := answers(20)
 		return s["127.0.0.22"] == 20
@@ -191,7 +179,30 @@ func TestStaticDNSFollowsLoad(t *testing.T) {
 		return loaded()
 	})
 	t.Logf("busy front-end's load: %s", load)
-	close(stop)
-	wg.Wait()
+	stop()
 	waitUntil(t, 20*time.Second, "both front-ends again", func() bool { return len(answers(30)) == 2 })
+}
+
+// aRecords asks server for name's A records (from subnet, by ECS, when
+// given) and returns their addresses, sorted; nil if it does not answer.
+func aRecords(server, name, subnet string) []string {
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	if subnet != "" {
+		m.SetEdns0(1232, false)
+		_, n, _ := net.ParseCIDR(subnet)
+		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: n.IP})
+	}
+	r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, server)
+	if err != nil {
+		return nil
+	}
+	var ips []string
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			ips = append(ips, a.A.String())
+		}
+	}
+	slices.Sort(ips)
+	return ips
 }

@@ -104,3 +104,25 @@ func shared(t *testing.T) *topology.Topology {
 	}
 	return topo
 }
+
+// loadLoop runs fn over and over in workers goroutines until the stop it
+// returns is called; stop waits for them.
+func loadLoop(workers int, fn func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				fn()
+			}
+		}()
+	}
+	return func() { close(done); wg.Wait() }
+}

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/conductor-edge/conductor/internal/enrol"
 	"github.com/conductor-edge/conductor/shifting"
 )
@@ -130,22 +128,7 @@ func TestManagersAndDNSFailover(t *testing.T) {
 		startDNS(t, corefile)
 		servers = append(servers, addr)
 	}
-	answer := func(server string) []string {
-		m := new(dns.Msg)
-		m.SetQuestion(site+".", dns.TypeA)
-		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, server)
-		if err != nil {
-			return nil
-		}
-		var ips []string
-		for _, rr := range r.Answer {
-			if a, ok := rr.(*dns.A); ok {
-				ips = append(ips, a.A.String())
-			}
-		}
-		slices.Sort(ips)
-		return ips
-	}
+	answer := func(server string) []string { return aRecords(server, site+".", "") }
 	both := func(want ...string) bool {
 		return slices.Equal(answer(servers[0]), want) && slices.Equal(answer(servers[1]), want)
 	}

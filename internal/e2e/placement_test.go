@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/conductor-edge/conductor/internal/topology"
 	"github.com/conductor-edge/conductor/shifting"
 )
@@ -94,25 +92,7 @@ func TestPlacementFollowsDemandIntoDNS(t *testing.T) {
 }
 `, site, port(dnsAddr), tp.ManagerURL(), tp.ManagerCA(), dnsToken, filepath.Join(dir, "identity-dns1"))), 0o644)
 	startDNS(t, corefile)
-	answer := func(subnet string) []string {
-		m := new(dns.Msg)
-		m.SetQuestion(site+".", dns.TypeA)
-		m.SetEdns0(1232, false)
-		_, n, _ := net.ParseCIDR(subnet)
-		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: n.IP})
-		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, dnsAddr)
-		if err != nil {
-			return nil
-		}
-		var ips []string
-		for _, rr := range r.Answer {
-			if a, ok := rr.(*dns.A); ok {
-				ips = append(ips, a.A.String())
-			}
-		}
-		slices.Sort(ips)
-		return ips
-	}
+	answer := func(subnet string) []string { return aRecords(dnsAddr, site+".", subnet) }
 	// Each region's clients get their region's front-ends.
 	waitUntil(t, 15*time.Second, "DNS to answer eu with fe1 and us with fe3", func() bool {
 		return slices.Equal(answer("10.1.0.0/24"), []string{"127.0.0.10"}) && slices.Equal(answer("10.2.0.0/24"), []string{"127.0.0.12"})

@@ -117,15 +117,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer l.Close()
-	var ln net.Listener
-	if err := l.InB(func() (err error) {
-		ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", originPort))
-		return
-	}); err != nil {
+	origin, err := nscaddy.ServeInB(l, fmt.Sprintf("127.0.0.1:%d", originPort), shop.Handler("shop"))
+	if err != nil {
 		return nil, err
 	}
-	origin := &http.Server{Handler: shop.Handler("shop"), ReadHeaderTimeout: 10 * time.Second}
-	go origin.Serve(ln)
 	defer origin.Close()
 	back, err := nscaddy.Start(ctx, o.Dir, "backend", l.NSB, backendConfig(o.Dir, l), o.Binary)
 	if err != nil {

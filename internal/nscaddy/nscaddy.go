@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/conductor-edge/conductor/internal/wan"
 )
 
 // Proc is a Caddy started in a namespace.
@@ -109,4 +111,19 @@ func (c *Proc) Stop() {
 		<-done
 	}
 	c.log.Close()
+}
+
+// ServeInB serves h on addr inside the link's namespace B (the origin of
+// a benchmark, beside a back-end Caddy there); Close the server to stop.
+func ServeInB(l *wan.Link, addr string, h http.Handler) (*http.Server, error) {
+	var ln net.Listener
+	if err := l.InB(func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return
+	}); err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return srv, nil
 }
