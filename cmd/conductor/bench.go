@@ -15,6 +15,7 @@ import (
 	"github.com/conductor-edge/conductor/internal/admissionbench"
 	"github.com/conductor-edge/conductor/internal/cachebench"
 	"github.com/conductor-edge/conductor/internal/edgefnbench"
+	"github.com/conductor-edge/conductor/internal/proxybench"
 	"github.com/conductor-edge/conductor/internal/tcpbench"
 	"github.com/conductor-edge/conductor/internal/transportbench"
 )
@@ -57,6 +58,9 @@ func runBench(args []string) int {
 	if len(args) > 0 && args[0] == "edgefn" {
 		return runEdgefnBench(args[1:])
 	}
+	if len(args) > 0 && args[0] == "proxy" {
+		return runProxyBench(args[1:])
+	}
 	if len(args) == 0 || args[0] != "transport" {
 		fmt.Fprintln(os.Stderr, "usage: conductor bench transport [--profile lan|continental|lossy|mobile]... [--peer KEY]... [--duration 15s] [--json FILE] [--png FILE] [--from FILE] [--markdown]")
 		fmt.Fprintln(os.Stderr, "       conductor bench cache [--duration 10s] [--connections 64] [--json FILE]")
@@ -64,6 +68,7 @@ func runBench(args []string) int {
 		fmt.Fprintln(os.Stderr, "       conductor bench tcp [--profile lossy]... [--peer tmp|l4-proxy-bbr|l4-proxy-cubic]... [--size-mb 1024] [--max-time 3m] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench adapt [--profile mobile --profile lan]... [--runs 3] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench edgefn [--duration 10s] [--json FILE]")
+		fmt.Fprintln(os.Stderr, "       conductor bench proxy [--peer tmp|h2-tls|h1-tls|h2c|nginx]... [--body 1k|1m]... [--duration 10s] [--profile DIR] [--json FILE]")
 		return 2
 	}
 	fs := flag.NewFlagSet("conductor bench transport", flag.ContinueOnError)
@@ -308,5 +313,31 @@ func runEdgefnBench(args []string) int {
 	}
 	defer run.done()
 	rep, err := edgefnbench.Run(run.ctx, edgefnbench.Options{Binary: run.self, Dir: run.dir, Duration: *duration, Progress: run.progress})
+	return report(rep, err, *jsonOut)
+}
+
+// runProxyBench runs `conductor bench proxy`: front-end Caddy → back-end
+// Caddy → nginx on loopback, over TMP and over Caddy's http transport.
+func runProxyBench(args []string) int {
+	fs := flag.NewFlagSet("conductor bench proxy", flag.ContinueOnError)
+	duration := fs.Duration("duration", 10*time.Second, "length of each load")
+	conns := fs.Int("connections", 64, "wrk connections")
+	var peers, bodies profileFlag
+	fs.Var(&peers, "peer", "peer (repeatable; default all): tmp, h2-tls, h1-tls, h2c, nginx")
+	fs.Var(&bodies, "body", "body size (repeatable; default both): 1k, 1m")
+	prof := fs.String("profile", "", "write CPU profiles of both Caddys during the TMP loads to this directory")
+	jsonOut := fs.String("json", "", "write results as JSON to this file")
+	dir := fs.String("dir", "", "keep configs and process logs here (default: a temporary directory, removed)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	run, err := startRun("proxy", *dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	defer run.done()
+	rep, err := proxybench.Run(run.ctx, proxybench.Options{Binary: run.self, Dir: run.dir, Duration: *duration, Conns: *conns,
+		Peers: peers, Bodies: bodies, Profile: *prof, Progress: run.progress})
 	return report(rep, err, *jsonOut)
 }

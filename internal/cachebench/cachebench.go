@@ -20,8 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -91,8 +89,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
-	wrk, err := exec.LookPath("wrk")
-	if err != nil {
+	if _, err := exec.LookPath("wrk"); err != nil {
 		return nil, errors.New("wrk is not installed (Debian: apt-get install wrk; .ci/run installs it)")
 	}
 	dir, err := os.MkdirTemp("", "conductor-cachebench-")
@@ -194,16 +191,12 @@ http://127.0.0.1:%[8]d {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		fmt.Fprintf(o.Progress, "cachebench: %s for %s (%d connections) …\n", p.key, o.Duration, o.Connections)
-		out, err := exec.CommandContext(ctx, wrk, "--latency", "-t", strconv.Itoa(o.Threads), "-c", strconv.Itoa(o.Connections),
-			"-d", fmt.Sprintf("%ds", int(o.Duration.Seconds())), url).CombinedOutput()
+		w, err := benchinfo.RunWrk(ctx, url, o.Threads, o.Connections, o.Duration)
 		if err != nil {
-			return nil, fmt.Errorf("wrk on %s: %v\n%s", p.key, err, out)
+			return nil, fmt.Errorf("%s: %v", p.key, err)
 		}
-		peer, err := parseWrk(string(out))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v\n%s", p.key, err, out)
-		}
-		peer.Key, peer.What, peer.CacheStatus = p.key, p.what, resp.Header.Get("Cache-Status")
+		peer := Peer{Key: p.key, What: p.what, CacheStatus: resp.Header.Get("Cache-Status"),
+			RequestsSec: w.RequestsSec, P50ms: w.P50ms, P99ms: w.P99ms, Non2xx: w.Non2xx, SocketErrs: w.SocketErrs}
 		rep.Peers = append(rep.Peers, peer)
 		fmt.Fprintf(o.Progress, "cachebench: %s: %.0f requests/s\n", p.key, peer.RequestsSec)
 	}
@@ -240,47 +233,6 @@ func writeESIPages(dir string, size int) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(esiDir, "template.html"), tmpl.Bytes(), 0o644)
-}
-
-var (
-	reqSecRe  = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	non2xxRe  = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
-	sockErrRe = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
-	pctRe     = regexp.MustCompile(`(?m)^\s+(50|99)(?:\.000)?%\s+([0-9.]+)(us|ms|s)\s*$`)
-)
-
-// parseWrk reads wrk's --latency report.
-func parseWrk(out string) (Peer, error) {
-	var p Peer
-	m := reqSecRe.FindStringSubmatch(out)
-	if m == nil {
-		return p, errors.New("no Requests/sec in wrk's output")
-	}
-	p.RequestsSec, _ = strconv.ParseFloat(m[1], 64)
-	if m := non2xxRe.FindStringSubmatch(out); m != nil {
-		p.Non2xx, _ = strconv.Atoi(m[1])
-	}
-	if m := sockErrRe.FindStringSubmatch(out); m != nil {
-		for _, s := range m[1:] {
-			n, _ := strconv.Atoi(s)
-			p.SocketErrs += n
-		}
-	}
-	for _, m := range pctRe.FindAllStringSubmatch(out, -1) {
-		v, _ := strconv.ParseFloat(m[2], 64)
-		switch m[3] {
-		case "us":
-			v /= 1000
-		case "s":
-			v *= 1000
-		}
-		if m[1] == "50" {
-			p.P50ms = v
-		} else {
-			p.P99ms = v
-		}
-	}
-	return p, nil
 }
 
 // Table renders the report as Markdown.

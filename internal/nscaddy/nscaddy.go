@@ -40,7 +40,7 @@ func AdminClient(dir, name string) *http.Client {
 }
 
 // Start writes config to dir/<name>.Caddyfile, runs binary's Caddy on it
-// in namespace ns (logging to dir/<name>.log), and waits until its admin
+// in namespace ns ("": this one) (logging to dir/<name>.log), and waits until its admin
 // endpoint (AdminSocket) answers.
 func Start(ctx context.Context, dir, name, ns, config, binary string) (*Proc, error) {
 	cfg := filepath.Join(dir, name+".Caddyfile")
@@ -54,6 +54,10 @@ func Start(ctx context.Context, dir, name, ns, config, binary string) (*Proc, er
 	// `ip netns exec` enters the namespace and execs the binary in place,
 	// so the pid is Caddy's own (its CPU time is read from /proc).
 	cmd := exec.Command("ip", "netns", "exec", ns, binary, "caddy", "run", "--config", cfg, "--adapter", "caddyfile")
+	if ns == "" {
+		// The current namespace (loopback benchmarks).
+		cmd = exec.Command(binary, "caddy", "run", "--config", cfg, "--adapter", "caddyfile")
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg-config"))

@@ -1,0 +1,382 @@
+// Package proxybench measures the proxy path as users deploy it
+// (`conductor bench proxy`): a front-end Caddy → a back-end Caddy → an
+// origin (Debian's nginx), on loopback, with the link between the Caddys
+// carried by each peer in turn:
+//
+//   - tmp:      reverse_proxy { transport tmp } to a back-end `bind tmp/…`
+//   - h2-tls:   transport http { versions 2 } over TLS (one connection)
+//   - h1-tls:   transport http { versions 1.1 } over TLS, keep-alive
+//   - h2c:      HTTP/2 over cleartext TCP
+//   - nginx:    wrk straight at the origin, the ceiling
+//
+// wrk loads the front-end with small bodies (1 kB: requests/s and p99)
+// and large ones (1 MB: throughput); each Caddy's CPU seconds per GB
+// moved come from /proc. With a profile directory, both Caddys' CPU
+// profiles are taken during each TMP load (Caddy's /debug/pprof).
+package proxybench
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/conductor-edge/conductor/internal/benchinfo"
+	"github.com/conductor-edge/conductor/internal/nscaddy"
+)
+
+// Options configure a run.
+type Options struct {
+	Binary   string
+	Dir      string
+	Duration time.Duration // each load; default 10s
+	Conns    int           // wrk connections; default 64
+	Peers    []string      // default all
+	Bodies   []string      // "1k", "1m"; default both
+	Profile  string        // if set, CPU profiles of both Caddys during the TMP loads go here
+	Progress func(format string, args ...any)
+}
+
+// Result is one peer with one body size.
+type Result struct {
+	Peer  string `json:"peer"`
+	Body  string `json:"body"`
+	Bytes int    `json:"body_bytes"`
+	benchinfo.Wrk
+	MBps float64 `json:"mb_per_sec"` // response bodies
+	// CPU seconds per GB of bodies moved, per process.
+	FrontCPUPerGB float64 `json:"front_cpu_s_per_gb,omitempty"`
+	BackCPUPerGB  float64 `json:"back_cpu_s_per_gb,omitempty"`
+}
+
+// Report is a run's result.
+type Report struct {
+	When    time.Time `json:"when"`
+	Machine string    `json:"machine"`
+	Conns   int       `json:"conns"`
+	Results []Result  `json:"results"`
+	// Ratios of TMP to each peer, per body: req/s, p99 and back-end CPU/GB.
+	Ratios []Ratio `json:"ratios"`
+}
+
+// Ratio compares TMP with one peer on one body size.
+type Ratio struct {
+	Body    string  `json:"body"`
+	Against string  `json:"against"`
+	RPS     float64 `json:"rps"`      // TMP's req/s ÷ the peer's
+	P99     float64 `json:"p99"`      // TMP's p99 ÷ the peer's
+	BackCPU float64 `json:"back_cpu"` // TMP's back-end CPU/GB ÷ the peer's
+}
+
+// Peers are the links measured, in order.
+var Peers = []string{"tmp", "h2-tls", "h1-tls", "h2c", "nginx"}
+
+var bodies = map[string]int{"1k": 1 << 10, "1m": 1 << 20}
+
+// ports: front-end sites per peer, back-end listeners, the origin.
+const (
+	originPort = 9181
+	tmpPort    = 4481
+	tlsPort    = 9443
+	h2cPort    = 9182
+	frontBase  = 8181 // + index in Peers
+)
+
+// Run measures.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.Duration == 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Conns == 0 {
+		o.Conns = 64
+	}
+	if len(o.Peers) == 0 {
+		o.Peers = Peers
+	}
+	if len(o.Bodies) == 0 {
+		o.Bodies = []string{"1k", "1m"}
+	}
+	if o.Progress == nil {
+		o.Progress = func(string, ...any) {}
+	}
+	for _, b := range o.Bodies {
+		if bodies[b] == 0 {
+			return nil, fmt.Errorf("body %q: want 1k or 1m", b)
+		}
+	}
+	stopOrigin, err := startNginx(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer stopOrigin()
+	back, err := nscaddy.Start(ctx, o.Dir, "backend", "", backendConfig(o.Dir), o.Binary)
+	if err != nil {
+		return nil, err
+	}
+	defer back.Stop()
+	front, err := nscaddy.Start(ctx, o.Dir, "frontend", "", frontendConfig(o.Dir), o.Binary)
+	if err != nil {
+		return nil, err
+	}
+	defer front.Stop()
+
+	rep := &Report{When: time.Now().UTC(), Machine: benchinfo.Machine(), Conns: o.Conns}
+	for _, body := range o.Bodies {
+		for _, peer := range o.Peers {
+			i := indexOf(peer)
+			if i < 0 {
+				return nil, fmt.Errorf("unknown peer %q (want %s)", peer, strings.Join(Peers, ", "))
+			}
+			url := fmt.Sprintf("http://127.0.0.1:%d/%s", frontBase+i, body)
+			if peer == "nginx" {
+				url = fmt.Sprintf("http://127.0.0.1:%d/%s", originPort, body)
+			}
+			if err := check(ctx, url, bodies[body]); err != nil {
+				return nil, fmt.Errorf("%s: %w", peer, err)
+			}
+			// A short warm-up: connections, sessions, windows.
+			benchinfo.RunWrk(ctx, url, 1, o.Conns, time.Second)
+			var profiles sync.WaitGroup
+			if o.Profile != "" && peer == "tmp" {
+				for _, side := range []string{"frontend", "backend"} {
+					profiles.Add(1)
+					go func() {
+						defer profiles.Done()
+						if err := profile(ctx, o.Dir, side, filepath.Join(o.Profile, fmt.Sprintf("%s-%s-%s.pprof", peer, body, side)), o.Duration-time.Second); err != nil {
+							o.Progress("profile of the %s: %v", side, err)
+						}
+					}()
+				}
+			}
+			fc, bc := front.CPU(), back.CPU()
+			w, err := benchinfo.RunWrk(ctx, url, 1, o.Conns, o.Duration)
+			if err != nil {
+				return nil, err
+			}
+			fc, bc = front.CPU()-fc, back.CPU()-bc
+			profiles.Wait()
+			r := Result{Peer: peer, Body: body, Bytes: bodies[body], Wrk: w}
+			moved := float64(w.Requests) * float64(bodies[body])
+			r.MBps = moved / o.Duration.Seconds() / 1e6
+			if peer != "nginx" && moved > 0 {
+				r.FrontCPUPerGB, r.BackCPUPerGB = fc/(moved/1e9), bc/(moved/1e9)
+			}
+			o.Progress("%-3s %-7s %8.0f req/s  p50 %7.2f ms  p99 %7.2f ms  %7.1f MB/s  CPU s/GB front %6.1f back %6.1f  errors %d",
+				body, peer, w.RequestsSec, w.P50ms, w.P99ms, r.MBps, r.FrontCPUPerGB, r.BackCPUPerGB, w.Non2xx+w.SocketErrs)
+			rep.Results = append(rep.Results, r)
+		}
+	}
+	rep.ratios()
+	return rep, nil
+}
+
+func indexOf(peer string) int {
+	for i, p := range Peers {
+		if p == peer {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *Report) ratios() {
+	find := func(peer, body string) *Result {
+		for i := range r.Results {
+			if r.Results[i].Peer == peer && r.Results[i].Body == body {
+				return &r.Results[i]
+			}
+		}
+		return nil
+	}
+	for _, body := range []string{"1k", "1m"} {
+		tmp := find("tmp", body)
+		if tmp == nil {
+			continue
+		}
+		for _, peer := range Peers[1:4] {
+			p := find(peer, body)
+			if p == nil || p.RequestsSec == 0 {
+				continue
+			}
+			rt := Ratio{Body: body, Against: peer, RPS: tmp.RequestsSec / p.RequestsSec}
+			if p.P99ms > 0 {
+				rt.P99 = tmp.P99ms / p.P99ms
+			}
+			if p.BackCPUPerGB > 0 {
+				rt.BackCPU = tmp.BackCPUPerGB / p.BackCPUPerGB
+			}
+			r.Ratios = append(r.Ratios, rt)
+		}
+	}
+}
+
+// check asks url once and wants a body of size bytes.
+func check(ctx context.Context, url string, size int) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && int(n) == size {
+				return nil
+			}
+			err = fmt.Errorf("%s: %d, %d bytes", url, resp.StatusCode, n)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// profile takes a CPU profile of the Caddy called name for d.
+func profile(ctx context.Context, dir, name, out string, d time.Duration) error {
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://admin/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()))), nil)
+	resp, err := nscaddy.AdminClient(dir, name).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("pprof: %s", resp.Status)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
+// startNginx serves /1k and /1m (random bytes: nothing compresses) from
+// Debian's nginx on the origin port.
+func startNginx(dir string) (stop func(), err error) {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		bin = "/usr/sbin/nginx"
+		if _, serr := os.Stat(bin); serr != nil {
+			return nil, errors.New("nginx is not installed (Debian: apt-get install nginx-light; .ci/run installs it)")
+		}
+	}
+	www := filepath.Join(dir, "www")
+	if err := os.MkdirAll(www, 0o755); err != nil {
+		return nil, err
+	}
+	for name, n := range bodies {
+		b := make([]byte, n)
+		rand.Read(b)
+		if err := os.WriteFile(filepath.Join(www, name), b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root root;"
+	}
+	conf := fmt.Sprintf(`%s
+worker_processes 1;
+pid %[2]s/nginx.pid;
+error_log %[2]s/nginx-error.log;
+daemon off;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	keepalive_requests 1000000;
+	client_body_temp_path %[2]s/tmp-body;
+	proxy_temp_path %[2]s/tmp-proxy;
+	fastcgi_temp_path %[2]s/tmp-fastcgi;
+	uwsgi_temp_path %[2]s/tmp-uwsgi;
+	scgi_temp_path %[2]s/tmp-scgi;
+	server {
+		listen 127.0.0.1:%[3]d;
+		root %[4]s;
+		default_type application/octet-stream;
+	}
+}
+`, user, dir, originPort, www)
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-p", dir, "-c", confPath)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	log, _ := os.Create(filepath.Join(dir, "nginx.log"))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop = func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+		log.Close()
+	}
+	for range 100 {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", originPort)); err == nil {
+			c.Close()
+			return stop, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	return nil, errors.New("nginx did not start (see nginx.log)")
+}
+
+// globals: both Caddys share one storage directory (the fleet CA of TMP's
+// credentials, and the internal CA of the TLS peers); admin on a Unix
+// socket (pprof comes from there).
+func globals(dir, name, extra string) string {
+	return fmt.Sprintf("{\n\tadmin unix/%s\n\tstorage file_system %s\n\tskip_install_trust\n\tpersist_config off\n\tauto_https disable_redirects\n\tlog {\n\t\tlevel WARN\n\t}\n%s}\n",
+		nscaddy.AdminSocket(dir, name), filepath.Join(dir, "storage"), extra)
+}
+
+func backendConfig(dir string) string {
+	origin := fmt.Sprintf("127.0.0.1:%d", originPort)
+	return globals(dir, "backend", "\tconductor {\n\t\tname be1\n\t\trole backend\n\t}\n\tservers :"+fmt.Sprint(h2cPort)+" {\n\t\tprotocols h1 h2c\n\t}\n") +
+		fmt.Sprintf("http://:%d {\n\tbind tmp/127.0.0.1\n\treverse_proxy %s\n}\n", tmpPort, origin) +
+		fmt.Sprintf("https://127.0.0.1:%d {\n\ttls internal\n\treverse_proxy %s\n}\n", tlsPort, origin) +
+		fmt.Sprintf("http://127.0.0.1:%d {\n\treverse_proxy %s\n}\n", h2cPort, origin)
+}
+
+func frontendConfig(dir string) string {
+	site := func(peer, upstream, transport string) string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n\treverse_proxy %s {\n\t\t%s\n\t}\n}\n", frontBase+indexOf(peer), upstream, transport)
+	}
+	return globals(dir, "frontend", "\tconductor {\n\t\tname fe1\n\t\trole frontend\n\t}\n") +
+		site("tmp", fmt.Sprintf("127.0.0.1:%d", tmpPort), "transport tmp") +
+		site("h2-tls", fmt.Sprintf("https://127.0.0.1:%d", tlsPort), "transport http {\n\t\t\tversions 2\n\t\t\ttls_insecure_skip_verify\n\t\t}") +
+		site("h1-tls", fmt.Sprintf("https://127.0.0.1:%d", tlsPort), "transport http {\n\t\t\tversions 1.1\n\t\t\ttls_insecure_skip_verify\n\t\t\tkeepalive_idle_conns_per_host 128\n\t\t}") +
+		site("h2c", fmt.Sprintf("127.0.0.1:%d", h2cPort), "transport http {\n\t\t\tversions h2c 2\n\t\t}")
+}
+
+// Table renders the report as Markdown.
+func (r *Report) Table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| body | peer | req/s | p50 ms | p99 ms | MB/s | front CPU s/GB | back CPU s/GB | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, x := range r.Results {
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f | %.2f | %.1f | %.1f | %.1f | %d |\n", x.Body, x.Peer, x.RequestsSec, x.P50ms, x.P99ms, x.MBps, x.FrontCPUPerGB, x.BackCPUPerGB, x.Non2xx+x.SocketErrs)
+	}
+	fmt.Fprintf(&b, "\n| body | TMP against | req/s × | p99 × | back-end CPU/GB × |\n| --- | --- | ---: | ---: | ---: |\n")
+	for _, x := range r.Ratios {
+		fmt.Fprintf(&b, "| %s | %s | %.2f | %.2f | %.2f |\n", x.Body, x.Against, x.RPS, x.P99, x.BackCPU)
+	}
+	return b.String()
+}
+
+// WriteJSON writes the report.
+func (r *Report) WriteJSON(path string) error { return benchinfo.WriteJSON(path, r) }
