@@ -39,6 +39,7 @@ const (
 	sfMaxStreams
 	sfPing
 	sfHandshakeDone
+	sfPMTUProbe // length: the probe's size
 )
 
 type sentPacket struct {

@@ -24,16 +24,28 @@ func gsoCapable(c net.PacketConn) bool {
 }
 
 // writeGSO sends pkts, grouping runs of equal-sized packets (the last of a
-// run may be shorter). It reports false if the kernel refused GSO.
+// run may be shorter). It reports false if the kernel refused GSO. The
+// packets go to the kernel as they are, one iovec each: copying them into
+// one buffer first was a memmove of every byte sent.
 func (s *Session) writeGSO(pkts [][]byte) bool {
 	uc := s.conn.(*net.UDPConn)
-	var addr *net.UDPAddr
+	var to unix.Sockaddr
 	if !s.connectd {
 		a, ok := s.RemoteAddr().(*net.UDPAddr)
 		if !ok {
 			return false
 		}
-		addr = a
+		to = sockaddrOf(a, uc.LocalAddr())
+		if to == nil {
+			return false
+		}
+	}
+	if s.rawConn == nil {
+		rc, err := uc.SyscallConn()
+		if err != nil {
+			return false
+		}
+		s.rawConn = rc
 	}
 	var oob [32]byte
 	cm := oob[:unix.CmsgSpace(2)]
@@ -56,18 +68,40 @@ func (s *Session) writeGSO(pkts [][]byte) bool {
 			i = j
 			continue
 		}
-		buf := s.gsoBuf[:0]
-		for _, p := range pkts[i:j] {
-			buf = append(buf, p...)
-		}
-		s.gsoBuf = buf
 		binary.NativeEndian.PutUint16(cm[unix.CmsgLen(0):], uint16(seg))
-		if _, _, err := uc.WriteMsgUDP(buf, cm, addr); err != nil && isGSORefused(err) {
+		var serr error
+		err := s.rawConn.Write(func(fd uintptr) bool {
+			_, serr = unix.SendmsgBuffers(int(fd), pkts[i:j], cm, to, 0)
+			return serr != unix.EAGAIN
+		})
+		if err == nil {
+			err = serr
+		}
+		if err != nil && isGSORefused(err) {
 			return false
 		}
 		i = j
 	}
 	return true
+}
+
+// sockaddrOf converts a UDP address for sendmsg on the socket bound to
+// local; nil if it cannot. An IPv6 socket (Go's dual-stack default, bound
+// to "::") takes IPv4 peers as IPv4-mapped addresses.
+func sockaddrOf(a *net.UDPAddr, local net.Addr) unix.Sockaddr {
+	la, _ := local.(*net.UDPAddr)
+	v6socket := la != nil && la.IP.To4() == nil
+	if ip4 := a.IP.To4(); ip4 != nil && !v6socket {
+		sa := &unix.SockaddrInet4{Port: a.Port}
+		copy(sa.Addr[:], ip4)
+		return sa
+	}
+	if ip6 := a.IP.To16(); ip6 != nil {
+		sa := &unix.SockaddrInet6{Port: a.Port}
+		copy(sa.Addr[:], ip6)
+		return sa
+	}
+	return nil
 }
 
 func isGSORefused(err error) bool {

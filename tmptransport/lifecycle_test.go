@@ -107,6 +107,8 @@ func TestKeyUpdatesOnLongSessions(t *testing.T) {
 	p := getPKI(t)
 	sc, cc := p.serverConfig(), p.clientConfig()
 	sc.KeyUpdateInterval, cc.KeyUpdateInterval = 200, 300
+	// Base-sized packets: the intervals count packets.
+	sc.NoPathMTUDiscovery, cc.NoPathMTUDiscovery = true, true
 	_, c, s := pair(t, sc, cc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -106,6 +106,8 @@ func (s *Session) onFramesAckedLocked(p *sentPacket) {
 		case sfReset:
 			st.resetAcked = true
 			s.maybeFinishLocked(st)
+		case sfPMTUProbe:
+			s.pmtuAckedLocked(p.pn, int(f.length))
 		}
 	}
 }
@@ -151,6 +153,8 @@ func (s *Session) onFramesLostLocked(p *sentPacket) {
 			s.tab.queued = true
 		case sfHandshakeDone:
 			s.hsDoneQueue = true
+		case sfPMTUProbe:
+			s.pmtuLostLocked(p.pn, p.sent)
 		}
 	}
 }
@@ -163,6 +167,9 @@ func (s *Session) onPTOLocked(now time.Time) {
 	s.lr.probes = 2
 	if s.lr.ptoCount >= 3 {
 		s.cc.OnRetransmissionTimeout(now)
+	}
+	if s.lr.ptoCount >= 2 {
+		s.pmtuBlackHoleLocked(now)
 	}
 	for _, p := range s.lr.sent.packets {
 		if p.acked || p.lost || !p.ackEliciting {

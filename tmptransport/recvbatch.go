@@ -16,6 +16,7 @@ type packetReader struct {
 	batch *ipv4.PacketConn
 	msgs  []ipv4.Message
 	one   []byte
+	gro   bool // the kernel coalesces runs of datagrams (gro_linux.go)
 }
 
 const readBatchSize = 32
@@ -25,8 +26,14 @@ func newPacketReader(c net.PacketConn, bufSize int) *packetReader {
 	if uc, ok := c.(*net.UDPConn); ok {
 		r.batch = ipv4.NewPacketConn(uc)
 		r.msgs = make([]ipv4.Message, readBatchSize)
+		if r.gro = enableGRO(c); r.gro {
+			bufSize = max(bufSize, groMaxBuffer)
+		}
 		for i := range r.msgs {
 			r.msgs[i].Buffers = [][]byte{make([]byte, bufSize)}
+			if r.gro {
+				r.msgs[i].OOB = make([]byte, groOOBSize)
+			}
 		}
 		return r
 	}
@@ -54,7 +61,21 @@ func (r *packetReader) read(fn func(b []byte, addr net.Addr, at time.Time)) erro
 	at := time.Now()
 	for i := 0; i < n; i++ {
 		m := &r.msgs[i]
-		fn(m.Buffers[0][:m.N], m.Addr, at)
+		b := m.Buffers[0][:m.N]
+		seg := 0
+		if r.gro && m.NN > 0 {
+			seg = groSegment(m.OOB[:m.NN])
+		}
+		if seg <= 0 || seg >= len(b) {
+			fn(b, m.Addr, at)
+			continue
+		}
+		// A coalesced run: every datagram is seg bytes but the last.
+		for len(b) > 0 {
+			k := min(seg, len(b))
+			fn(b[:k], m.Addr, at)
+			b = b[k:]
+		}
 	}
 	return nil
 }

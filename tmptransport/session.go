@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -22,8 +23,8 @@ type Session struct {
 	conn     net.PacketConn
 	connectd bool // conn is a connected UDP socket: use Write
 	ownsConn bool
-	gso      bool   // the socket takes UDP_SEGMENT batches (run goroutine only)
-	gsoBuf   []byte // run goroutine only
+	gso      bool            // the socket takes UDP_SEGMENT batches (run goroutine only)
+	rawConn  syscall.RawConn // the socket, for GSO's sendmsg; run goroutine only
 	remote   atomic.Pointer[net.Addr]
 	// refusedAt is when the socket last reported ICMP port unreachable
 	// (unix ns; dialer only).
@@ -63,6 +64,7 @@ type Session struct {
 	resetToken  []byte // the server's stateless reset token (client side)
 	keys        *appKeys
 	maxPacket   int
+	pmtu        pmtuSearch // path MTU discovery (pmtud.go); run goroutine, s.mu
 	idleTimeout time.Duration
 
 	// Reliability and congestion.
@@ -139,13 +141,14 @@ func newSession(cfg *Config, isClient bool, conn net.PacketConn, remote net.Addr
 		tab:        newStreamTable(isClient, cfg.MaxIncomingStreams),
 		blend:      newBlender(cfg.Weights, cfg.SubPacketSize),
 		cc:         cfg.Congestion(),
-		maxPacket:  cfg.MaxPacketSize,
+		maxPacket:  cfg.BasePacketSize,
 		flows:      1,
 	}
 	s.remote.Store(&remote)
 	s.gso = gsoCapable(conn)
 	s.lr.rtt.maxAckDelay = cfg.MaxAckDelay
-	s.pace.maxBurst = float64(10 * cfg.MaxPacketSize)
+	s.pace.maxBurst = float64(10 * cfg.BasePacketSize)
+	s.pmtu.df = !cfg.NoPathMTUDiscovery && dontFragment(conn)
 	s.fc = newReceiveWindow(cfg.InitialSessionWindow, cfg.MaxSessionWindow)
 	s.idleTimeout = cfg.IdleTimeout
 	s.hs = newHandshake(isClient, cfg.TLSConfig, s.ownParams())
@@ -243,6 +246,9 @@ type Stats struct {
 	DecryptFailures, ReplaysDropped           uint64
 	OverloadDrops                             uint64 // received but dropped: the session fell behind
 	KeyUpdates                                uint64
+	// PacketSize is the largest packet the session sends now: the base
+	// size, or what path MTU discovery found (pmtud.go).
+	PacketSize int
 
 	// StreamBytesSent and StreamBytesReceived count new stream bytes by
 	// priority (retransmissions excluded).
@@ -281,6 +287,7 @@ func (s *Session) Stats() Stats {
 		ReplaysDropped:      s.counters.replays,
 		OverloadDrops:       s.overloadDrops.Load(),
 		OpenStreams:         len(s.tab.streams),
+		PacketSize:          s.maxPacket,
 		StreamBytesSent:     s.counters.sentByPriority,
 		StreamBytesReceived: s.counters.receivedByPriority,
 	}

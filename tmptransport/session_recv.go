@@ -171,7 +171,8 @@ func (s *Session) onHandshakeDoneLocked(now time.Time) {
 	s.established = true
 	s.sendFC.limit = p.InitialMaxData
 	s.tab.peerMax = p.MaxStreams
-	s.maxPacket = min(s.cfg.MaxPacketSize, int(p.MaxPacketSize))
+	s.maxPacket = min(s.cfg.BasePacketSize, int(p.MaxPacketSize))
+	s.pmtu.start(s.maxPacket, min(s.cfg.MaxPacketSize, int(p.MaxPacketSize)), now)
 	if p.IdleTimeout > 0 {
 		s.idleTimeout = min(s.idleTimeout, p.IdleTimeout)
 	}

@@ -155,6 +155,11 @@ func (s *Session) blendHasData() bool {
 // pacing rate.
 func (s *Session) sendAppLocked(now time.Time, out [][]byte) [][]byte {
 	snap := s.rttSnapshot()
+	if s.confirmed && s.lr.sent.bytesInFlight+s.maxPacket <= s.cc.Window()*s.maxPacket {
+		if size, ok := s.pmtu.want(now, s.lr.rtt.srtt()); ok {
+			out = append(out, s.pmtuProbeLocked(now, size))
+		}
+	}
 	for len(out) < maxPacketsPerRound {
 		if len(s.lr.dupPending) > 0 {
 			// Copies of urgent data that waited for the window go first.
