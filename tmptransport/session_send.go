@@ -64,7 +64,7 @@ func (s *Session) sendHandshakeLocked(now time.Time, out [][]byte) [][]byte {
 		return out
 	}
 	hs := s.hs
-	room := s.cfg.MaxPacketSize - longHeaderLen - 1 - len(s.hsp.retryToken) - aeadOverhead
+	room := s.maxPacket - longHeaderLen - 1 - len(s.hsp.retryToken) - aeadOverhead
 	for lvl := 0; lvl < 2; lvl++ {
 		data := hs.sendBuf[lvl]
 		if len(data) == 0 || (lvl == 1 && hs.hsWrite == nil) {
@@ -75,7 +75,7 @@ func (s *Session) sendHandshakeLocked(now time.Time, out [][]byte) [][]byte {
 			if lvl == 1 {
 				typ = packetHandshake
 			}
-			pkt := appendInitialHeader(getBuf(s.cfg.MaxPacketSize+aeadOverhead), typ, s.id, s.hsp.pn, s.hsp.retryToken)
+			pkt := appendInitialHeader(getBuf(s.maxPacket+aeadOverhead), typ, s.id, s.hsp.pn, s.hsp.retryToken)
 			pkt = append(pkt, payload...)
 			if lvl == 0 && s.isClient {
 				// RFC 9000 §14.1: a padded first flight limits what a
