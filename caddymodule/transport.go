@@ -1,11 +1,13 @@
 package caddymodule
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -37,8 +39,9 @@ type Transport struct {
 	// headers. Default: none.
 	ResponseHeaderTimeout caddy.Duration `json:"response_header_timeout,omitempty"`
 
-	app *App
-	rt  *http.Transport
+	app     *App
+	readers *sync.Pool // *bufio.Reader, for responses (streamrt.go)
+	writers *sync.Pool // *bufio.Writer, for requests
 }
 
 // CaddyModule returns the Caddy module information.
@@ -59,16 +62,8 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	if t.DialTimeout == 0 {
 		t.DialTimeout = caddy.Duration(10 * time.Second)
 	}
-	t.rt = &http.Transport{
-		DialContext: t.dial,
-		// One stream per request: the stream is the request's connection,
-		// so its priority is the request's, and a slow response never
-		// holds up another (no HTTP/1.1 head-of-line blocking).
-		DisableKeepAlives:      true,
-		DisableCompression:     true,
-		ResponseHeaderTimeout:  time.Duration(t.ResponseHeaderTimeout),
-		MaxResponseHeaderBytes: 1 << 20,
-	}
+	t.readers = &sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	t.writers = &sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
 	return nil
 }
 
@@ -107,7 +102,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme == "" {
 		req.URL.Scheme = "http"
 	}
-	resp, err := t.rt.RoundTrip(req)
+	resp, err := t.roundTripStream(req)
 	if err == nil || !errors.Is(err, tmptransport.ErrStatelessReset) || !replayable(req) || req.Context().Err() != nil {
 		return resp, err
 	}
@@ -119,7 +114,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = req.Clone(req.Context())
 		req.Body = body
 	}
-	return t.rt.RoundTrip(req)
+	return t.roundTripStream(req)
 }
 
 func replayable(req *http.Request) bool {
@@ -165,18 +160,9 @@ func (t *Transport) priority(ctx context.Context) tmptransport.Priority {
 	return tmptransport.Priority(p)
 }
 
-// Cleanup implements caddy.CleanerUpper.
-func (t *Transport) Cleanup() error {
-	if t.rt != nil {
-		t.rt.CloseIdleConnections()
-	}
-	return nil
-}
-
 // Interface guards.
 var (
-	_ caddy.Provisioner  = (*Transport)(nil)
-	_ caddy.Validator    = (*Transport)(nil)
-	_ caddy.CleanerUpper = (*Transport)(nil)
-	_ http.RoundTripper  = (*Transport)(nil)
+	_ caddy.Provisioner = (*Transport)(nil)
+	_ caddy.Validator   = (*Transport)(nil)
+	_ http.RoundTripper = (*Transport)(nil)
 )
