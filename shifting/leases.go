@@ -64,32 +64,53 @@ const (
 	maxFleetLimits = 64
 )
 
+// issuedLease is a room lease the manager gave, until it expires: what a
+// front-end may admit up to, which another's lease must leave room for.
+type issuedLease struct {
+	capacity int
+	until    time.Time
+}
+
 // leasesLocked computes node's leases from the healthy front-ends'
-// reports.
-func (m *Manager) leasesLocked(node string, now time.Time) ReportAnswer {
+// reports and the room leases the others hold; with issue, it records
+// node's room leases as given.
+func (m *Manager) leasesLocked(node string, now time.Time, issue bool) ReportAnswer {
 	me := m.state.Nodes[node]
 	if me == nil || (len(me.Report.Rooms) == 0 && len(me.Report.Gates) == 0) {
 		return ReportAnswer{}
 	}
-	var fes []*Node
-	for _, n := range m.state.Nodes {
+	fes := map[string]*Node{}
+	for id, n := range m.state.Nodes {
 		if n.Report.Role == "frontend" && n.Healthy(now) {
-			fes = append(fes, n)
+			fes[id] = n
 		}
 	}
 	ans := ReportAnswer{Rooms: map[string]RoomLease{}, Gates: map[string]GateLease{}}
 	for room := range me.Report.Rooms {
 		var shares []RoomReport
+		var held []int
 		mine := 0
-		for _, n := range fes {
+		for id, n := range fes {
 			if r, ok := n.Report.Rooms[room]; ok {
 				if n == me {
 					mine = len(shares)
 				}
 				shares = append(shares, r)
+				h := r.Active
+				if l, ok := m.issued[id][room]; ok && now.Before(l.until) {
+					h = max(h, l.capacity)
+				}
+				held = append(held, h)
 			}
 		}
-		ans.Rooms[room] = roomLease(shares, mine)
+		l := roomLease(shares, held, mine)
+		ans.Rooms[room] = l
+		if issue {
+			if m.issued[node] == nil {
+				m.issued[node] = map[string]issuedLease{}
+			}
+			m.issued[node][room] = issuedLease{capacity: l.Capacity, until: now.Add(LeaseTTL)}
+		}
 	}
 	for gate := range me.Report.Gates {
 		total, count, mine := 0.0, 0, 0.0
@@ -109,26 +130,32 @@ func (m *Manager) leasesLocked(node string, now time.Time) ReportAnswer {
 }
 
 // roomLease is front-end i's share of a room reported by every front-end
-// in rs. The room's capacity is the smallest configured (front-ends that
-// disagree get the stricter); each front-end keeps the places its active
-// visitors hold, and the rest is divided by demand (its line, plus one
-// for arrivals), so the leases never add up to more than the capacity
-// while the reported actives fit in it. The new-user rate is divided by
-// the same demand. Leases are rounded down, and every front-end gets at
-// least one place and one new visitor a minute: the slack is at most one
-// place and one visitor a minute per front-end.
-func roomLease(rs []RoomReport, i int) RoomLease {
+// in rs, while the others hold held[j] places each (their valid leases, or
+// more if their visitors are more). The room's capacity is the smallest
+// configured (front-ends that disagree get the stricter). The target keeps
+// the places i's active visitors hold and adds a share of the room's free
+// places by demand (its line, plus one for arrivals); the lease is the
+// target within what the others' leases leave, so leases given one after
+// another never add up to more than the room: a front-end grows as
+// another's lease shrinks, one report later. The new-user rate is divided
+// by the same demand. Every front-end gets at least one place and one new
+// visitor a minute: that is the slack, one of each per front-end.
+func roomLease(rs []RoomReport, held []int, i int) RoomLease {
 	capacity, rate := math.MaxInt, math.MaxInt
-	active, demand := 0, 0
-	for _, r := range rs {
+	active, demand, others := 0, 0, 0
+	for j, r := range rs {
 		capacity, rate = min(capacity, r.Capacity), min(rate, r.RatePerMinute)
 		active += r.Active
 		demand += r.Waiting + 1
+		if j != i {
+			others += max(r.Active, held[j])
+		}
 	}
 	free := max(0, capacity-active)
 	mineDemand := rs[i].Waiting + 1
+	target := rs[i].Active + free*mineDemand/demand
 	return RoomLease{
-		Capacity:      max(1, rs[i].Active+free*mineDemand/demand),
+		Capacity:      max(1, min(target, capacity-others)),
 		RatePerMinute: max(1, rate*mineDemand/demand),
 		Frontends:     len(rs),
 		TTLMS:         LeaseTTL.Milliseconds(),
@@ -147,7 +174,7 @@ type leaseView struct {
 func (m *Manager) leasesViewLocked(now time.Time) []leaseView {
 	out := []leaseView{}
 	for id := range m.state.Nodes {
-		if a := m.leasesLocked(id, now); len(a.Rooms)+len(a.Gates) > 0 {
+		if a := m.leasesLocked(id, now, false); len(a.Rooms)+len(a.Gates) > 0 {
 			out = append(out, leaseView{Node: id, Rooms: a.Rooms, Gates: a.Gates})
 		}
 	}

@@ -57,8 +57,12 @@ type Manager struct {
 	cfg    Config
 	logger *zap.Logger
 
-	mu      sync.Mutex
-	state   *Snapshot
+	mu    sync.Mutex
+	state *Snapshot
+	// issued are the room leases given, by node and room (leases.go):
+	// not state, as they expire within seconds; a new leader starts
+	// without them and counts the front-ends' reported visitors instead.
+	issued  map[string]map[string]issuedLease
 	changed chan struct{} // closed and replaced on every change (long-poll wake-up)
 	// leading: this manager won the election and has loaded the state the
 	// previous leader left. Until then it must not answer: winning comes
@@ -85,7 +89,7 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shifting: loading state: %v", err)
 	}
-	m := &Manager{cfg: cfg, logger: cfg.Logger, state: st, changed: make(chan struct{}), peerLog: rate.NewLimiter(1, 3)}
+	m := &Manager{cfg: cfg, logger: cfg.Logger, state: st, changed: make(chan struct{}), peerLog: rate.NewLimiter(1, 3), issued: map[string]map[string]issuedLease{}}
 	m.mux = m.routes()
 	return m, nil
 }
@@ -337,7 +341,7 @@ func (m *Manager) handleReport(w http.ResponseWriter, r *http.Request, c caller)
 	}
 	// The answer carries the node's admission leases, computed from every
 	// front-end's latest report: each report renews them.
-	if ans := m.leasesLocked(id, now); len(ans.Rooms)+len(ans.Gates) > 0 {
+	if ans := m.leasesLocked(id, now, true); len(ans.Rooms)+len(ans.Gates) > 0 {
 		writeJSON(w, ans)
 		return
 	}

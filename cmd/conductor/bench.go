@@ -68,7 +68,7 @@ func runBench(args []string) int {
 		fmt.Fprintln(os.Stderr, "       conductor bench tcp [--profile lossy]... [--peer tmp|l4-proxy-bbr|l4-proxy-cubic]... [--size-mb 1024] [--max-time 3m] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench adapt [--profile mobile --profile lan]... [--runs 3] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench edgefn [--duration 10s] [--json FILE]")
-		fmt.Fprintln(os.Stderr, "       conductor bench proxy [--peer tmp|h2-tls|h1-tls|h2c|nginx]... [--body 1k|1m]... [--duration 10s] [--profile DIR] [--json FILE]")
+		fmt.Fprintln(os.Stderr, "       conductor bench proxy [--peer tmp|h2-tls|h1-tls|h2c|nginx]... [--body 1k|1m]... [--profile lan]... [--duration 10s] [--pprof DIR] [--json FILE]")
 		return 2
 	}
 	fs := flag.NewFlagSet("conductor bench transport", flag.ContinueOnError)
@@ -323,12 +323,18 @@ func runProxyBench(args []string) int {
 	duration := fs.Duration("duration", 10*time.Second, "length of each load")
 	conns := fs.Int("connections", 64, "wrk connections")
 	var peers, bodies profileFlag
-	fs.Var(&peers, "peer", "peer (repeatable; default all): tmp, h2-tls, h1-tls, h2c, nginx")
+	fs.Var(&peers, "peer", "peer (repeatable; default all): tmp, h2-tls, h1-tls, h2c, nginx; on a profile also h2-tls-cubic, h2-tls-bbr, h1-tls-bbr")
 	fs.Var(&bodies, "body", "body size (repeatable; default both): 1k, 1m")
-	prof := fs.String("profile", "", "write CPU profiles of both Caddys during the TMP loads to this directory")
+	prof := fs.String("pprof", "", "write CPU profiles of both Caddys during the TMP loads to this directory")
+	var links profileFlag
+	fs.Var(&links, "profile", "measure across this emulated WAN profile instead of loopback (repeatable): lan, continental, lossy, mobile; needs root")
 	jsonOut := fs.String("json", "", "write results as JSON to this file")
 	dir := fs.String("dir", "", "keep configs and process logs here (default: a temporary directory, removed)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	sel, ok := links.specs()
+	if !ok {
 		return 2
 	}
 	run, err := startRun("proxy", *dir)
@@ -338,6 +344,6 @@ func runProxyBench(args []string) int {
 	}
 	defer run.done()
 	rep, err := proxybench.Run(run.ctx, proxybench.Options{Binary: run.self, Dir: run.dir, Duration: *duration, Conns: *conns,
-		Peers: peers, Bodies: bodies, Profile: *prof, Progress: run.progress})
+		Peers: peers, Bodies: bodies, Profile: *prof, Profiles: sel, Progress: run.progress})
 	return report(rep, err, *jsonOut)
 }

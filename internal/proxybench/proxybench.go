@@ -33,6 +33,7 @@ import (
 
 	"github.com/conductor-edge/conductor/internal/benchinfo"
 	"github.com/conductor-edge/conductor/internal/nscaddy"
+	"github.com/conductor-edge/conductor/internal/transportbench"
 )
 
 // Options configure a run.
@@ -44,6 +45,9 @@ type Options struct {
 	Peers    []string      // default all
 	Bodies   []string      // "1k", "1m"; default both
 	Profile  string        // if set, CPU profiles of both Caddys during the TMP loads go here
+	// Profiles, if set, measure across these emulated links instead of
+	// loopback (profile.go).
+	Profiles []transportbench.ProfileSpec
 	Progress func(format string, args ...any)
 }
 
@@ -64,7 +68,9 @@ type Report struct {
 	When    time.Time `json:"when"`
 	Machine string    `json:"machine"`
 	Conns   int       `json:"conns"`
-	Results []Result  `json:"results"`
+	Results []Result  `json:"results,omitempty"`
+	// Links: the emulated profiles' bulk and urgent workloads.
+	Links []LinkResult `json:"links,omitempty"`
 	// Ratios of TMP to each peer, per body: req/s, p99 and back-end CPU/GB.
 	Ratios []Ratio `json:"ratios"`
 }
@@ -81,7 +87,7 @@ type Ratio struct {
 // Peers are the links measured, in order.
 var Peers = []string{"tmp", "h2-tls", "h1-tls", "h2c", "nginx"}
 
-var bodies = map[string]int{"1k": 1 << 10, "1m": 1 << 20}
+var bodies = map[string]int{"1k": 1 << 10, "1m": 1 << 20, "4m": 4 << 20}
 
 // ports: front-end sites per peer, back-end listeners, the origin.
 const (
@@ -114,7 +120,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("body %q: want 1k or 1m", b)
 		}
 	}
-	stopOrigin, err := startNginx(o.Dir)
+	if len(o.Profiles) > 0 {
+		return runProfiles(ctx, o)
+	}
+	stopOrigin, err := startNginx(o.Dir, "", "127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +275,7 @@ func profile(ctx context.Context, dir, name, out string, d time.Duration) error 
 
 // startNginx serves /1k and /1m (random bytes: nothing compresses) from
 // Debian's nginx on the origin port.
-func startNginx(dir string) (stop func(), err error) {
+func startNginx(dir, ns, host string) (stop func(), err error) {
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		bin = "/usr/sbin/nginx"
@@ -279,6 +288,9 @@ func startNginx(dir string) (stop func(), err error) {
 		return nil, err
 	}
 	for name, n := range bodies {
+		if _, err := os.Stat(filepath.Join(www, name)); err == nil {
+			continue
+		}
 		b := make([]byte, n)
 		rand.Read(b)
 		if err := os.WriteFile(filepath.Join(www, name), b, 0o644); err != nil {
@@ -304,17 +316,20 @@ http {
 	uwsgi_temp_path %[2]s/tmp-uwsgi;
 	scgi_temp_path %[2]s/tmp-scgi;
 	server {
-		listen 127.0.0.1:%[3]d;
+		listen %[5]s:%[3]d;
 		root %[4]s;
 		default_type application/octet-stream;
 	}
 }
-`, user, dir, originPort, www)
+`, user, dir, originPort, www, host)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", confPath)
+	if ns != "" {
+		cmd = exec.Command("ip", "netns", "exec", ns, bin, "-p", dir, "-c", confPath)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	log, _ := os.Create(filepath.Join(dir, "nginx.log"))
 	cmd.Stdout, cmd.Stderr = log, log
@@ -327,9 +342,14 @@ http {
 		log.Close()
 	}
 	for range 100 {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", originPort)); err == nil {
-			c.Close()
-			return stop, nil
+		if _, err := os.Stat(filepath.Join(dir, "nginx.pid")); err == nil {
+			if ns != "" {
+				return stop, nil
+			}
+			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", originPort)); err == nil {
+				c.Close()
+				return stop, nil
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -366,6 +386,9 @@ func frontendConfig(dir string) string {
 
 // Table renders the report as Markdown.
 func (r *Report) Table() string {
+	if len(r.Links) > 0 {
+		return r.linksTable()
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "| body | peer | req/s | p50 ms | p99 ms | MB/s | front CPU s/GB | back CPU s/GB | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, x := range r.Results {

@@ -1,0 +1,224 @@
+package proxybench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/conductor-edge/conductor/internal/benchinfo"
+	"github.com/conductor-edge/conductor/internal/nscaddy"
+	"github.com/conductor-edge/conductor/internal/transportbench"
+	"github.com/conductor-edge/conductor/internal/wan"
+)
+
+// Across an emulated link: the front-end Caddy in namespace A, the
+// back-end Caddy and nginx in B. Each peer runs two workloads at once for
+// the duration: 32 clients downloading 4 MB bodies back to back (goodput),
+// and one client asking for 1 kB every 20 ms marked urgent (X-Urgent: the
+// front-end's `priority` makes it 0, which TMP sends first and HTTP/2
+// cannot). TCP peers run with Cubic and with BBR (the namespaces' default
+// congestion control when the link is made).
+
+// LinkResult is one peer on one profile.
+type LinkResult struct {
+	Profile       string  `json:"profile"`
+	Peer          string  `json:"peer"`
+	GoodputMbps   float64 `json:"goodput_mbps"`
+	UrgentP50ms   float64 `json:"urgent_p50_ms"`
+	UrgentP99ms   float64 `json:"urgent_p99_ms"`
+	Errors        int     `json:"errors"`
+	FrontCPUPerGB float64 `json:"front_cpu_s_per_gb"`
+	BackCPUPerGB  float64 `json:"back_cpu_s_per_gb"`
+}
+
+// linkPeers: name, the front-end's transport, and the TCP congestion
+// control ("" for TMP, which brings its own).
+var linkPeers = []struct{ name, peer, cc string }{
+	{"tmp", "tmp", ""},
+	{"h2-tls-cubic", "h2-tls", "cubic"},
+	{"h2-tls-bbr", "h2-tls", "bbr"},
+	{"h1-tls-bbr", "h1-tls", "bbr"},
+}
+
+func runProfiles(ctx context.Context, o Options) (*Report, error) {
+	rep := &Report{When: time.Now().UTC(), Machine: benchinfo.Machine(), Conns: 32}
+	for _, spec := range o.Profiles {
+		for _, lp := range linkPeers {
+			if len(o.Peers) > 0 && !slices.Contains(o.Peers, lp.name) && !slices.Contains(o.Peers, lp.peer) {
+				continue
+			}
+			r, err := runLink(ctx, o, spec, lp.name, lp.peer, lp.cc)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", spec.Name, lp.name, err)
+			}
+			o.Progress("%-12s %-13s goodput %7.1f Mbit/s  urgent p50 %6.1f ms p99 %6.1f ms  CPU s/GB front %5.1f back %5.1f  errors %d",
+				spec.Name, lp.name, r.GoodputMbps, r.UrgentP50ms, r.UrgentP99ms, r.FrontCPUPerGB, r.BackCPUPerGB, r.Errors)
+			rep.Links = append(rep.Links, r)
+		}
+	}
+	return rep, nil
+}
+
+func runLink(ctx context.Context, o Options, spec transportbench.ProfileSpec, name, peer, cc string) (LinkResult, error) {
+	res := LinkResult{Profile: spec.Name, Peer: name}
+	dir := filepath.Join(o.Dir, spec.Name+"-"+name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return res, err
+	}
+	l, err := spec.Link(cc)
+	if err != nil {
+		return res, err
+	}
+	defer l.Close()
+	stopOrigin, err := startNginx(dir, l.NSB, "127.0.0.1")
+	if err != nil {
+		return res, err
+	}
+	defer stopOrigin()
+	back, err := nscaddy.Start(ctx, dir, "backend", l.NSB, linkBackend(dir, l), o.Binary)
+	if err != nil {
+		return res, err
+	}
+	defer back.Stop()
+	front, err := nscaddy.Start(ctx, dir, "frontend", l.NSA, linkFrontend(dir, l, peer), o.Binary)
+	if err != nil {
+		return res, err
+	}
+	defer front.Stop()
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 64,
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = l.InA(func() (err error) {
+				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return
+			})
+			return
+		}}}
+	defer client.CloseIdleConnections()
+	base := fmt.Sprintf("http://127.0.0.1:%d", frontBase)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := client.Get(base + "/1k")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("the front-end does not answer: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var moved atomic.Int64
+	var errs atomic.Int32
+	var mu sync.Mutex
+	var urgent []time.Duration
+	lctx, cancel := context.WithTimeout(ctx, o.Duration)
+	defer cancel()
+	fc, bc := front.CPU(), back.CPU()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for lctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(lctx, http.MethodGet, base+"/4m", nil)
+				resp, err := client.Do(req)
+				if err != nil {
+					if lctx.Err() == nil {
+						errs.Add(1)
+					}
+					continue
+				}
+				n, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				moved.Add(n)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-lctx.Done():
+				return
+			case <-tick.C:
+			}
+			req, _ := http.NewRequestWithContext(lctx, http.MethodGet, base+"/1k", nil)
+			req.Header.Set("X-Urgent", "1")
+			s := time.Now()
+			resp, err := client.Do(req)
+			if err != nil {
+				if lctx.Err() == nil {
+					errs.Add(1)
+				}
+				continue
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			mu.Lock()
+			urgent = append(urgent, time.Since(s))
+			mu.Unlock()
+		}
+	}()
+	wg.Wait()
+	took := time.Since(start).Seconds()
+	fc, bc = front.CPU()-fc, back.CPU()-bc
+	res.GoodputMbps = float64(moved.Load()) * 8 / took / 1e6
+	res.Errors = int(errs.Load())
+	if gb := float64(moved.Load()) / 1e9; gb > 0 {
+		res.FrontCPUPerGB, res.BackCPUPerGB = fc/gb, bc/gb
+	}
+	slices.Sort(urgent)
+	if n := len(urgent); n > 0 {
+		res.UrgentP50ms = float64(urgent[n/2].Microseconds()) / 1000
+		res.UrgentP99ms = float64(urgent[n*99/100].Microseconds()) / 1000
+	}
+	return res, nil
+}
+
+// linkBackend: in namespace B, beside nginx.
+func linkBackend(dir string, l *wan.Link) string {
+	origin := fmt.Sprintf("127.0.0.1:%d", originPort)
+	return globals(dir, "backend", "\tconductor {\n\t\tname be1\n\t\trole backend\n\t}\n") +
+		fmt.Sprintf("http://:%d {\n\tbind tmp/%s\n\treverse_proxy %s\n}\n", tmpPort, l.AddrB, origin) +
+		fmt.Sprintf("https://%s:%d {\n\ttls internal\n\treverse_proxy %s\n}\n", l.AddrB, tlsPort, origin)
+}
+
+// linkFrontend: in namespace A, one site for the peer, urgent requests
+// at priority 0.
+func linkFrontend(dir string, l *wan.Link, peer string) string {
+	upstream, transport := fmt.Sprintf("%s:%d", l.AddrB, tmpPort), "transport tmp"
+	switch peer {
+	case "h2-tls":
+		upstream, transport = fmt.Sprintf("https://%s:%d", l.AddrB, tlsPort), "transport http {\n\t\t\tversions 2\n\t\t\ttls_insecure_skip_verify\n\t\t}"
+	case "h1-tls":
+		upstream, transport = fmt.Sprintf("https://%s:%d", l.AddrB, tlsPort), "transport http {\n\t\t\tversions 1.1\n\t\t\ttls_insecure_skip_verify\n\t\t\tkeepalive_idle_conns_per_host 64\n\t\t}"
+	}
+	return globals(dir, "frontend", "\tconductor {\n\t\tname fe1\n\t\trole frontend\n\t}\n") +
+		fmt.Sprintf("http://127.0.0.1:%d {\n\tpriority {\n\t\t0 header X-Urgent 1\n\t}\n\treverse_proxy %s {\n\t\t%s\n\t}\n}\n", frontBase, upstream, transport)
+}
+
+// LinksTable renders the emulated profiles' results as Markdown.
+func (r *Report) linksTable() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| profile | peer | goodput Mbit/s | urgent p50 ms | urgent p99 ms | front CPU s/GB | back CPU s/GB | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, x := range r.Links {
+		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %d |\n", x.Profile, x.Peer, x.GoodputMbps, x.UrgentP50ms, x.UrgentP99ms, x.FrontCPUPerGB, x.BackCPUPerGB, x.Errors)
+	}
+	return b.String()
+}
