@@ -13,19 +13,9 @@ import (
 // quic-go does), which path MTU discovery needs (pmtud.go). It reports
 // whether the socket took it.
 func dontFragment(c net.PacketConn) bool {
-	uc, ok := c.(*net.UDPConn)
-	if !ok {
-		return false
-	}
-	rc, err := uc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	set := false
-	rc.Control(func(fd uintptr) {
-		e4 := unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE)
-		e6 := unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_PROBE)
-		set = e4 == nil || e6 == nil
+	return onSocket(c, func(fd int) bool {
+		e4 := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE)
+		e6 := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_PROBE)
+		return e4 == nil || e6 == nil
 	})
-	return set
 }

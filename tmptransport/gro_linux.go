@@ -24,6 +24,12 @@ const groMaxBuffer = 1 << 16
 
 // enableGRO asks for coalesced receives; false if the socket refuses.
 func enableGRO(c net.PacketConn) bool {
+	return onSocket(c, func(fd int) bool { return unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil })
+}
+
+// onSocket runs fn on a UDP socket's descriptor and reports what it
+// reports; false for a PacketConn that is not a UDP socket.
+func onSocket(c net.PacketConn, fn func(fd int) bool) bool {
 	uc, ok := c.(*net.UDPConn)
 	if !ok {
 		return false
@@ -32,13 +38,11 @@ func enableGRO(c net.PacketConn) bool {
 	if err != nil {
 		return false
 	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
-	}); err != nil || serr != nil {
+	ok = false
+	if err := rc.Control(func(fd uintptr) { ok = fn(int(fd)) }); err != nil {
 		return false
 	}
-	return true
+	return ok
 }
 
 // groOOBSize is room for the UDP_GRO control message.
