@@ -178,6 +178,11 @@ func (h *Handler) Open(logger *zap.Logger) error {
 		return fmt.Errorf("edge_function: %s: %w", h.Module, first.err)
 	}
 	h.cur.Store(first.p)
+	if first.p.engine == "compiler" {
+		h.m.compiled.Set(1)
+	} else {
+		h.m.compiled.Set(0)
+	}
 	h.logger.Info("edge function ready", zap.String("module", h.Module), zap.String("engine", first.p.engine),
 		zap.Bool("reactor", first.p.reactor), zap.Duration("took", time.Since(start)))
 	if first.p.engine == "interpreter" {
@@ -195,6 +200,7 @@ func (h *Handler) Open(logger *zap.Logger) error {
 				return
 			}
 			first.p.retire()
+			h.m.compiled.Set(1)
 			h.logger.Info("edge function compiled: the compiler's pool took over from the interpreter's",
 				zap.String("module", h.Module), zap.Duration("after", time.Since(start)))
 		}()

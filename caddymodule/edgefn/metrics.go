@@ -24,6 +24,9 @@ var (
 	instancesLive = promreg.GaugeVec("edge_function", "instances",
 		"Instances alive (the pool's size).",
 		"function")
+	compiledGauge = promreg.GaugeVec("edge_function", "compiled",
+		"1 once the function runs as compiled code; 0 while wazero's interpreter serves it (the first seconds after a cold install).",
+		"function")
 	fetchesTotal = promreg.CounterVec("edge_function", "fetches_total",
 		"fetch calls from functions, by outcome: ok, refused (not the request's host or fetch_allow), failed.",
 		"function", "outcome")
@@ -31,7 +34,7 @@ var (
 
 // RegisterMetrics registers the functions' metrics in ctx's registry.
 func RegisterMetrics(ctx caddy.Context) error {
-	return promreg.Register(ctx, invocationsTotal, durationSeconds, trapsTotal, timeoutsTotal, instancesLive, fetchesTotal)
+	return promreg.Register(ctx, invocationsTotal, durationSeconds, trapsTotal, timeoutsTotal, instancesLive, fetchesTotal, compiledGauge)
 }
 
 type fnMetrics struct {
@@ -39,7 +42,7 @@ type fnMetrics struct {
 	fetches         map[string]prometheus.Counter
 	duration        prometheus.Observer
 	traps, timeouts prometheus.Counter
-	live            prometheus.Gauge
+	live, compiled  prometheus.Gauge
 }
 
 func metricsFor(fn string) *fnMetrics {
@@ -50,6 +53,7 @@ func metricsFor(fn string) *fnMetrics {
 		traps:       trapsTotal.WithLabelValues(fn),
 		timeouts:    timeoutsTotal.WithLabelValues(fn),
 		live:        instancesLive.WithLabelValues(fn),
+		compiled:    compiledGauge.WithLabelValues(fn),
 	}
 	for _, o := range []string{"ok", "trap", "timeout", "limit", "busy", "bad_response"} {
 		m.invocations[o] = invocationsTotal.WithLabelValues(fn, o)

@@ -29,7 +29,24 @@ func edgefnSetup(t *testing.T) *edgefnFixture {
 	if testing.Short() {
 		t.Skip("-short: end-to-end")
 	}
-	edgefnOnce.Do(func() { edgefnFix, edgefnErr = startEdgefnFixture(t) })
+	edgefnOnce.Do(func() {
+		edgefnFix, edgefnErr = startEdgefnFixture(t)
+		if edgefnErr != nil {
+			return
+		}
+		// The tests are about the function's limits as compiled code:
+		// wazero's interpreter serves only until the compiler is done,
+		// and it is far slower (an allocation loop meets its deadline
+		// before its memory limit).
+		deadline := time.Now().Add(2 * time.Minute)
+		for edgefnFix.metric(t, "conductor_edge_function_compiled", `function="test"`) != 1 {
+			if time.Now().After(deadline) {
+				edgefnErr = fmt.Errorf("the test function was not compiled within 2 minutes")
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	if edgefnErr != nil {
 		t.Fatal(edgefnErr)
 	}
