@@ -19,16 +19,24 @@ type packetReader struct {
 	gro   bool // the kernel coalesces runs of datagrams (gro_linux.go)
 }
 
-const readBatchSize = 32
+const (
+	readBatchSize = 32
+	groBatchSize  = 4
+)
 
 func newPacketReader(c net.PacketConn, bufSize int) *packetReader {
 	r := &packetReader{conn: c}
 	if uc, ok := c.(*net.UDPConn); ok {
 		r.batch = ipv4.NewPacketConn(uc)
-		r.msgs = make([]ipv4.Message, readBatchSize)
+		n := readBatchSize
 		if r.gro = enableGRO(c); r.gro {
+			// Each buffer takes a coalesced run of up to 64 kB: fewer of
+			// them hold as much (and 32 of 64 kB cost the idle process
+			// measurably, in the race detector most of all).
 			bufSize = max(bufSize, groMaxBuffer)
+			n = groBatchSize
 		}
+		r.msgs = make([]ipv4.Message, n)
 		for i := range r.msgs {
 			r.msgs[i].Buffers = [][]byte{make([]byte, bufSize)}
 			if r.gro {
