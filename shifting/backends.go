@@ -154,7 +154,7 @@ func linkScore(st *Snapshot, s *Site, upstream string) float64 {
 	return sum / float64(n)
 }
 
-// validSiteName: a host name, as bundles name sites.
+// validSiteName: a host name, as bundles and the API name sites.
 func validSiteName(site string) bool {
 	return site != "" && len(site) <= 253 && !strings.ContainsAny(site, "/\\ \t\n:*")
 }

@@ -71,7 +71,7 @@ func parseVersion(s string) (uint64, error) {
 }
 
 func (m *Manifest) check() error {
-	if m.Site == "" || strings.ContainsAny(m.Site, "/\\ \t\n:*") || len(m.Site) > 253 {
+	if !validSiteName(m.Site) {
 		return fmt.Errorf("site %q is not a host name", m.Site)
 	}
 	if _, err := parseVersion(m.Version); err != nil {

@@ -35,15 +35,14 @@ const (
 var pmtuCandidates = []int{4096, 8952, 16384, 32768, 65000}
 
 type pmtuSearch struct {
-	df       bool  // the socket sets don't-fragment: probing is safe
-	base     int   // where the session started, and falls back to
-	ceiling  int   // the largest size either end takes
-	cands    []int // sizes still to try, ascending
-	probePN  uint64
-	probeAt  time.Time // when the probe in flight was sent; zero: none
-	probeLen int
-	fails    int
-	nextAt   time.Time // no probe before this
+	df      bool  // the socket sets don't-fragment: probing is safe
+	base    int   // where the session started, and falls back to
+	ceiling int   // the largest size either end takes
+	cands   []int // sizes still to try, ascending
+	probePN uint64
+	probeAt time.Time // when the probe in flight was sent; zero: none
+	fails   int
+	nextAt  time.Time // no probe before this
 }
 
 // start begins the search after the handshake.
@@ -112,7 +111,7 @@ func (s *Session) pmtuProbeLocked(now time.Time, size int) []byte {
 	s.lr.sent.onSent(sp)
 	s.counters.packetsSent++
 	s.counters.bytesSent += uint64(len(pkt))
-	s.pmtu.probePN, s.pmtu.probeAt, s.pmtu.probeLen = pn, now, len(pkt)
+	s.pmtu.probePN, s.pmtu.probeAt = pn, now
 	return pkt
 }
 
@@ -133,9 +132,9 @@ func (s *Session) pmtuAckedLocked(pn uint64, size int) {
 }
 
 // pmtuLostLocked: recovery declared the probe lost.
-func (s *Session) pmtuLostLocked(pn uint64, _ time.Time) {
+func (s *Session) pmtuLostLocked(pn uint64, now time.Time) {
 	if pn == s.pmtu.probePN && !s.pmtu.probeAt.IsZero() {
-		s.pmtu.lost(time.Now())
+		s.pmtu.lost(now)
 	}
 }
 

@@ -154,7 +154,7 @@ func (s *Session) onFramesLostLocked(p *sentPacket) {
 		case sfHandshakeDone:
 			s.hsDoneQueue = true
 		case sfPMTUProbe:
-			s.pmtuLostLocked(p.pn, p.sent)
+			s.pmtuLostLocked(p.pn, time.Now())
 		}
 	}
 }

@@ -198,10 +198,12 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	// The front-end's own requests (polls, cache refreshes and warms, one
 	// per URL at a time) take no visitor's share of the budget.
-	if !selfrequest.Is(r) && !urgent {
-		g.obs.offer(time.Now())
+	paced := !selfrequest.Is(r) && !urgent
+	now := time.Now()
+	if paced && g.Fleet {
+		g.obs.offer(now) // the demand the manager sizes this gate's share by
 	}
-	if !selfrequest.Is(r) && !urgent && !g.bucket.take(time.Now()) {
+	if paced && !g.bucket.take(now) {
 		idx, _, _ := g.obs.Get()
 		gateShed.WithLabelValues(g.Name).Inc()
 		return pages.Write(w, r, pages.Wait, g.tmpl, http.StatusServiceUnavailable, pages.Data{
