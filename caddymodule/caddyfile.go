@@ -213,6 +213,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		compress
 //		dial_timeout            <duration>
 //		response_header_timeout <duration>
+//		max_idle_streams        <n>
 //	}
 func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // "tmp"
@@ -249,8 +250,17 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				t.ResponseHeaderTimeout = caddy.Duration(dur)
 			}
+		case "max_idle_streams":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 0 {
+				return d.Errf("tmp transport: max_idle_streams %q: want a whole number, 0 to keep none", d.Val())
+			}
+			t.MaxIdleStreams = &n
 		default:
-			return d.Errf("tmp transport: unrecognized option %q (want default_priority, compress, dial_timeout or response_header_timeout)", opt)
+			return d.Errf("tmp transport: unrecognized option %q (want default_priority, compress, dial_timeout, response_header_timeout or max_idle_streams)", opt)
 		}
 	}
 	return nil

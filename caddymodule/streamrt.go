@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,27 +15,47 @@ import (
 	"time"
 )
 
-// roundTripStream sends a request on a stream of its own and reads the
-// answer: HTTP/1.1, one request per stream, the stream closed with the
-// response body.
+// roundTripStream sends a request on a stream and reads the answer, in
+// HTTP/1.1. The stream is a kept one (idlestreams.go) for a request
+// without a body and safe to repeat, or else a fresh one at the request's
+// priority; after a clean exchange it is kept for the next request.
 //
-// Why not net/http's Transport: with one stream per request (the
-// request's own priority, no head-of-line blocking), its per-connection
-// machinery (a persistConn with a read goroutine and a write goroutine,
-// their buffers, the idle pool's bookkeeping) did nothing useful, as a
-// connection is never reused, and it was over a quarter of the
-// front-end's CPU for 1 kB responses in `conductor bench proxy`. Here a
-// request without a body costs no goroutine, and the buffers are pooled.
+// Why not net/http's Transport: its per-connection machinery (a
+// persistConn with a read goroutine and a write goroutine, their buffers,
+// the idle pool's bookkeeping) was over a quarter of the front-end's CPU
+// for 1 kB responses in `conductor bench proxy`, when each request had a
+// stream of its own. Here a request without a body costs no goroutine,
+// and the buffers are pooled.
 func (t *Transport) roundTripStream(req *http.Request) (*http.Response, error) {
+	key := idleKey{addr: req.URL.Host, prio: t.priority(req.Context())}
+	keep := func(st net.Conn) bool { return t.idle != nil && t.idle.put(key, st) }
+	if t.idle != nil && !req.Close && (req.Body == nil || req.Body == http.NoBody) && replayable(req) {
+		for st := t.idle.get(key); st != nil; st = t.idle.get(key) {
+			resp, err := t.exchange(req, st, true, keep)
+			if !errors.Is(err, errStaleStream) {
+				return resp, err
+			}
+			// The back-end closed the kept stream before it read the
+			// request: nothing was done, and the request goes again.
+		}
+	}
 	st, err := t.dial(req.Context(), "tmp", req.URL.Host)
 	if err != nil {
 		return nil, err
 	}
-	return t.exchange(req, st)
+	return t.exchange(req, st, false, keep)
 }
 
-// exchange is one request and its answer on st, which it owns.
-func (t *Transport) exchange(req *http.Request, st net.Conn) (*http.Response, error) {
+// errStaleStream: a kept stream ended before any of its answer came, as
+// an idle HTTP/1.1 connection does when the server closes it first. Only
+// requests safe to repeat are sent on kept streams, so it is sent again.
+var errStaleStream = errors.New("tmp: kept stream closed by the back-end")
+
+// exchange is one request and its answer on st, which it owns. reused says
+// st carried an earlier exchange. When the answer has been read to its end
+// and both sides allow it, keep is offered the stream; otherwise (or if
+// keep declines) the stream is closed.
+func (t *Transport) exchange(req *http.Request, st net.Conn, reused bool, keep func(net.Conn) bool) (*http.Response, error) {
 	ctx := req.Context()
 	stop := context.AfterFunc(ctx, func() { st.Close() })
 	abort := func(err error) (*http.Response, error) {
@@ -42,24 +63,37 @@ func (t *Transport) exchange(req *http.Request, st net.Conn) (*http.Response, er
 		st.Close()
 		return nil, err
 	}
-	// The back-end closes the stream after its response.
-	req.Close = true
 	var writeErr chan error
 	if req.Body == nil || req.Body == http.NoBody {
 		if err := t.writeRequest(req, st); err != nil {
+			if reused && ctx.Err() == nil {
+				err = fmt.Errorf("%w: %w", errStaleStream, err)
+			}
 			return abort(err)
 		}
 	} else {
+		// A stream that carried a body is not kept: net/http's server
+		// reads up to 256 kB of an unread body before it answers a
+		// request that lets it keep the connection, and an early answer
+		// (413 to a body still coming) would wait for it.
+		req.Close = true
 		// The back-end may answer before it has read the whole body (and
 		// a body that streams is read while the answer comes).
 		writeErr = make(chan error, 1)
 		go func() { writeErr <- t.writeRequest(req, st) }()
 	}
+	var src io.Reader = st
+	var got *countingReader
+	if reused {
+		got = &countingReader{r: st}
+		src = got
+	}
 	br := t.readers.Get().(*bufio.Reader)
-	br.Reset(st)
+	br.Reset(src)
 	var timedOut atomic.Bool
+	var timer *time.Timer
 	if d := time.Duration(t.ResponseHeaderTimeout); d > 0 {
-		timer := time.AfterFunc(d, func() { timedOut.Store(true); st.Close() })
+		timer = time.AfterFunc(d, func() { timedOut.Store(true); st.Close() })
 		defer timer.Stop()
 	}
 	for {
@@ -70,6 +104,8 @@ func (t *Transport) exchange(req *http.Request, st net.Conn) (*http.Response, er
 			switch {
 			case timedOut.Load():
 				err = errors.New("tmp: timeout awaiting response headers")
+			case reused && got.n == 0 && ctx.Err() == nil:
+				err = fmt.Errorf("%w: %w", errStaleStream, err)
 			case writeErr != nil:
 				select {
 				case werr := <-writeErr:
@@ -100,10 +136,29 @@ func (t *Transport) exchange(req *http.Request, st net.Conn) (*http.Response, er
 			resp.Body = &upgradedStream{streamBody: sb}
 			return resp, nil
 		}
+		if !req.Close && !resp.Close && (timer == nil || timer.Stop()) {
+			// Kept only if the answer is read to its end, the request was
+			// all sent, and nothing more came (streamBody.Close).
+			sb.keep, sb.writeErr = keep, writeErr
+			sb.eof = resp.Body == http.NoBody
+		}
 		sb.rc = resp.Body
 		resp.Body = sb
 		return resp, nil
 	}
+}
+
+// countingReader counts the bytes read through it: a kept stream that
+// gave none of its answer can be told from one that failed midway.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 // writeRequest writes req on the stream through a pooled buffer.
@@ -119,8 +174,10 @@ func (t *Transport) writeRequest(req *http.Request, st net.Conn) error {
 	return err
 }
 
-// streamBody is a response body: closing it closes the stream (first, so
-// that an unread remainder is not drained) and returns the buffer.
+// streamBody is a response body. Closing it keeps the stream for another
+// exchange if the answer was read to its end and the request was all sent;
+// otherwise it closes the stream (first, so that an unread remainder is not
+// drained). Either way the buffer goes back to its pool.
 type streamBody struct {
 	rc   io.ReadCloser
 	st   net.Conn
@@ -128,19 +185,47 @@ type streamBody struct {
 	br   *bufio.Reader
 	pool *sync.Pool
 	once sync.Once
+
+	keep     func(net.Conn) bool // nil: never kept
+	writeErr chan error          // the body writer's result, if the request had a body
+	eof      bool
 }
 
-func (b *streamBody) Read(p []byte) (int, error) { return b.rc.Read(p) }
+func (b *streamBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
 
 func (b *streamBody) Close() error {
 	b.once.Do(func() {
-		b.stop()
-		b.st.Close()
+		// stop reports false if the request's context already closed
+		// the stream.
+		live := b.stop()
+		kept := live && b.keep != nil && b.eof && b.br.Buffered() == 0 && b.requestSent() && b.keep(b.st)
+		if !kept {
+			b.st.Close()
+		}
 		b.rc.Close()
 		b.br.Reset(nil)
 		b.pool.Put(b.br)
 	})
 	return nil
+}
+
+// requestSent reports whether the whole request went out without error.
+func (b *streamBody) requestSent() bool {
+	if b.writeErr == nil {
+		return true
+	}
+	select {
+	case err := <-b.writeErr:
+		return err == nil
+	default:
+		return false // still writing: the back-end answered early
+	}
 }
 
 // upgradedStream is the body of a 101 answer: the stream itself.

@@ -36,7 +36,7 @@ func exchangeServer(t *testing.T, h http.Handler) (*Transport, func(*http.Reques
 		if err != nil {
 			return nil, err
 		}
-		return tr.exchange(req, c)
+		return tr.exchange(req, c, false, nil)
 	}
 }
 
@@ -79,7 +79,7 @@ func TestStreamExchange(t *testing.T) {
 		resp.Body.Close()
 		return resp, string(b), nil
 	}
-	if resp, body, err := get("GET", "/", nil); err != nil || resp.StatusCode != 200 || body != "hello close" {
+	if resp, body, err := get("GET", "/", nil); err != nil || resp.StatusCode != 200 || body != "hello " {
 		t.Fatalf("GET: %v %v %q", err, resp, body)
 	}
 	if resp, body, err := get("HEAD", "/", nil); err != nil || resp.StatusCode != 200 || body != "" {

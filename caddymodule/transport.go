@@ -38,10 +38,15 @@ type Transport struct {
 	// ResponseHeaderTimeout bounds the wait for the back-end's response
 	// headers. Default: none.
 	ResponseHeaderTimeout caddy.Duration `json:"response_header_timeout,omitempty"`
+	// MaxIdleStreams bounds the streams kept open between requests, for
+	// the next request at the same priority (idlestreams.go). Default 64;
+	// 0 keeps none, and every request opens a stream of its own.
+	MaxIdleStreams *int `json:"max_idle_streams,omitempty"`
 
 	app     *App
 	readers *sync.Pool // *bufio.Reader, for responses (streamrt.go)
 	writers *sync.Pool // *bufio.Writer, for requests
+	idle    *idleStreams
 }
 
 // CaddyModule returns the Caddy module information.
@@ -64,6 +69,22 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	}
 	t.readers = &sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 	t.writers = &sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+	maxIdle := defaultMaxIdleStreams
+	if t.MaxIdleStreams != nil {
+		maxIdle = *t.MaxIdleStreams
+	}
+	if maxIdle > 0 {
+		t.idle = newIdleStreams(maxIdle)
+	}
+	return nil
+}
+
+// Cleanup closes the kept streams when the config that made the transport
+// is unloaded.
+func (t *Transport) Cleanup() error {
+	if t.idle != nil {
+		t.idle.close()
+	}
 	return nil
 }
 
@@ -71,6 +92,9 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 func (t *Transport) Validate() error {
 	if p := t.DefaultPriority; p != nil && !priority.Valid(*p) {
 		return fmt.Errorf("tmp transport: default_priority %d out of range 0..%d", *p, priority.Levels-1)
+	}
+	if t.MaxIdleStreams != nil && *t.MaxIdleStreams < 0 {
+		return fmt.Errorf("tmp transport: max_idle_streams must not be negative")
 	}
 	if t.DialTimeout < 0 || t.ResponseHeaderTimeout < 0 {
 		return fmt.Errorf("tmp transport: timeouts must not be negative")
@@ -162,7 +186,8 @@ func (t *Transport) priority(ctx context.Context) tmptransport.Priority {
 
 // Interface guards.
 var (
-	_ caddy.Provisioner = (*Transport)(nil)
-	_ caddy.Validator   = (*Transport)(nil)
-	_ http.RoundTripper = (*Transport)(nil)
+	_ caddy.Provisioner  = (*Transport)(nil)
+	_ caddy.Validator    = (*Transport)(nil)
+	_ caddy.CleanerUpper = (*Transport)(nil)
+	_ http.RoundTripper  = (*Transport)(nil)
 )

@@ -125,6 +125,7 @@ func runLink(ctx context.Context, o Options, spec transportbench.ProfileSpec, na
 	var urgent []time.Duration
 	lctx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
+	profiles := o.profileBoth(ctx, dir, peer, spec.Name+"-"+name)
 	fc, bc := front.CPU(), back.CPU()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -177,6 +178,7 @@ func runLink(ctx context.Context, o Options, spec transportbench.ProfileSpec, na
 	}()
 	wg.Wait()
 	took := time.Since(start).Seconds()
+	profiles()
 	fc, bc = front.CPU()-fc, back.CPU()-bc
 	res.GoodputMbps = float64(moved.Load()) * 8 / took / 1e6
 	res.Errors = int(errs.Load())
@@ -193,10 +195,9 @@ func runLink(ctx context.Context, o Options, spec transportbench.ProfileSpec, na
 
 // linkBackend: in namespace B, beside nginx.
 func linkBackend(dir string, l *wan.Link) string {
-	origin := fmt.Sprintf("127.0.0.1:%d", originPort)
 	return globals(dir, "backend", "\tconductor {\n\t\tname be1\n\t\trole backend\n\t}\n") +
-		fmt.Sprintf("http://:%d {\n\tbind tmp/%s\n\treverse_proxy %s\n}\n", tmpPort, l.AddrB, origin) +
-		fmt.Sprintf("https://%s:%d {\n\ttls internal\n\treverse_proxy %s\n}\n", l.AddrB, tlsPort, origin)
+		fmt.Sprintf("http://:%d {\n\tbind tmp/%s\n\t%s\n}\n", tmpPort, l.AddrB, toOrigin) +
+		fmt.Sprintf("https://%s:%d {\n\ttls internal\n\t%s\n}\n", l.AddrB, tlsPort, toOrigin)
 }
 
 // linkFrontend: in namespace A, one site for the peer, urgent requests
