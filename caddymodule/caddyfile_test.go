@@ -45,7 +45,7 @@ func TestCaddyfileErrorsNameTheProblem(t *testing.T) {
 		"unknown tls option":    {"{\n\tconductor {\n\t\ttls {\n\t\t\tcert foo\n\t\t}\n\t}\n}\n:80\n", `conductor: unrecognized tls option "cert" (want cert_file, key_file, ca_file, ca, fleet, cert_lifetime or server_name), at Caddyfile:4`},
 		"bad idle timeout":      {"{\n\tconductor {\n\t\tidle_timeout soon\n\t}\n}\n:80\n", `idle_timeout "soon": want a positive duration`},
 		"unknown transport option": {":80 {\n\treverse_proxy be:4433 {\n\t\ttransport tmp {\n\t\t\tpriority 1\n\t\t}\n\t}\n}\n",
-			`tmp transport: unrecognized option "priority" (want default_priority, compress, dial_timeout or response_header_timeout), at Caddyfile:4`},
+			`tmp transport: unrecognized option "priority" (want default_priority, compress, dial_timeout, response_header_timeout or max_idle_streams), at Caddyfile:4`},
 		"service option": {"{\n\tconductor {\n\t\tservice smtp 127.0.0.1:25 {\n\t\t\tproxy v2\n\t\t}\n\t}\n}\n:80\n",
 			`conductor: service smtp: unrecognized option "proxy" (want proxy_protocol), at Caddyfile:4`},
 		"proxy protocol version": {"{\n\tconductor {\n\t\tservice smtp 127.0.0.1:25 {\n\t\t\tproxy_protocol v3\n\t\t}\n\t}\n}\n:80\n",
