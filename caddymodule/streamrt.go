@@ -39,7 +39,7 @@ func (t *Transport) roundTripStream(req *http.Request) (*http.Response, error) {
 			// request: nothing was done, and the request goes again.
 		}
 	}
-	st, err := t.dial(req.Context(), "tmp", req.URL.Host)
+	st, err := t.dial(req.Context(), key.addr, key.prio)
 	if err != nil {
 		return nil, err
 	}
@@ -137,9 +137,10 @@ func (t *Transport) exchange(req *http.Request, st net.Conn, reused bool, keep f
 			return resp, nil
 		}
 		if !req.Close && !resp.Close && (timer == nil || timer.Stop()) {
-			// Kept only if the answer is read to its end, the request was
-			// all sent, and nothing more came (streamBody.Close).
-			sb.keep, sb.writeErr = keep, writeErr
+			// A bodiless request (one with a body set req.Close), all
+			// sent: kept only if the answer is read to its end and
+			// nothing more came (streamBody.Close).
+			sb.keep = keep
 			sb.eof = resp.Body == http.NoBody
 		}
 		sb.rc = resp.Body
@@ -175,8 +176,7 @@ func (t *Transport) writeRequest(req *http.Request, st net.Conn) error {
 }
 
 // streamBody is a response body. Closing it keeps the stream for another
-// exchange if the answer was read to its end and the request was all sent;
-// otherwise it closes the stream (first, so that an unread remainder is not
+// exchange if the answer was read to its end; otherwise it closes the stream (first, so that an unread remainder is not
 // drained). Either way the buffer goes back to its pool.
 type streamBody struct {
 	rc   io.ReadCloser
@@ -186,9 +186,8 @@ type streamBody struct {
 	pool *sync.Pool
 	once sync.Once
 
-	keep     func(net.Conn) bool // nil: never kept
-	writeErr chan error          // the body writer's result, if the request had a body
-	eof      bool
+	keep func(net.Conn) bool // nil: never kept
+	eof  bool
 }
 
 func (b *streamBody) Read(p []byte) (int, error) {
@@ -204,7 +203,7 @@ func (b *streamBody) Close() error {
 		// stop reports false if the request's context already closed
 		// the stream.
 		live := b.stop()
-		kept := live && b.keep != nil && b.eof && b.br.Buffered() == 0 && b.requestSent() && b.keep(b.st)
+		kept := live && b.keep != nil && b.eof && b.br.Buffered() == 0 && b.keep(b.st)
 		if !kept {
 			b.st.Close()
 		}
@@ -213,19 +212,6 @@ func (b *streamBody) Close() error {
 		b.pool.Put(b.br)
 	})
 	return nil
-}
-
-// requestSent reports whether the whole request went out without error.
-func (b *streamBody) requestSent() bool {
-	if b.writeErr == nil {
-		return true
-	}
-	select {
-	case err := <-b.writeErr:
-		return err == nil
-	default:
-		return false // still writing: the back-end answered early
-	}
 }
 
 // upgradedStream is the body of a 101 answer: the stream itself.

@@ -150,11 +150,10 @@ func replayable(req *http.Request) bool {
 	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 }
 
-// dial opens a stream to the back-end at addr. Failures are DialErrors, so
+// dial opens a stream at prio to the back-end at addr. Failures are DialErrors, so
 // reverse_proxy may retry them on another upstream even for non-idempotent
 // requests: nothing was sent.
-func (t *Transport) dial(ctx context.Context, _, addr string) (net.Conn, error) {
-	prio := t.priority(ctx)
+func (t *Transport) dial(ctx context.Context, addr string, prio tmptransport.Priority) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(t.DialTimeout))
 	defer cancel()
 	u := t.app.upstreamFor(addr)

@@ -78,18 +78,7 @@ func (m *Manager) handleAssignBackend(w http.ResponseWriter, r *http.Request, c 
 }
 
 func (m *Manager) handleReleaseBackend(w http.ResponseWriter, r *http.Request, c caller) {
-	site, node := r.PathValue("site"), r.PathValue("id")
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.state.Sites[site]
-	if s == nil || s.Backends[node] == nil {
-		http.Error(w, "not assigned", http.StatusNotFound)
-		return
-	}
-	delete(s.Backends, node)
-	m.recordLocked(Decision{Time: time.Now(), Site: site, Node: node, Action: "release-backend", Reason: "operator request: its streams drain", By: c.operator.Name})
-	m.bumpLocked()
-	w.WriteHeader(http.StatusNoContent)
+	m.release(w, r, c, func(s *Site) map[string]*Assignment { return s.Backends }, "release-backend", "operator request: its streams drain")
 }
 
 // placeBackends gives a site a back-end when none of its back-ends is

@@ -574,16 +574,22 @@ func (m *Manager) peersLocked(site, node string) []string {
 }
 
 func (m *Manager) handleRelease(w http.ResponseWriter, r *http.Request, c caller) {
+	m.release(w, r, c, func(s *Site) map[string]*Assignment { return s.Assigned }, "release", "operator request")
+}
+
+// release ends the assignment of node {id} to site {site} in the map that
+// of picks (front-ends or back-ends), as the operator asked.
+func (m *Manager) release(w http.ResponseWriter, r *http.Request, c caller, of func(*Site) map[string]*Assignment, action, reason string) {
 	site, node := r.PathValue("site"), r.PathValue("id")
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.state.Sites[site]
-	if s == nil || s.Assigned[node] == nil {
+	if s == nil || of(s)[node] == nil {
 		http.Error(w, "not assigned", http.StatusNotFound)
 		return
 	}
-	delete(s.Assigned, node)
-	m.recordLocked(Decision{Time: time.Now(), Site: site, Node: node, Action: "release", Reason: "operator request", By: c.operator.Name})
+	delete(of(s), node)
+	m.recordLocked(Decision{Time: time.Now(), Site: site, Node: node, Action: action, Reason: reason, By: c.operator.Name})
 	m.bumpLocked()
 	w.WriteHeader(http.StatusNoContent)
 }
