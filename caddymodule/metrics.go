@@ -20,6 +20,8 @@ import (
 var (
 	descStreams = prometheus.NewDesc("conductor_tmp_session_open_streams",
 		"Streams open on a TMP session.", []string{"role", "peer"}, nil)
+	descOpened = prometheus.NewDesc("conductor_tmp_session_streams_opened_total",
+		"Streams opened on a TMP session by either end.", []string{"role", "peer"}, nil)
 	descRTT = prometheus.NewDesc("conductor_tmp_session_rtt_seconds",
 		"Smoothed round-trip time of a TMP session.", []string{"role", "peer"}, nil)
 	descMinRTT = prometheus.NewDesc("conductor_tmp_session_min_rtt_seconds",
@@ -54,7 +56,7 @@ var (
 type tmpCollector struct{}
 
 func (tmpCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descStreams, descRTT, descMinRTT, descLoss, descWindow, descBytes, descPackets,
+	for _, d := range []*prometheus.Desc{descStreams, descOpened, descRTT, descMinRTT, descLoss, descWindow, descBytes, descPackets,
 		descRefused, descRetries, descResets, descUndecryptable, descReplayed, descHalfOpen} {
 		ch <- d
 	}
@@ -87,6 +89,7 @@ func ratio(lost, received uint64) float64 {
 func collectSession(ch chan<- prometheus.Metric, role, peer string, st tmptransport.Stats) {
 	g := prometheus.GaugeValue
 	ch <- prometheus.MustNewConstMetric(descStreams, g, float64(st.OpenStreams), role, peer)
+	ch <- prometheus.MustNewConstMetric(descOpened, prometheus.CounterValue, float64(st.StreamsOpened), role, peer)
 	ch <- prometheus.MustNewConstMetric(descRTT, g, st.SmoothedRTT.Seconds(), role, peer)
 	ch <- prometheus.MustNewConstMetric(descMinRTT, g, st.MinRTT.Seconds(), role, peer)
 	ch <- prometheus.MustNewConstMetric(descLoss, g, ratio(st.Outbound.PacketsLost, st.Outbound.PacketsReceived), role, peer, "outbound")

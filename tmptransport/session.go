@@ -117,6 +117,7 @@ type counters struct {
 	retransmittedBytes, streamBytesSent, urgentCopyBytes, migrations    uint64
 	sentByPriority, receivedByPriority                                  [NumPriorities]uint64
 	decryptFailures, replays, malformed                                 uint64
+	streamsOpened                                                       uint64
 }
 
 func newSession(cfg *Config, isClient bool, conn net.PacketConn, remote net.Addr, id sessionID, l *Listener) *Session {
@@ -255,6 +256,8 @@ type Stats struct {
 	StreamBytesSent, StreamBytesReceived [NumPriorities]uint64
 
 	OpenStreams int
+	// StreamsOpened counts the streams opened by either end so far.
+	StreamsOpened uint64
 	// RingSockets and RingReady are the blender's nSockets and nReady per
 	// priority.
 	RingSockets, RingReady [NumPriorities]int
@@ -287,6 +290,7 @@ func (s *Session) Stats() Stats {
 		ReplaysDropped:      s.counters.replays,
 		OverloadDrops:       s.overloadDrops.Load(),
 		OpenStreams:         len(s.tab.streams),
+		StreamsOpened:       s.counters.streamsOpened,
 		PacketSize:          s.maxPacket,
 		StreamBytesSent:     s.counters.sentByPriority,
 		StreamBytesReceived: s.counters.receivedByPriority,

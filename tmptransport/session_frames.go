@@ -80,6 +80,7 @@ func (s *Session) streamForLocked(id uint64, create bool) (*Stream, error) {
 	}
 	st := newStream(s, id, 2, false)
 	s.tab.streams[id] = st
+	s.counters.streamsOpened++
 	s.blend.add(&st.entry)
 	s.updateFlowsLocked()
 	return st, nil

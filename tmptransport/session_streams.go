@@ -48,6 +48,7 @@ func (s *Session) OpenStreamOptions(ctx context.Context, o OpenStreamOptions) (*
 			}
 			st.openQueued = true
 			s.tab.streams[st.id] = st
+			s.counters.streamsOpened++
 			s.blend.add(&st.entry)
 			s.queueStreamControlLocked(st)
 			s.updateFlowsLocked()

@@ -306,3 +306,41 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatalf("%d of %d requests failed across reloads; first: %v", bad.Load(), ok.Load()+bad.Load(), firstErr.Load())
 	}
 }
+
+// Kept streams: sequential GETs through a front-end to the origin ride the
+// stream the last one left open (HTTP/1.1 keep-alive on a stream), while a
+// request with a body opens a stream of its own. Counted by the front-end's
+// conductor_tmp_session_streams_opened_total, against real Caddys.
+func TestKeptStreamsServeSequentialRequests(t *testing.T) {
+	tp := shared(t)
+	labels := fmt.Sprintf(`peer="%s",role="frontend"`, tp.Opts.BackendTMP)
+	const name = "conductor_tmp_session_streams_opened_total"
+	get(t, tp.FrontendURL(0)+"/whoami") // a session, and a stream to keep
+	_, body := get(t, "http://"+tp.FrontendAdmin(0)+"/metrics")
+	if !bytes.Contains(body, []byte(name+"{"+labels+"}")) {
+		t.Fatalf("front-end metrics lack %s{%s}", name, labels)
+	}
+	before := frontendMetric(t, tp, 0, name, labels)
+	const n = 50
+	for i := range n {
+		code, b := get(t, tp.FrontendURL(0)+"/whoami")
+		if code != 200 || !bytes.Contains(b, []byte("x_forwarded_for")) {
+			t.Fatalf("request %d: %d %q", i, code, b)
+		}
+	}
+	// Health checks and other traffic of the shared topology may open a
+	// few; one stream per request would be 50.
+	if opened := frontendMetric(t, tp, 0, name, labels) - before; opened > 5 {
+		t.Fatalf("%d sequential GETs opened %.0f streams, want them on kept ones (at most 5)", n, opened)
+	}
+	before = frontendMetric(t, tp, 0, name, labels)
+	resp, err := client.Post(tp.FrontendURL(0)+"/echo", "text/plain", strings.NewReader("body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if opened := frontendMetric(t, tp, 0, name, labels) - before; opened < 1 {
+		t.Fatalf("a POST opened %.0f streams, want its own", opened)
+	}
+}
