@@ -215,5 +215,6 @@ func (c *Config) transportParams() *transportParams {
 		MaxPacketSize:        uint64(c.MaxPacketSize),
 		IdleTimeout:          c.IdleTimeout,
 		MaxAckDelay:          c.MaxAckDelay,
+		StreamMore:           true,
 	}
 }

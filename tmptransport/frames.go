@@ -29,6 +29,7 @@ const (
 	frameHandshakeDone = 0x0f
 	framePathChallenge = 0x10
 	framePathResponse  = 0x11
+	frameStreamMore    = 0x12 // STREAM, with more of the stream queued behind it
 )
 
 // Limits that bound what a peer can make us allocate while parsing.
@@ -138,18 +139,25 @@ type streamFrame struct {
 	Offset   uint64
 	Data     []byte
 	Fin      bool
+	// More says the sender had more of the stream queued right behind this
+	// frame (STREAM_MORE): the receiver may let the data wait for it before
+	// it wakes its reader. Never with Fin.
+	More bool
 }
 
 func (f *streamFrame) appendTo(b []byte) []byte {
-	return append(appendStreamFrameHeader(b, f.StreamID, f.Offset, uint64(len(f.Data)), f.Fin), f.Data...)
+	return append(appendStreamFrameHeader(b, f.StreamID, f.Offset, uint64(len(f.Data)), f.Fin, f.More), f.Data...)
 }
 
 // appendStreamFrameHeader writes a STREAM frame's header; n bytes of data
-// must follow.
-func appendStreamFrameHeader(b []byte, id, off, n uint64, fin bool) []byte {
+// must follow. fin wins over more: the end of a stream is always delivered.
+func appendStreamFrameHeader(b []byte, id, off, n uint64, fin, more bool) []byte {
 	t := byte(frameStream)
-	if fin {
+	switch {
+	case fin:
 		t = frameStreamFin
+	case more:
+		t = frameStreamMore
 	}
 	b = append(b, t)
 	b = quicvarint.Append(b, id)
@@ -315,7 +323,7 @@ func (p *frameParser) next() (frame, error) {
 		f = &cryptoFrame{Offset: off, Data: p.bytes(p.varint("crypto length"), "crypto data")}
 	case frameStreamOpen:
 		f = p.streamOpen()
-	case frameStream, frameStreamFin:
+	case frameStream, frameStreamFin, frameStreamMore:
 		id := p.varint("stream id")
 		off := p.varint("stream offset")
 		data := p.bytes(p.varint("stream length"), "stream data")
@@ -326,7 +334,7 @@ func (p *frameParser) next() (frame, error) {
 		if sf == nil {
 			sf = new(streamFrame)
 		}
-		*sf = streamFrame{StreamID: id, Offset: off, Data: data, Fin: t == frameStreamFin}
+		*sf = streamFrame{StreamID: id, Offset: off, Data: data, Fin: t == frameStreamFin, More: t == frameStreamMore}
 		f = sf
 	case frameMaxData:
 		f = &maxDataFrame{Max: p.varint("max data")}

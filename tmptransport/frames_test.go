@@ -27,6 +27,7 @@ func allFrames() []frame {
 			Source: netip.MustParseAddrPort("[2001:db8::7]:40123"), Destination: netip.MustParseAddrPort("[2001:db8::1]:5432")},
 		&streamFrame{StreamID: 12, Offset: 1 << 40, Data: []byte("sub-packet"), Fin: true},
 		&streamFrame{StreamID: 3, Offset: 0, Data: []byte{}},
+		&streamFrame{StreamID: 7, Offset: 1452, Data: []byte("more behind"), More: true},
 		&maxDataFrame{Max: 1 << 30},
 		&maxStreamDataFrame{StreamID: 99, Max: 1 << 20},
 		&maxStreamsFrame{Max: 4096},
@@ -166,7 +167,7 @@ func FuzzParsePacket(f *testing.F) {
 func TestTransportParamsRoundTripAndErrors(t *testing.T) {
 	p := &transportParams{InitialMaxStreamData: 1 << 18, InitialMaxData: 1 << 20, MaxStreams: 4096,
 		MaxPacketSize: 1452, IdleTimeout: 30 * time.Second, MaxAckDelay: 10 * time.Millisecond,
-		StatelessResetToken: bytes.Repeat([]byte{7}, 16)}
+		StatelessResetToken: bytes.Repeat([]byte{7}, 16), StreamMore: true}
 	got, err := parseTransportParams(p.marshal(), true)
 	if err != nil || !reflect.DeepEqual(got, p) {
 		t.Fatalf("round trip: %+v, %v", got, err)
@@ -175,10 +176,11 @@ func TestTransportParamsRoundTripAndErrors(t *testing.T) {
 		t.Errorf("a client's reset token was accepted: %v", err)
 	}
 	bad := map[string][]byte{
-		"missing packet size": (&transportParams{}).marshal()[:0],
-		"truncated":           p.marshal()[:5],
-		"tiny packet size":    {tpMaxPacketSize, 2, 0x40, 0x10},
-		"duplicate":           append(p.marshal(), p.marshal()[:3]...),
+		"missing packet size":      (&transportParams{}).marshal()[:0],
+		"truncated":                p.marshal()[:5],
+		"tiny packet size":         {tpMaxPacketSize, 2, 0x40, 0x10},
+		"duplicate":                append(p.marshal(), p.marshal()[:3]...),
+		"stream_more with a value": append((&transportParams{MaxPacketSize: 1452}).marshal(), tpStreamMore, 1, 0),
 	}
 	for name, b := range bad {
 		if _, err := parseTransportParams(b, true); err == nil {
@@ -189,6 +191,7 @@ func TestTransportParamsRoundTripAndErrors(t *testing.T) {
 
 func FuzzTransportParams(f *testing.F) {
 	f.Add((&transportParams{MaxPacketSize: 1452, StatelessResetToken: make([]byte, 16)}).marshal())
+	f.Add((&transportParams{MaxPacketSize: 1452, StreamMore: true}).marshal())
 	f.Add([]byte{0x04, 0x02, 0x45, 0xac})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		p, err := parseTransportParams(in, true)

@@ -235,7 +235,7 @@ func (s *Session) urgentCopyLocked(now time.Time, frames []sentFrame) []byte {
 		if len(pkt)+streamFrameHeaderLen(st.id, f.offset, f.length)+int(f.length) > s.payloadEnd() {
 			break
 		}
-		pkt = appendStreamFrameHeader(pkt, st.id, f.offset, f.length, f.fin)
+		pkt = appendStreamFrameHeader(pkt, st.id, f.offset, f.length, f.fin, false)
 		pkt = st.sb.appendRange(pkt, f.offset, f.length)
 		copied = append(copied, f)
 	}

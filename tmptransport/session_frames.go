@@ -133,7 +133,8 @@ func (s *Session) handleStreamFrameLocked(f *streamFrame) error {
 		return errorf(FlowControlError, "stream %d: data to offset %d beyond window %d", st.id, end, st.fc.limit)
 	}
 	st.rmu.Lock()
-	grew, err := st.rb.insert(f.Offset, f.Data, f.Fin)
+	st.rb.holdLimit = s.readHoldLocked(st)
+	grew, err := st.rb.insert(f.Offset, f.Data, f.Fin, f.More)
 	if err != nil {
 		st.rmu.Unlock()
 		return err
@@ -145,6 +146,7 @@ func (s *Session) handleStreamFrameLocked(f *streamFrame) error {
 		unread = uint64(st.rb.buffered)
 		st.rb.discard()
 	}
+	wake := st.rb.deliverable() || st.rb.atEOF()
 	st.rmu.Unlock()
 	s.fc.received += grew
 	s.counters.receivedByPriority[st.prio] += grew
@@ -156,7 +158,9 @@ func (s *Session) handleStreamFrameLocked(f *streamFrame) error {
 		s.maybeFinishLocked(st)
 		return nil
 	}
-	signal(st.readCh)
+	if wake {
+		signal(st.readCh)
+	}
 	return nil
 }
 

@@ -142,7 +142,12 @@ func (s *Session) appendStreamDataLocked(pkt []byte, limit int, frames *[]sentFr
 	}
 	s.blend.endPacket()
 	for _, r := range runs {
-		pkt = appendStreamFrameHeader(pkt, r.st.id, r.off, r.n, r.fin)
+		// STREAM_MORE when the stream's next bytes are already queued behind
+		// this run: the receiver can let them gather before it wakes its
+		// reader (recvBuffer.deliverable), as TCP's PSH marks where a write
+		// ended. The last run of a write goes as a plain STREAM frame.
+		more := s.peerParams.StreamMore && r.off+r.n == r.st.sb.next && r.st.sb.unsent() > 0
+		pkt = appendStreamFrameHeader(pkt, r.st.id, r.off, r.n, r.fin, more)
 		pkt = r.st.sb.appendRange(pkt, r.off, r.n)
 		*frames = append(*frames, sentFrame{kind: sfStreamData, stream: r.st, offset: r.off, length: r.n, fin: r.fin})
 	}

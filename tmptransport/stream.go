@@ -201,7 +201,7 @@ func (s *Stream) readRMULocked(p []byte) (int, bool, error) {
 	if s.readClosed {
 		return 0, false, net.ErrClosed
 	}
-	if s.rb.readable() {
+	if s.rb.deliverable() {
 		return s.rb.read(p), true, nil
 	}
 	if s.rb.atEOF() {
@@ -209,6 +209,10 @@ func (s *Stream) readRMULocked(p []byte) (int, bool, error) {
 	}
 	select {
 	case <-s.sess.closed:
+		if s.rb.readable() {
+			// What arrived before the end is the reader's, held or not.
+			return s.rb.read(p), true, nil
+		}
 		// closeErr is written before closed is closed (teardown).
 		return 0, false, s.sess.closeErr
 	default:

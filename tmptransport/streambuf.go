@@ -189,6 +189,13 @@ type recvBuffer struct {
 	finalSize uint64
 	hasFinal  bool
 	buffered  int
+
+	// Read coalescing (readhold.go). pushOff is the end of the furthest
+	// frame received without STREAM_MORE: bytes below it are woken for at
+	// once. Bytes above it came in frames whose sender had more queued
+	// right behind, and wait until holdLimit of them are contiguous.
+	pushOff   uint64
+	holdLimit uint64
 }
 
 type recvChunk struct {
@@ -202,9 +209,13 @@ type recvChunk struct {
 const maxRecvGaps = 1024
 
 // insert stores data at off. It returns by how much the highest received
-// offset grew, which the session charges against flow control.
-func (b *recvBuffer) insert(off uint64, data []byte, fin bool) (grew uint64, err error) {
+// offset grew, which the session charges against flow control. more says
+// the frame was a STREAM_MORE: its bytes may wait for the ones behind them.
+func (b *recvBuffer) insert(off uint64, data []byte, fin, more bool) (grew uint64, err error) {
 	end := off + uint64(len(data))
+	if !more || fin {
+		b.pushOff = max(b.pushOff, end)
+	}
 	if b.hasFinal && end > b.finalSize {
 		return 0, errorf(ProtocolViolation, "stream data beyond final size %d", b.finalSize)
 	}
@@ -364,6 +375,20 @@ func (c *recvChunk) release() {
 
 func (b *recvBuffer) readable() bool {
 	return len(b.chunks) > 0 && b.chunks[0].off == b.readOff
+}
+
+// deliverable reports whether a reader should get the readable bytes now:
+// some were pushed (sent without more behind them), or enough have
+// gathered. Bytes that arrived in STREAM_MORE frames wait otherwise; their
+// sender had the next ones queued, so they come.
+func (b *recvBuffer) deliverable() bool {
+	if !b.readable() {
+		return false
+	}
+	if b.readOff < b.pushOff || b.holdLimit == 0 {
+		return true
+	}
+	return b.have.r[0].end-b.readOff >= b.holdLimit
 }
 
 func (b *recvBuffer) atEOF() bool { return b.hasFinal && b.readOff == b.finalSize }

@@ -30,7 +30,7 @@ func TestRecvBufferReassemblesAnyOrder(t *testing.T) {
 		buf := make([]byte, 1+rng.IntN(900))
 		for i, f := range frames {
 			fin := f.off+f.n == len(want)
-			if _, err := b.insert(uint64(f.off), want[f.off:f.off+f.n], fin); err != nil {
+			if _, err := b.insert(uint64(f.off), want[f.off:f.off+f.n], fin, false); err != nil {
 				t.Fatalf("round %d frame %d: %v", round, i, err)
 			}
 			for b.readable() {
@@ -76,7 +76,7 @@ func TestRecvBufferCopiesInOrderDataIntoBlocks(t *testing.T) {
 			for j := range frame {
 				frame[j] = byte(off + uint64(j))
 			}
-			if _, err := b.insert(off, frame, false); err != nil {
+			if _, err := b.insert(off, frame, false, false); err != nil {
 				t.Fatal(err)
 			}
 			for j := range frame { // the caller reuses its buffer
@@ -106,7 +106,7 @@ func TestRecvBufferHoldsLittleMoreThanScatteredSlivers(t *testing.T) {
 	var b recvBuffer
 	for i := uint64(0); i < 1000; i++ {
 		for _, off := range []uint64{1 + i*100, 2 + i*100} { // offset 0 never comes: nothing is readable
-			if _, err := b.insert(off, []byte{byte(off)}, false); err != nil {
+			if _, err := b.insert(off, []byte{byte(off)}, false, false); err != nil {
 				t.Fatal(err)
 			}
 		}

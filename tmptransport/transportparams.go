@@ -19,6 +19,10 @@ type transportParams struct {
 	MaxAckDelay          time.Duration
 	// StatelessResetToken is sent by servers only (SPEC.md §6).
 	StatelessResetToken []byte
+	// StreamMore says the sender accepts STREAM_MORE frames (SPEC.md §3),
+	// so the peer may mark stream data that has more queued behind it.
+	// A peer that does not say so gets plain STREAM frames.
+	StreamMore bool
 }
 
 const (
@@ -29,6 +33,7 @@ const (
 	tpIdleTimeout          = 0x05
 	tpMaxAckDelay          = 0x06
 	tpStatelessResetToken  = 0x07
+	tpStreamMore           = 0x08
 
 	statelessResetTokenLen = 16
 	minPacketSize          = 1200
@@ -52,6 +57,10 @@ func (p *transportParams) marshal() []byte {
 		b = quicvarint.Append(b, tpStatelessResetToken)
 		b = quicvarint.Append(b, uint64(len(p.StatelessResetToken)))
 		b = append(b, p.StatelessResetToken...)
+	}
+	if p.StreamMore {
+		b = quicvarint.Append(b, tpStreamMore)
+		b = quicvarint.Append(b, 0)
 	}
 	return b
 }
@@ -120,6 +129,11 @@ func parseTransportParams(b []byte, fromServer bool) (*transportParams, error) {
 				return nil, errorf(TransportParamErr, "stateless reset token of %d bytes", len(val))
 			}
 			p.StatelessResetToken = append([]byte(nil), val...)
+		case tpStreamMore:
+			if len(val) != 0 {
+				return nil, errorf(TransportParamErr, "stream_more carries %d bytes, want none", len(val))
+			}
+			p.StreamMore = true
 		}
 	}
 	if p.MaxPacketSize == 0 {
