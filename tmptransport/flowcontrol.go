@@ -88,6 +88,9 @@ func (s *Session) applyCreditsLocked() {
 	}
 	s.creditMu.Unlock()
 	for i, st := range q {
+		st.rmu.Lock()
+		st.rb.putFreed()
+		st.rmu.Unlock()
 		s.onConsumedLocked(st, n[i])
 		s.maybeFinishLocked(st)
 	}

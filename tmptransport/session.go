@@ -94,6 +94,10 @@ type Session struct {
 	// rxStream is the STREAM frame the frame parser decodes into, one
 	// at a time (frames.go).
 	rxStream streamFrame
+	// rxBuf is the buffer of the datagram being handled, until a stream's
+	// receive buffer keeps it (recvBuffer.store); whoever holds it last
+	// returns it to the pool.
+	rxBuf []byte
 
 	// Path validation (path.go).
 	probe         *pathProbe

@@ -134,7 +134,7 @@ func (s *Session) handleStreamFrameLocked(f *streamFrame) error {
 	}
 	st.rmu.Lock()
 	st.rb.holdLimit = s.readHoldLocked(st)
-	grew, err := st.rb.insert(f.Offset, f.Data, f.Fin, f.More)
+	grew, err := st.rb.insertOwned(f.Offset, f.Data, f.Fin, f.More, &s.rxBuf)
 	if err != nil {
 		st.rmu.Unlock()
 		return err

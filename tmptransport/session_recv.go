@@ -15,7 +15,13 @@ func (s *Session) handleDatagramLocked(d datagram) {
 		now = time.Now()
 	}
 	b := d.b
-	defer putBuf(b)
+	s.rxBuf = b
+	defer func() {
+		if s.rxBuf != nil {
+			putBuf(s.rxBuf)
+			s.rxBuf = nil
+		}
+	}()
 	if s.dead || s.closeErr != nil {
 		return
 	}
@@ -189,11 +195,16 @@ func (s *Session) onHandshakeDoneLocked(now time.Time) {
 		s.hs = nil
 		pend := s.hsp.pendingApp
 		s.hsp.pendingApp = nil
+		// Their stream data lies in copies, not in the datagram being
+		// handled: nothing for a stream to keep.
+		cur := s.rxBuf
+		s.rxBuf = nil
 		for _, b := range pend {
 			if h, err := parseHeader(b); err == nil {
 				s.handleShortLocked(&h, b, now)
 			}
 		}
+		s.rxBuf = cur
 		if s.listener != nil {
 			s.listener.enqueue(s)
 		}

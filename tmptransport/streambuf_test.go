@@ -119,3 +119,48 @@ func TestRecvBufferHoldsLittleMoreThanScatteredSlivers(t *testing.T) {
 		t.Fatalf("buffered %d bytes in %d bytes of chunks, want 2000 in at most 4× that", b.buffered, held)
 	}
 }
+
+// In-order data that fills at least half of its datagram's buffer is kept
+// in that buffer, not copied; data filling a gap is copied. A kept
+// datagram is handed back (freed) only once read, for the session to
+// return to the pool.
+func TestStoreKeepsDatagrams(t *testing.T) {
+	var b recvBuffer
+	dg := append(getBuf(1400), make([]byte, 1400)...)
+	data := dg[20:1420-20]
+	own := dg
+	if _, err := b.insertOwned(0, data, false, false, &own); err != nil {
+		t.Fatal(err)
+	}
+	if own != nil || len(b.chunks) != 1 || &b.chunks[0].data[0] != &data[0] {
+		t.Fatalf("in-order data was copied (own %v, %d chunks)", own != nil, len(b.chunks))
+	}
+	// A datagram with a sliver of data in it is copied from, not kept.
+	small := append(getBuf(1400), make([]byte, 1400)...)
+	own = small
+	b.insertOwned(uint64(len(data)), small[:100], false, false, &own)
+	if own == nil {
+		t.Fatal("a datagram was kept for 100 bytes of data")
+	}
+	// Data filling a gap (behind later data) is copied.
+	far := append(getBuf(1400), make([]byte, 1400)...)
+	own = far
+	b.insertOwned(10000, far[:1300], false, false, &own)
+	gap := append(getBuf(1400), make([]byte, 1400)...)
+	own = gap
+	b.insertOwned(5000, gap[:1300], false, false, &own)
+	if own == nil {
+		t.Fatal("data filling a gap kept its datagram")
+	}
+	if len(b.freed) != 0 {
+		t.Fatal("freed before read")
+	}
+	b.read(make([]byte, len(data)))
+	if len(b.freed) != 1 || &b.freed[0][0] != &dg[0] {
+		t.Fatalf("read out, the datagram was not handed back: %d freed", len(b.freed))
+	}
+	b.putFreed()
+	if len(b.freed) != 0 {
+		t.Fatal("putFreed kept buffers")
+	}
+}

@@ -1,0 +1,82 @@
+package tmptransport
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A stream's receive buffer keeps the datagrams its data arrived in (no
+// copy, recvBuffer.store) and hands them back once read. 32 streams of
+// request and 1 MB answer, five rounds each, arrive intact; under the race
+// detector this also proves that no datagram goes back to the pool while
+// its session still parses it (a reader that put a datagram back at once
+// raced the parse of its later frames, and another session's packet was
+// written into it).
+func TestKeptDatagramsIntact(t *testing.T) {
+	p := getPKI(t)
+	_, c, s := pair(t, p.serverConfig(), p.clientConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const size = 1 << 20
+	pat := make([]byte, size)
+	for i := range pat {
+		pat[i] = byte(i*7 + i/251)
+	}
+	go func() {
+		for {
+			st, err := s.AcceptStream(ctx)
+			if err != nil {
+				return
+			}
+			go func() {
+				b := make([]byte, 3)
+				for {
+					if _, err := io.ReadFull(st, b); err != nil {
+						return
+					}
+					for off := 0; off < size; {
+						n := min(32<<10-off%1000, size-off)
+						st.Write(pat[off : off+n])
+						off += n
+					}
+				}
+			}()
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := c.OpenStream(ctx, 2)
+			if err != nil {
+				errs <- err
+				return
+			}
+			got := make([]byte, size)
+			for r := 0; r < 5; r++ {
+				st.Write([]byte("GET"))
+				if _, err := io.ReadFull(st, got); err != nil {
+					errs <- err
+					return
+				}
+				for j := range got {
+					if got[j] != pat[j] {
+						errs <- fmt.Errorf("stream %d round %d: byte %d differs", st.ID(), r, j)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
