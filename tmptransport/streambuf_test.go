@@ -127,7 +127,7 @@ func TestRecvBufferHoldsLittleMoreThanScatteredSlivers(t *testing.T) {
 func TestStoreKeepsDatagrams(t *testing.T) {
 	var b recvBuffer
 	dg := append(getBuf(1400), make([]byte, 1400)...)
-	data := dg[20:1420-20]
+	data := dg[20 : 1420-20]
 	own := dg
 	if _, err := b.insertOwned(0, data, false, false, &own); err != nil {
 		t.Fatal(err)
