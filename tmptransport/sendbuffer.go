@@ -32,6 +32,7 @@ func (s *Session) sendBufferLimitLocked(st *Stream) int {
 func (s *Session) bufferLocked(st *Stream, p []byte) {
 	st.sb.write(p)
 	s.sendBuffered += len(p)
+	s.noteSendingLocked(st)
 }
 
 // unbufferedLocked runs fn, which may shrink st's send buffer
@@ -40,4 +41,21 @@ func (s *Session) unbufferedLocked(st *Stream, fn func()) {
 	before := st.sb.buffered()
 	fn()
 	s.sendBuffered -= before - st.sb.buffered()
+	s.noteSendingLocked(st)
+}
+
+// noteSendingLocked keeps count of the streams that hold bytes written and
+// not yet acknowledged: the flows MulTCP emulates (updateFlowsLocked).
+func (s *Session) noteSendingLocked(st *Stream) {
+	on := st.sb.buffered() > 0
+	if on == st.sending {
+		return
+	}
+	st.sending = on
+	if on {
+		s.sendingStreams++
+	} else {
+		s.sendingStreams--
+	}
+	s.updateFlowsLocked()
 }

@@ -1,13 +1,17 @@
 package tmptransport
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"time"
+)
 
 // A stream buffers SendBufferSize always; more, up to its peer's window and
 // MaxSendBufferSize, while the session's streams hold less than
 // MaxSessionSendBuffer; what an acknowledgement or a reset frees counts
 // again at once.
 func TestSendBufferFollowsThePeersWindowWithinBounds(t *testing.T) {
-	s := &Session{cfg: &Config{SendBufferSize: 64 << 10, MaxSendBufferSize: 1 << 20, MaxSessionSendBuffer: 1536 << 10}}
+	s := &Session{cfg: &Config{SendBufferSize: 64 << 10, MaxSendBufferSize: 1 << 20, MaxSessionSendBuffer: 1536 << 10}, cc: NewMulTCP(32, 64, 1<<16)}
 	stream := func(peerMax uint64) *Stream { return &Stream{sess: s, peerMax: peerMax} }
 	fill := func(st *Stream) int {
 		n := s.sendBufferLimitLocked(st) - st.sb.buffered()
@@ -48,4 +52,48 @@ func TestSendBufferFollowsThePeersWindowWithinBounds(t *testing.T) {
 	if got := s.sendBufferLimitLocked(a); got != 100<<10 {
 		t.Fatalf("a window 100 KiB past the acknowledged base allows %d", got)
 	}
+}
+
+// MulTCP emulates one flow per stream with bytes in flight or queued, not
+// per open stream: idle streams (kept for the next request) do not make
+// the session claim the link like that many TCP connections.
+func TestIdleStreamsAreNotFlows(t *testing.T) {
+	p := getPKI(t)
+	_, c, s := pair(t, p.serverConfig(), p.clientConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() {
+		for {
+			// Accept and never read: what the client writes past the
+			// windows stays in its send buffers.
+			if _, err := s.AcceptStream(ctx); err != nil {
+				return
+			}
+		}
+	}()
+	for i := 0; i < 10; i++ {
+		st, err := c.OpenStream(ctx, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Write([]byte("one request, acknowledged, then idle"))
+	}
+	waitFlows := func(want int) {
+		t.Helper()
+		for c.Stats().Flows != want {
+			if ctx.Err() != nil {
+				t.Fatalf("flows %d, want %d (open streams %d)", c.Stats().Flows, want, c.Stats().OpenStreams)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFlows(1)
+	for i := 0; i < 3; i++ {
+		st, err := c.OpenStream(ctx, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go st.Write(make([]byte, 4<<20)) // blocks on the peer's windows
+	}
+	waitFlows(3)
 }

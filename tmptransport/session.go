@@ -91,6 +91,9 @@ type Session struct {
 	// sendBuffered is the bytes all streams' send buffers hold
 	// (sendbuffer.go).
 	sendBuffered int
+	// sendingStreams counts streams with unacknowledged bytes
+	// (noteSendingLocked).
+	sendingStreams int
 	// rxStream is the STREAM frame the frame parser decodes into, one
 	// at a time (frames.go).
 	rxStream streamFrame

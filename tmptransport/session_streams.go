@@ -92,11 +92,16 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 	}
 }
 
-// updateFlowsLocked tells the controller how many streams are active: the
-// number of streams it is hosting (seed: "When a new TCP connection is added
-// to the TMP connection, the TMP connection becomes more aggressive").
+// updateFlowsLocked tells the controller how many streams are active (seed:
+// "When a new TCP connection is added to the TMP connection, the TMP
+// connection becomes more aggressive"). A stream counts while it has bytes
+// written and not yet acknowledged (noteSendingLocked): an idle stream,
+// such as one the tmp transport keeps for the next request, no more
+// competes for the link than an idle keep-alive connection does. Counting
+// every open stream made a front-end with 64 kept streams claim the link
+// like 64 TCP connections for one download.
 func (s *Session) updateFlowsLocked() {
-	n := max(len(s.tab.streams), 1)
+	n := max(s.sendingStreams, 1)
 	if n != s.flows {
 		s.flows = n
 		s.cc.SetFlows(n)

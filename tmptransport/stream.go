@@ -50,6 +50,7 @@ type Stream struct {
 	openQueued  bool
 	stopQueued  bool
 	ctrlListed  bool // on the session's control list
+	sending     bool // counted in the session's sendingStreams
 
 	// Receive side. rmu guards rb, readClosed, recvReset and readDeadline,
 	// so that readers never take the session lock: with a thousand busy
