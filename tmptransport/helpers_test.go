@@ -120,6 +120,20 @@ func pair(t testing.TB, scfg, ccfg *Config) (*Listener, *Session, *Session) {
 	return l, c, s
 }
 
+// serveStreams accepts streams on s until ctx ends and runs serve for each
+// in a goroutine of its own.
+func serveStreams(ctx context.Context, s *Session, serve func(*Stream)) {
+	go func() {
+		for {
+			st, err := s.AcceptStream(ctx)
+			if err != nil {
+				return
+			}
+			go serve(st)
+		}
+	}()
+}
+
 // echoServer accepts streams on s and echoes each one back until EOF.
 func echoServer(ctx context.Context, s *Session) {
 	for {

@@ -129,19 +129,11 @@ func TestMigrationNeedsPathValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The listener sends 4 MiB down each stream the dialer opens.
-	go func() {
-		for {
-			st, err := s.AcceptStream(ctx)
-			if err != nil {
-				return
-			}
-			go func() {
-				io.Copy(io.Discard, st)
-				st.Write(make([]byte, 4<<20))
-				st.Close()
-			}()
-		}
-	}()
+	serveStreams(ctx, s, func(st *Stream) {
+		io.Copy(io.Discard, st)
+		st.Write(make([]byte, 4<<20))
+		st.Close()
+	})
 	download := func() {
 		t.Helper()
 		st, err := c.OpenStream(ctx, 2)

@@ -161,18 +161,10 @@ func TestHeldBytesNeverStallWindows(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const streams, size = 64, 512 << 10
-	go func() {
-		for {
-			st, err := s.AcceptStream(ctx)
-			if err != nil {
-				return
-			}
-			go func() {
-				st.Write(make([]byte, size))
-				st.Close()
-			}()
-		}
-	}()
+	serveStreams(ctx, s, func(st *Stream) {
+		st.Write(make([]byte, size))
+		st.Close()
+	})
 	var wg sync.WaitGroup
 	errs := make(chan error, streams)
 	for i := 0; i < streams; i++ {

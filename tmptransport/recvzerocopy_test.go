@@ -26,27 +26,21 @@ func TestKeptDatagramsIntact(t *testing.T) {
 	for i := range pat {
 		pat[i] = byte(i*7 + i/251)
 	}
-	go func() {
+	serveStreams(ctx, s, func(st *Stream) {
+		b := make([]byte, 3)
 		for {
-			st, err := s.AcceptStream(ctx)
-			if err != nil {
+			if _, err := io.ReadFull(st, b); err != nil {
 				return
 			}
-			go func() {
-				b := make([]byte, 3)
-				for {
-					if _, err := io.ReadFull(st, b); err != nil {
-						return
-					}
-					for off := 0; off < size; {
-						n := min(32<<10-off%1000, size-off)
-						st.Write(pat[off : off+n])
-						off += n
-					}
-				}
-			}()
+			// Writes of uneven sizes, so that packets and writes
+			// rarely line up.
+			for off := 0; off < size; {
+				n := min(32<<10-off%1000, size-off)
+				st.Write(pat[off : off+n])
+				off += n
+			}
 		}
-	}()
+	})
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
 	for i := 0; i < 32; i++ {

@@ -62,15 +62,9 @@ func TestIdleStreamsAreNotFlows(t *testing.T) {
 	_, c, s := pair(t, p.serverConfig(), p.clientConfig())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	go func() {
-		for {
-			// Accept and never read: what the client writes past the
-			// windows stays in its send buffers.
-			if _, err := s.AcceptStream(ctx); err != nil {
-				return
-			}
-		}
-	}()
+	// Accept and never read: what the client writes past the windows
+	// stays in its send buffers.
+	serveStreams(ctx, s, func(*Stream) {})
 	for i := 0; i < 10; i++ {
 		st, err := c.OpenStream(ctx, 2)
 		if err != nil {
