@@ -211,7 +211,8 @@ type recvChunk struct {
 	// once the chunk is read; nil when data was allocated to size.
 	block *[]byte
 	// pkt is the pooled datagram buffer data lies in, when the chunk kept
-	// the datagram instead of copying from it (store); returned by putBuf.
+	// the datagram instead of copying from it (store); once read, it goes
+	// to the buffer's freed list.
 	pkt []byte
 }
 
