@@ -24,10 +24,15 @@ func cpuTime(t testing.TB) time.Duration {
 }
 
 // An idle link wakes only for its keep-alive and its link-quality report:
-// two sessions (the two ends of one link) idle for 30 s use under 0.1
-// CPU-seconds together. Before the fix the keep-alive timer stayed in the
-// past once the peer's quality reports kept the receive clock fresh, and
-// each end's run loop spun on a whole core.
+// two sessions (the two ends of one link) idle for 30 s use under 1 % of
+// one core together, 0.3 CPU-seconds. Before the fix the keep-alive timer
+// stayed in the past once the peer's quality reports kept the receive
+// clock fresh, and each end's run loop spun on a whole core: 30 s each.
+//
+// The bound has room for the race detector and a loaded machine. The
+// process uses 55–90 ms here alone, 105–113 ms under -race, and 154 ms
+// under -race while CI ran the other packages' tests beside it. An earlier
+// bound of 0.1 s failed there on code that idles as it should.
 //
 // The measurement runs in a child process (this test binary, this test
 // alone): the CPU time of a process is the only honest measure of "does
@@ -54,12 +59,15 @@ func TestIdleSessionSleeps(t *testing.T) {
 	ns, _ := strconv.ParseInt(string(m[1]), 10, 64)
 	used := time.Duration(ns)
 	t.Logf("two idle sessions used %v of CPU in 30 s", used)
-	if used >= 100*time.Millisecond {
-		t.Fatalf("idle sessions used %v of CPU in 30 s, want < 100ms", used)
+	if used >= idleCPUBudget {
+		t.Fatalf("idle sessions used %v of CPU in 30 s, want < %v", used, idleCPUBudget)
 	}
 }
 
 const idleChildEnv = "TMP_IDLE_SESSION_CHILD"
+
+// idleCPUBudget is 1 % of one core over the 30 s idle.
+const idleCPUBudget = 300 * time.Millisecond
 
 // idleChild opens a link, uses it once, and reports the CPU time the
 // process spends while it idles for 30 s.
