@@ -12,11 +12,12 @@ import (
 // PacketConn is read one datagram at a time. On Linux, ipv4.PacketConn's
 // ReadBatch works on IPv6 sockets too: it only issues recvmmsg.
 type packetReader struct {
-	conn  net.PacketConn
-	batch *ipv4.PacketConn
-	msgs  []ipv4.Message
-	one   []byte
-	gro   bool // the kernel coalesces runs of datagrams (gro_linux.go)
+	conn    net.PacketConn
+	batch   *ipv4.PacketConn
+	msgs    []ipv4.Message
+	one     []byte
+	gro     bool // the kernel coalesces runs of datagrams (gro_linux.go)
+	bufSize int
 }
 
 const (
@@ -32,17 +33,13 @@ func newPacketReader(c net.PacketConn, bufSize int) *packetReader {
 		if r.gro = enableGRO(c); r.gro {
 			// Each buffer takes a coalesced run of up to 64 kB: fewer of
 			// them hold as much (and 32 of 64 kB cost the idle process
-			// measurably, in the race detector most of all).
+			// measurably, in the race detector most of all). A busy
+			// path that does not coalesce grows the batch (read).
 			bufSize = max(bufSize, groMaxBuffer)
 			n = groBatchSize
 		}
-		r.msgs = make([]ipv4.Message, n)
-		for i := range r.msgs {
-			r.msgs[i].Buffers = [][]byte{make([]byte, bufSize)}
-			if r.gro {
-				r.msgs[i].OOB = make([]byte, groOOBSize)
-			}
-		}
+		r.bufSize = bufSize
+		r.grow(n)
 		return r
 	}
 	r.one = make([]byte, bufSize)
@@ -67,6 +64,7 @@ func (r *packetReader) read(fn func(b []byte, addr net.Addr, at time.Time)) erro
 		return err
 	}
 	at := time.Now()
+	coalesced := false
 	for i := 0; i < n; i++ {
 		m := &r.msgs[i]
 		b := m.Buffers[0][:m.N]
@@ -78,6 +76,7 @@ func (r *packetReader) read(fn func(b []byte, addr net.Addr, at time.Time)) erro
 			fn(b, m.Addr, at)
 			continue
 		}
+		coalesced = true
 		// A coalesced run: every datagram is seg bytes but the last.
 		for len(b) > 0 {
 			k := min(seg, len(b))
@@ -85,5 +84,24 @@ func (r *packetReader) read(fn func(b []byte, addr net.Addr, at time.Time)) erro
 			b = b[k:]
 		}
 	}
+	if n == len(r.msgs) && !coalesced && n < readBatchSize {
+		// A full batch of single datagrams: the path does not coalesce
+		// (a TUN device has no GRO), so a syscall brought only
+		// groBatchSize packets. Take more per syscall, up to
+		// readBatchSize. On the lan profile 4 per recvmmsg cost the
+		// front-end 4 % more CPU than 32.
+		r.grow(min(2*n, readBatchSize))
+	}
 	return nil
+}
+
+// grow makes the batch n messages long.
+func (r *packetReader) grow(n int) {
+	for len(r.msgs) < n {
+		m := ipv4.Message{Buffers: [][]byte{make([]byte, r.bufSize)}}
+		if r.gro {
+			m.OOB = make([]byte, groOOBSize)
+		}
+		r.msgs = append(r.msgs, m)
+	}
 }
