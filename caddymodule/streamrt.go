@@ -176,8 +176,9 @@ func (t *Transport) writeRequest(req *http.Request, st net.Conn) error {
 }
 
 // streamBody is a response body. Closing it keeps the stream for another
-// exchange if the answer was read to its end; otherwise it closes the stream (first, so that an unread remainder is not
-// drained). Either way the buffer goes back to its pool.
+// exchange if the answer was read to its end; otherwise it closes the
+// stream (first, so that an unread remainder is not drained). Either way
+// the buffer goes back to its pool.
 type streamBody struct {
 	rc   io.ReadCloser
 	st   net.Conn

@@ -88,9 +88,6 @@ func (s *Session) applyCreditsLocked() {
 	}
 	s.creditMu.Unlock()
 	for i, st := range q {
-		st.rmu.Lock()
-		st.rb.putFreed()
-		st.rmu.Unlock()
 		s.onConsumedLocked(st, n[i])
 		s.maybeFinishLocked(st)
 	}
@@ -98,7 +95,9 @@ func (s *Session) applyCreditsLocked() {
 
 // onConsumedLocked is called when the application read n bytes of a stream. It
 // grows the windows (auto-tuning: a window that is used up within two RTTs
-// doubles, up to the configured maximum, as quic-go does).
+// doubles, up to the configured maximum, as quic-go does), and returns the
+// datagrams the reads freed to the pool: here, between datagrams, none is
+// still being parsed (recvBuffer.freed).
 func (s *Session) onConsumedLocked(st *Stream, n uint64) {
 	if n == 0 {
 		return
@@ -106,6 +105,7 @@ func (s *Session) onConsumedLocked(st *Stream, n uint64) {
 	now := time.Now()
 	st.rmu.Lock()
 	final, readOff := st.rb.hasFinal, st.rb.readOff
+	st.rb.putFreed()
 	st.rmu.Unlock()
 	if !final && st.fc.consume(readOff, now, s.lr.rtt.srtt()) {
 		s.queueStreamControlLocked(st)

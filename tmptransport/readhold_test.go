@@ -5,9 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Bytes that came with more behind them wait until holdLimit are
@@ -16,28 +17,28 @@ import (
 func TestHeldBytesWaitForPushOrLimit(t *testing.T) {
 	var b recvBuffer
 	b.holdLimit = 3000
-	if _, err := b.insert(0, make([]byte, 1400), false, true); err != nil {
+	if _, err := b.insert(0, make([]byte, 1400), false, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	if b.deliverable() {
 		t.Fatal("1400 held bytes woke the reader")
 	}
-	b.insert(1400, make([]byte, 1400), false, true)
+	b.insert(1400, make([]byte, 1400), false, true, nil)
 	if b.deliverable() {
 		t.Fatal("2800 held bytes woke the reader")
 	}
-	b.insert(2800, make([]byte, 1400), false, true)
+	b.insert(2800, make([]byte, 1400), false, true, nil)
 	if !b.deliverable() {
 		t.Fatal("4200 contiguous bytes, above the limit, did not wake the reader")
 	}
 	b.read(make([]byte, 8000))
 
 	// A write's last frame arrives before the frame ahead of it.
-	b.insert(5600, make([]byte, 100), false, false)
+	b.insert(5600, make([]byte, 100), false, false, nil)
 	if b.deliverable() {
 		t.Fatal("deliverable with a gap at the reader's offset")
 	}
-	b.insert(4200, make([]byte, 1400), false, true)
+	b.insert(4200, make([]byte, 1400), false, true, nil)
 	if !b.deliverable() {
 		t.Fatal("bytes below a pushed frame were held")
 	}
@@ -46,8 +47,8 @@ func TestHeldBytesWaitForPushOrLimit(t *testing.T) {
 	}
 
 	// A lone FIN ends the stream: nothing waits.
-	b.insert(5700, make([]byte, 10), false, true)
-	b.insert(5710, nil, true, false)
+	b.insert(5700, make([]byte, 10), false, true, nil)
+	b.insert(5710, nil, true, false, nil)
 	if !b.deliverable() {
 		t.Fatal("bytes before the FIN were held")
 	}
@@ -55,7 +56,7 @@ func TestHeldBytesWaitForPushOrLimit(t *testing.T) {
 	// A peer that never sends STREAM_MORE is never held.
 	var old recvBuffer
 	old.holdLimit = 3000
-	old.insert(0, []byte("x"), false, false)
+	old.insert(0, []byte("x"), false, false, nil)
 	if !old.deliverable() {
 		t.Fatal("a plain STREAM frame was held")
 	}
@@ -165,28 +166,23 @@ func TestHeldBytesNeverStallWindows(t *testing.T) {
 		st.Write(make([]byte, size))
 		st.Close()
 	})
-	var wg sync.WaitGroup
-	errs := make(chan error, streams)
+	var g errgroup.Group
 	for i := 0; i < streams; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			st, err := c.OpenStream(ctx, 2)
 			if err != nil {
-				errs <- err
-				return
+				return err
 			}
 			st.Write([]byte("GET"))
 			st.SetReadDeadline(time.Now().Add(50 * time.Second))
 			n, err := io.Copy(io.Discard, st)
 			if err != nil || n != size {
-				errs <- errors.Join(err, errors.New("short stream"))
+				return errors.Join(err, errors.New("short stream"))
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
 }

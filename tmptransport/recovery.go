@@ -72,7 +72,6 @@ func (s *Session) handleAckLocked(f *ackFrame, now time.Time) error {
 	s.lr.ptoCount = 0
 	s.detectLossLocked(now)
 	s.lr.sent.trim()
-	s.updateFlowsLocked()
 	return nil
 }
 

@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // A stream's receive buffer keeps the datagrams its data arrived in (no
@@ -41,36 +42,40 @@ func TestKeptDatagramsIntact(t *testing.T) {
 			}
 		}
 	})
-	var wg sync.WaitGroup
-	errs := make(chan error, 100)
+	var g errgroup.Group
 	for i := 0; i < 32; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			st, err := c.OpenStream(ctx, 2)
 			if err != nil {
-				errs <- err
-				return
+				return err
 			}
 			got := make([]byte, size)
 			for r := 0; r < 5; r++ {
 				st.Write([]byte("GET"))
 				if _, err := io.ReadFull(st, got); err != nil {
-					errs <- err
-					return
+					return err
 				}
-				for j := range got {
-					if got[j] != pat[j] {
-						errs <- fmt.Errorf("stream %d round %d: byte %d differs", st.ID(), r, j)
-						return
-					}
+				if i := firstDiff(got, pat); i >= 0 {
+					return fmt.Errorf("stream %d round %d: byte %d differs", st.ID(), r, i)
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	if err := g.Wait(); err != nil {
 		t.Error(err)
 	}
+}
+
+// firstDiff is the index of the first byte where a and b differ, or -1.
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	if len(a) != len(b) {
+		return min(len(a), len(b))
+	}
+	return -1
 }

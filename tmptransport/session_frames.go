@@ -82,7 +82,6 @@ func (s *Session) streamForLocked(id uint64, create bool) (*Stream, error) {
 	s.tab.streams[id] = st
 	s.counters.streamsOpened++
 	s.blend.add(&st.entry)
-	s.updateFlowsLocked()
 	return st, nil
 }
 
@@ -134,7 +133,7 @@ func (s *Session) handleStreamFrameLocked(f *streamFrame) error {
 	}
 	st.rmu.Lock()
 	st.rb.holdLimit = s.readHoldLocked(st)
-	grew, err := st.rb.insertOwned(f.Offset, f.Data, f.Fin, f.More, &s.rxBuf)
+	grew, err := st.rb.insert(f.Offset, f.Data, f.Fin, f.More, &s.rxBuf)
 	if err != nil {
 		st.rmu.Unlock()
 		return err

@@ -51,7 +51,6 @@ func (s *Session) OpenStreamOptions(ctx context.Context, o OpenStreamOptions) (*
 			s.counters.streamsOpened++
 			s.blend.add(&st.entry)
 			s.queueStreamControlLocked(st)
-			s.updateFlowsLocked()
 			s.wakeLocked()
 			s.mu.Unlock()
 			return st, nil
@@ -136,5 +135,4 @@ func (s *Session) maybeFinishLocked(st *Stream) {
 	if !st.local {
 		s.wakeLocked() // a MAX_STREAMS to send
 	}
-	s.updateFlowsLocked()
 }

@@ -200,7 +200,7 @@ type recvBuffer struct {
 	// freed holds the datagram buffers of chunks read out (store keeps
 	// datagrams). The reader must not return them to the pool itself: the
 	// session goroutine may still be parsing the datagram's later frames.
-	// The session returns them between datagrams (applyCreditsLocked).
+	// The session returns them between datagrams (onConsumedLocked).
 	freed [][]byte
 }
 
@@ -221,14 +221,10 @@ const maxRecvGaps = 1024
 // insert stores data at off. It returns by how much the highest received
 // offset grew, which the session charges against flow control. more says
 // the frame was a STREAM_MORE: its bytes may wait for the ones behind them.
-func (b *recvBuffer) insert(off uint64, data []byte, fin, more bool) (grew uint64, err error) {
-	return b.insertOwned(off, data, fin, more, nil)
-}
-
-// insertOwned is insert for data that lies in *pkt, a pooled datagram
-// buffer: the buffer may keep it rather than copy it, and then takes *pkt
-// (sets it to nil) and returns it to the pool once the data is read.
-func (b *recvBuffer) insertOwned(off uint64, data []byte, fin, more bool, pkt *[]byte) (grew uint64, err error) {
+// pkt, if not nil, points at the pooled datagram buffer data lies in: the
+// buffer may keep the datagram rather than copy from it, and then takes
+// *pkt (sets it to nil) and frees it once the data is read.
+func (b *recvBuffer) insert(off uint64, data []byte, fin, more bool, pkt *[]byte) (grew uint64, err error) {
 	end := off + uint64(len(data))
 	if !more || fin {
 		b.pushOff = max(b.pushOff, end)

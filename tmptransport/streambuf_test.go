@@ -30,7 +30,7 @@ func TestRecvBufferReassemblesAnyOrder(t *testing.T) {
 		buf := make([]byte, 1+rng.IntN(900))
 		for i, f := range frames {
 			fin := f.off+f.n == len(want)
-			if _, err := b.insert(uint64(f.off), want[f.off:f.off+f.n], fin, false); err != nil {
+			if _, err := b.insert(uint64(f.off), want[f.off:f.off+f.n], fin, false, nil); err != nil {
 				t.Fatalf("round %d frame %d: %v", round, i, err)
 			}
 			for b.readable() {
@@ -76,7 +76,7 @@ func TestRecvBufferCopiesInOrderDataIntoBlocks(t *testing.T) {
 			for j := range frame {
 				frame[j] = byte(off + uint64(j))
 			}
-			if _, err := b.insert(off, frame, false, false); err != nil {
+			if _, err := b.insert(off, frame, false, false, nil); err != nil {
 				t.Fatal(err)
 			}
 			for j := range frame { // the caller reuses its buffer
@@ -106,7 +106,7 @@ func TestRecvBufferHoldsLittleMoreThanScatteredSlivers(t *testing.T) {
 	var b recvBuffer
 	for i := uint64(0); i < 1000; i++ {
 		for _, off := range []uint64{1 + i*100, 2 + i*100} { // offset 0 never comes: nothing is readable
-			if _, err := b.insert(off, []byte{byte(off)}, false, false); err != nil {
+			if _, err := b.insert(off, []byte{byte(off)}, false, false, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -129,7 +129,7 @@ func TestStoreKeepsDatagrams(t *testing.T) {
 	dg := append(getBuf(1400), make([]byte, 1400)...)
 	data := dg[20 : 1420-20]
 	own := dg
-	if _, err := b.insertOwned(0, data, false, false, &own); err != nil {
+	if _, err := b.insert(0, data, false, false, &own); err != nil {
 		t.Fatal(err)
 	}
 	if own != nil || len(b.chunks) != 1 || &b.chunks[0].data[0] != &data[0] {
@@ -138,17 +138,17 @@ func TestStoreKeepsDatagrams(t *testing.T) {
 	// A datagram with a sliver of data in it is copied from, not kept.
 	small := append(getBuf(1400), make([]byte, 1400)...)
 	own = small
-	b.insertOwned(uint64(len(data)), small[:100], false, false, &own)
+	b.insert(uint64(len(data)), small[:100], false, false, &own)
 	if own == nil {
 		t.Fatal("a datagram was kept for 100 bytes of data")
 	}
 	// Data filling a gap (behind later data) is copied.
 	far := append(getBuf(1400), make([]byte, 1400)...)
 	own = far
-	b.insertOwned(10000, far[:1300], false, false, &own)
+	b.insert(10000, far[:1300], false, false, &own)
 	gap := append(getBuf(1400), make([]byte, 1400)...)
 	own = gap
-	b.insertOwned(5000, gap[:1300], false, false, &own)
+	b.insert(5000, gap[:1300], false, false, &own)
 	if own == nil {
 		t.Fatal("data filling a gap kept its datagram")
 	}
