@@ -325,7 +325,7 @@ func runProxyBench(args []string) int {
 	var peers, bodies profileFlag
 	fs.Var(&peers, "peer", "peer (repeatable; default all): tmp, h2-tls, h1-tls, h2c, nginx; on a profile also h2-tls-cubic, h2-tls-bbr, h1-tls-bbr")
 	fs.Var(&bodies, "body", "body size (repeatable; default both): 1k, 1m")
-	prof := fs.String("pprof", "", "write CPU profiles of both Caddys during the TMP loads to this directory")
+	prof := fs.String("pprof", "", "write CPU profiles of both Caddys during each load to this directory")
 	var links profileFlag
 	fs.Var(&links, "profile", "measure across this emulated WAN profile instead of loopback (repeatable): lan, continental, lossy, mobile; needs root")
 	jsonOut := fs.String("json", "", "write results as JSON to this file")

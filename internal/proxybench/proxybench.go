@@ -12,7 +12,7 @@
 // wrk loads the front-end with small bodies (1 kB: requests/s and p99)
 // and large ones (1 MB: throughput); each Caddy's CPU seconds per GB
 // moved come from /proc. With a profile directory, both Caddys' CPU
-// profiles are taken during each TMP load (Caddy's /debug/pprof).
+// profiles are taken during each load (Caddy's /debug/pprof).
 package proxybench
 
 import (
@@ -44,7 +44,7 @@ type Options struct {
 	Conns    int           // wrk connections; default 64
 	Peers    []string      // default all
 	Bodies   []string      // "1k", "1m"; default both
-	Profile  string        // if set, CPU profiles of both Caddys during the TMP loads go here
+	Profile  string        // if set, CPU profiles of both Caddys during each load go here
 	// Profiles, if set, measure across these emulated links instead of
 	// loopback (profile.go).
 	Profiles []transportbench.ProfileSpec
@@ -240,11 +240,11 @@ func check(ctx context.Context, url string, size int) error {
 }
 
 // profileBoth takes CPU profiles of both Caddys (admin sockets in dir)
-// during a TMP load, as <Profile>/<name>-<side>.pprof, if asked to. It
-// returns a function that waits for them.
+// during a load, as <Profile>/<name>-<side>.pprof, if asked to (nginx
+// alone has no Caddy). It returns a function that waits for them.
 func (o Options) profileBoth(ctx context.Context, dir, peer, name string) (wait func()) {
 	var profiles sync.WaitGroup
-	if o.Profile != "" && peer == "tmp" {
+	if o.Profile != "" && peer != "nginx" {
 		for _, side := range []string{"frontend", "backend"} {
 			profiles.Add(1)
 			go func() {
