@@ -123,8 +123,15 @@ func (k *packetKey) sealInPlace(pkt []byte, hdrLen int, pn uint64) []byte {
 }
 
 func (k *packetKey) open(dst, hdr, ciphertext []byte, pn uint64) ([]byte, error) {
-	k.nonceBuf = k.nonce(pn)
-	return k.aead.Open(dst, k.nonceBuf[:], ciphertext, hdr)
+	return k.openWith(&k.nonceBuf, dst, hdr, ciphertext, pn)
+}
+
+// openWith opens with the caller's nonce buffer: the socket's reader
+// (openearly.go) opens without the session's lock. A cipher.AEAD from
+// cipher.NewGCM keeps no state between calls, so both may use it at once.
+func (k *packetKey) openWith(nonce *[12]byte, dst, hdr, ciphertext []byte, pn uint64) ([]byte, error) {
+	*nonce = k.nonce(pn)
+	return k.aead.Open(dst, nonce[:], ciphertext, hdr)
 }
 
 // appKeys holds the 1-RTT keys of a session and implements key updates
@@ -210,6 +217,22 @@ func (k *appKeys) initiateUpdate() error {
 	return nil
 }
 
+// acceptOpened reports whether the session takes a packet that the socket's
+// reader opened under key (openearly.go): only if key is the one open would
+// have used. A packet opened under the next key moves the read key on, as
+// open does; one under a key the session has left behind is refused.
+func (k *appKeys) acceptOpened(key *packetKey, h *header) (bool, error) {
+	switch {
+	case h.keyPhase == k.readPhase:
+		return key == k.read, nil
+	case h.pn < k.firstPNInPhase && k.readPrev != nil:
+		return key == k.readPrev, nil
+	case key != k.readNext:
+		return false, nil
+	}
+	return true, k.follow(h)
+}
+
 // open decrypts a short-header packet, following a peer-initiated key update
 // when the phase bit flips.
 func (k *appKeys) open(dst []byte, h *header) ([]byte, error) {
@@ -223,9 +246,15 @@ func (k *appKeys) open(dst []byte, h *header) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return out, k.follow(h)
+}
+
+// follow moves the read key on after h opened under the next one, and the
+// write key too if the peer started the update.
+func (k *appKeys) follow(h *header) error {
 	rn, err := k.readNext.next()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	k.readPrev, k.read, k.readNext = k.read, k.readNext, rn
 	k.readPhase = h.keyPhase
@@ -233,9 +262,9 @@ func (k *appKeys) open(dst []byte, h *header) ([]byte, error) {
 	if k.writePhase != k.readPhase {
 		// The peer started this update: follow it.
 		if err := k.initiateUpdate(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	k.updatePending = false
-	return out, nil
+	return nil
 }

@@ -105,6 +105,7 @@ func dialConn(ctx context.Context, conn net.PacketConn, remote net.Addr, cfg *Co
 func (s *Session) readLoop(done chan struct{}) {
 	defer close(done)
 	r := newPacketReader(s.conn, s.cfg.MaxPacketSize+1)
+	o := &earlyOpener{s: s}
 	deliver := func(b []byte, addr net.Addr, at time.Time) {
 		if len(b) > s.cfg.MaxPacketSize {
 			return
@@ -114,11 +115,15 @@ func (s *Session) readLoop(done chan struct{}) {
 		}
 		// The socket is this session's alone, so block rather than drop:
 		// the kernel's socket buffer is the queue.
-		buf := append(getBuf(len(b)), b...)
+		d, ok := o.open(b)
+		if !ok {
+			d = datagram{b: append(getBuf(len(b)), b...)}
+		}
+		d.at = at
 		select {
-		case s.recvCh <- datagram{buf, nil, at}:
+		case s.recvCh <- d:
 		case <-s.closed:
-			putBuf(buf)
+			putBuf(d.b)
 		}
 	}
 	for {

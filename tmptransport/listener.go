@@ -176,7 +176,7 @@ func (l *Listener) dispatch(b []byte, addr net.Addr, at time.Time) {
 	}
 	buf := append(getBuf(len(b)), b...)
 	select {
-	case s.recvCh <- datagram{buf, addr, at}:
+	case s.recvCh <- datagram{b: buf, addr: addr, at: at}:
 	default:
 		putBuf(buf) // the session is overloaded: drop, as a router would
 		s.overloadDrops.Add(1)

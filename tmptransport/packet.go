@@ -69,6 +69,10 @@ type header struct {
 	token    []byte // Initial and Retry only: the address-validation token
 	raw      []byte
 	payload  []byte
+	// opened is the key the socket's reader already opened this short
+	// packet with (openearly.go): payload is plaintext and pn is whole.
+	// nil while the packet is sealed.
+	opened *packetKey
 }
 
 // parseHeader decodes the header of one datagram. It never panics on input of

@@ -37,7 +37,10 @@ type Session struct {
 	prefix            netip.Prefix
 	admittedValidated bool
 
-	recvCh     chan datagram
+	recvCh chan datagram
+	// rxKey is the 1-RTT read key and phase for the socket's reader to
+	// open packets with (openearly.go); nil until the handshake is done.
+	rxKey      atomic.Pointer[readKey]
 	wake       chan struct{}
 	closed     chan struct{} // closed when the session is dead
 	done       chan struct{} // closed when run has returned
@@ -125,6 +128,7 @@ type counters struct {
 	sentByPriority, receivedByPriority                                  [NumPriorities]uint64
 	decryptFailures, replays, malformed                                 uint64
 	streamsOpened                                                       uint64
+	openedByReader                                                      uint64 // openearly.go
 }
 
 func newSession(cfg *Config, isClient bool, conn net.PacketConn, remote net.Addr, id sessionID, l *Listener) *Session {
@@ -176,6 +180,9 @@ type datagram struct {
 	b    []byte
 	addr net.Addr
 	at   time.Time // when it was read from the socket
+	// opened and pn: set when the reader already opened b (openearly.go).
+	opened *packetKey
+	pn     uint64
 }
 
 func newSessionID() sessionID {

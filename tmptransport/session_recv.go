@@ -39,6 +39,9 @@ func (s *Session) handleDatagramLocked(d datagram) {
 		return
 	}
 	s.curFrom = d.addr
+	if d.opened != nil {
+		h.opened, h.pn = d.opened, d.pn
+	}
 	ok := s.handleShortLocked(&h, b, now)
 	s.curFrom = nil
 	if ok && d.addr != nil && !s.connectd && !sameAddr(d.addr, s.RemoteAddr()) {
@@ -172,6 +175,7 @@ func (s *Session) onHandshakeDoneLocked(now time.Time) {
 	p := hs.peerParams
 	keys.setLimits(s.cfg.KeyUpdateInterval)
 	s.keys = keys
+	s.publishReadKeyLocked()
 	s.peerParams = p
 	s.tlsState = hs.connectionState()
 	s.established = true
@@ -223,24 +227,8 @@ func (s *Session) handleShortLocked(h *header, raw []byte, now time.Time) bool {
 		}
 		return false
 	}
-	// Decrypt in place (no allocation per packet). A failed Open may
-	// scribble over the buffer, so keep the tail for the reset check.
-	var tail [statelessResetTokenLen]byte
-	if len(raw) >= statelessResetTokenLen {
-		copy(tail[:], raw[len(raw)-statelessResetTokenLen:])
-	}
-	largest, ok := s.lr.recv.largest()
-	h.pn = decodePacketNumber(largest, ok, h.pn)
-	payload, err := s.keys.open(h.payload[:0], h)
-	if err != nil {
-		if s.isStatelessReset(len(raw), tail[:]) {
-			s.closeLocked(ErrStatelessReset, false)
-			return false
-		}
-		s.counters.decryptFailures++
-		if s.keys.onForged() {
-			s.closeLocked(&SessionError{Code: AEADLimitReached, Reason: "forged packets reached the AEAD integrity limit"}, true)
-		}
+	payload, ok := s.openShortLocked(h, raw)
+	if !ok {
 		return false
 	}
 	if s.lr.recv.isDuplicate(h.pn) {
@@ -286,6 +274,49 @@ func (s *Session) handleShortLocked(h *header, raw []byte, now time.Time) bool {
 	}
 	s.lr.recv.onReceived(h.pn, now, ackEliciting, s.cfg.MaxAckDelay)
 	return true
+}
+
+// openShortLocked returns the plaintext of a 1-RTT packet, and sets h.pn to
+// the whole packet number. A packet the socket's reader opened already
+// (openearly.go) is taken if the key it used is the one the session would
+// have used (appKeys.acceptOpened); one opened under a key the session has
+// since left behind is dropped (the peer resends its frames).
+func (s *Session) openShortLocked(h *header, raw []byte) ([]byte, bool) {
+	if h.opened != nil {
+		ok, err := s.keys.acceptOpened(h.opened, h)
+		if err != nil {
+			s.closeLocked(err, true)
+			return nil, false
+		}
+		if !ok {
+			return nil, false
+		}
+		s.counters.openedByReader++
+		s.publishReadKeyLocked()
+		return h.payload, true
+	}
+	// Decrypt in place (no allocation per packet). A failed Open may
+	// scribble over the buffer, so keep the tail for the reset check.
+	var tail [statelessResetTokenLen]byte
+	if len(raw) >= statelessResetTokenLen {
+		copy(tail[:], raw[len(raw)-statelessResetTokenLen:])
+	}
+	largest, ok := s.lr.recv.largest()
+	h.pn = decodePacketNumber(largest, ok, h.pn)
+	payload, err := s.keys.open(h.payload[:0], h)
+	if err != nil {
+		if s.isStatelessReset(len(raw), tail[:]) {
+			s.closeLocked(ErrStatelessReset, false)
+			return nil, false
+		}
+		s.counters.decryptFailures++
+		if s.keys.onForged() {
+			s.closeLocked(&SessionError{Code: AEADLimitReached, Reason: "forged packets reached the AEAD integrity limit"}, true)
+		}
+		return nil, false
+	}
+	s.publishReadKeyLocked()
+	return payload, true
 }
 
 // isStatelessReset checks a packet that failed to decrypt against the
