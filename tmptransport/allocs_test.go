@@ -8,12 +8,12 @@ import (
 	"time"
 )
 
-// A bulk transfer costs a bounded number of heap allocations per packet,
-// both ends together: the packet's sent record and its frames, and what
-// the socket layer allocates (a source address per received datagram).
-// Per-packet garbage was a large share of the CPU on a fast link (issue
-// 20): a header, a STREAM frame, a nonce, two address strings and a copy
-// of every frame's data, each allocated per packet or per frame.
+// A bulk transfer costs less than one heap allocation per packet, both ends
+// together. Per-packet garbage was a large share of the CPU on a fast link
+// (issue 20): a header, a STREAM frame, a nonce, two address strings and a
+// copy of every frame's data, each allocated per packet or per frame; then
+// the packet's sent record (1.46 allocations a packet until records were
+// reused, sentHistory.free).
 //
 // Packets stay at the base size here, as on a 1500-byte path: path MTU
 // discovery on loopback would grow them, and spread the same allocations
@@ -62,7 +62,45 @@ func TestBulkTransferAllocationsPerPacket(t *testing.T) {
 	packets := (cs1.PacketsSent - cs0.PacketsSent) + (ss1.PacketsSent - ss0.PacketsSent)
 	per := float64(m1.Mallocs-m0.Mallocs) / float64(packets)
 	t.Logf("%d packets both ways, %d allocations: %.2f a packet", packets, m1.Mallocs-m0.Mallocs, per)
-	if per > 4 {
-		t.Fatalf("%.2f heap allocations a packet, want at most 4", per)
+	bound := 1.0
+	if raceEnabled {
+		bound = 1.5 // sync.Pool drops some buffers (2.05 before records were reused)
+	}
+	if per >= bound {
+		t.Fatalf("%.2f heap allocations a packet, want fewer than %.1f", per, bound)
+	}
+}
+
+// Settled sent records are kept for reuse up to maxFreePackets, with their
+// frames cleared so that they hold no stream.
+func TestSentRecordReuseIsBounded(t *testing.T) {
+	var h sentHistory
+	st := &Stream{}
+	for pn := range uint64(maxFreePackets + 100) {
+		p := h.newPacket()
+		p.pn, p.ackEliciting, p.size = pn, true, 1000
+		p.frames = append(p.frames, sentFrame{kind: sfStreamData, stream: st}, sentFrame{kind: sfStreamData, stream: st})
+		h.onSent(p)
+	}
+	for _, p := range h.packets {
+		p.acked = true
+	}
+	h.trim()
+	if len(h.free) != maxFreePackets {
+		t.Fatalf("%d records kept, bound %d", len(h.free), maxFreePackets)
+	}
+	for _, p := range h.free {
+		if len(p.frames) != 0 || p.acked || p.pn != 0 {
+			t.Fatalf("a kept record is not cleared: %+v", p)
+		}
+		for _, f := range p.frames[:cap(p.frames)] {
+			if f.stream != nil {
+				t.Fatal("a kept record still refers to a stream")
+			}
+		}
+	}
+	p := h.newPacket()
+	if len(h.free) != maxFreePackets-1 || cap(p.frames) < 2 {
+		t.Fatalf("newPacket: %d left, frames capacity %d", len(h.free), cap(p.frames))
 	}
 }

@@ -193,8 +193,8 @@ func (s *Session) sendAppLocked(now time.Time, out [][]byte) [][]byte {
 				pkt = f.appendTo(pkt)
 			}
 		}
-		sp := new(sentPacket)
-		frames := sp.one[:0]
+		sp := s.lr.sent.newPacket()
+		frames := sp.frames
 		ae := false
 		if s.lq.queued && len(pkt)+64 < limit {
 			s.lq.queued = false

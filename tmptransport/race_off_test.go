@@ -1,0 +1,5 @@
+//go:build !race
+
+package tmptransport
+
+const raceEnabled = false
