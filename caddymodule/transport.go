@@ -30,7 +30,9 @@ type Transport struct {
 	// Priority used when the request carries no conductor_priority
 	// variable. Default 2.
 	DefaultPriority *int `json:"default_priority,omitempty"`
-	// Compress turns on zstd for both directions of each stream.
+	// Compress turns on zstd for both directions of each stream. Data
+	// that does not compress (images, gzip'd bodies) is sent without the
+	// encoder's work once a write shows it (tmptransport/zstdskip.go).
 	Compress bool `json:"compress,omitempty"`
 	// DialTimeout bounds opening a stream, including (re-)establishing the
 	// session. Default 10s.

@@ -79,6 +79,7 @@ type Stream struct {
 	zrmu sync.Mutex
 	zwmu sync.Mutex
 	zw   *zstd.Encoder
+	zs   zstdSkip // zstdskip.go; with zwmu
 	zr   *zstd.Decoder
 }
 

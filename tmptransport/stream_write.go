@@ -10,26 +10,45 @@ func (s *Stream) Write(p []byte) (int, error) {
 	if s.compress {
 		s.zwmu.Lock()
 		defer s.zwmu.Unlock()
-		if s.zw == nil {
-			e, err := zstd.NewWriter(rawWriter{s}, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20), zstd.WithEncoderLevel(zstd.SpeedFastest))
-			if err != nil {
-				return 0, err
-			}
-			s.zw = e
-		}
-		n, err := s.zw.Write(p)
-		if err != nil {
-			return n, err
-		}
-		// Flush per Write: a request or response must not sit in the encoder.
-		return n, s.zw.Flush()
+		return s.writeCompressedZWLocked(p)
 	}
 	return s.rawWrite(p)
 }
 
+// writeCompressedZWLocked writes p through the stream's zstd encoder, or as
+// raw frames while the data is incompressible (zstdskip.go).
+func (s *Stream) writeCompressedZWLocked(p []byte) (int, error) {
+	if s.zs.left > 0 {
+		s.zs.left -= len(p)
+		return s.writeRawFramesZWLocked(p)
+	}
+	if s.zw == nil {
+		e, err := zstd.NewWriter(rawWriter{s}, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20), zstd.WithEncoderLevel(zstd.SpeedFastest))
+		if err != nil {
+			return 0, err
+		}
+		s.zw = e
+	}
+	s.zs.frameOpen, s.zs.wrote = true, true
+	before := s.zs.out
+	n, err := s.zw.Write(p)
+	if err != nil {
+		return n, err
+	}
+	// Flush per Write: a request or response must not sit in the encoder.
+	if err := s.zw.Flush(); err != nil {
+		return n, err
+	}
+	return n, s.weighWriteZWLocked(n, s.zs.out-before)
+}
+
+// rawWriter is the encoder's output: the stream's send buffer, counted.
 type rawWriter struct{ s *Stream }
 
-func (w rawWriter) Write(p []byte) (int, error) { return w.s.rawWrite(p) }
+func (w rawWriter) Write(p []byte) (int, error) {
+	w.s.zs.out += int64(len(p))
+	return w.s.rawWrite(p)
+}
 
 func (s *Stream) rawWrite(p []byte) (int, error) {
 	sess := s.sess
@@ -102,10 +121,14 @@ func (s *Stream) closeEncoderZWLocked() error {
 	if done {
 		return nil
 	}
-	if s.zw != nil {
+	switch {
+	case s.zs.frameOpen:
+		s.zs.frameOpen = false
 		err := s.zw.Close()
 		s.zw = nil
 		return err
+	case s.zs.wrote:
+		return nil // the raw frames are whole
 	}
 	return s.writeEmptyZstdFrame()
 }
