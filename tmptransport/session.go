@@ -82,6 +82,7 @@ type Session struct {
 	// Streams.
 	blend     *blender
 	runs      []packetRun // scratch for appendStreamDataLocked
+	zstd      zstdPool    // compressed streams' encoders and decoders (zstdpool.go)
 	lastStamp time.Time   // last packet that carried the send time
 	tab       streamTable // streamtable.go
 	ctrl      []*Stream

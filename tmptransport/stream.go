@@ -160,7 +160,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 		s.zrmu.Lock()
 		defer s.zrmu.Unlock()
 		if s.zr == nil {
-			d, err := zstd.NewReader(rawReader{s}, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(1<<20))
+			d, err := s.sess.zstd.decoder(rawReader{s})
 			if err != nil {
 				return 0, err
 			}
@@ -280,7 +280,7 @@ func (s *Stream) Close() error {
 	if s.compress {
 		s.zrmu.Lock()
 		if s.zr != nil {
-			s.zr.Close()
+			s.sess.zstd.putDecoder(s.zr)
 			s.zr = nil
 		}
 		s.zrmu.Unlock()

@@ -1,7 +1,5 @@
 package tmptransport
 
-import "github.com/klauspost/compress/zstd"
-
 // The write side of a stream: Write and its zstd encoder, the send buffer
 // it fills (sendbuffer.go bounds it), and CloseWrite. Locks as in stream.go.
 
@@ -23,7 +21,7 @@ func (s *Stream) writeCompressedZWLocked(p []byte) (int, error) {
 		return s.writeRawFramesZWLocked(p)
 	}
 	if s.zw == nil {
-		e, err := zstd.NewWriter(rawWriter{s}, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20), zstd.WithEncoderLevel(zstd.SpeedFastest))
+		e, err := s.sess.zstd.encoder(rawWriter{s})
 		if err != nil {
 			return 0, err
 		}
@@ -118,27 +116,31 @@ func (s *Stream) closeEncoderZWLocked() error {
 	s.sess.mu.Lock()
 	done := s.writeClosed || s.sendReset != nil
 	s.sess.mu.Unlock()
-	if done {
-		return nil
-	}
+	var err error
 	switch {
+	case done:
 	case s.zs.frameOpen:
-		s.zs.frameOpen = false
-		err := s.zw.Close()
-		s.zw = nil
-		return err
-	case s.zs.wrote:
-		return nil // the raw frames are whole
+		err = s.zw.Close()
+	case !s.zs.wrote:
+		err = s.writeEmptyZstdFrame()
 	}
-	return s.writeEmptyZstdFrame()
+	s.zs.frameOpen = false
+	if s.zw != nil {
+		// Back to the session's pool, also when the stream was reset.
+		s.sess.zstd.putEncoder(s.zw)
+		s.zw = nil
+	}
+	return err
 }
 
 // writeEmptyZstdFrame makes a compressed stream that never wrote still carry
 // a valid (empty) zstd stream, so the peer's decoder sees a clean EOF.
 func (s *Stream) writeEmptyZstdFrame() error {
-	e, err := zstd.NewWriter(rawWriter{s}, zstd.WithEncoderConcurrency(1))
+	e, err := s.sess.zstd.encoder(rawWriter{s})
 	if err != nil {
 		return err
 	}
-	return e.Close()
+	err = e.Close()
+	s.sess.zstd.putEncoder(e)
+	return err
 }
