@@ -68,7 +68,7 @@ func runBench(args []string) int {
 		fmt.Fprintln(os.Stderr, "       conductor bench tcp [--profile lossy]... [--peer tmp|l4-proxy-bbr|l4-proxy-cubic]... [--size-mb 1024] [--max-time 3m] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench adapt [--profile mobile --profile lan]... [--runs 3] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench edgefn [--duration 10s] [--json FILE]")
-		fmt.Fprintln(os.Stderr, "       conductor bench proxy [--peer tmp|h2-tls|h1-tls|h2c|nginx]... [--body 1k|1m]... [--profile lan]... [--duration 10s] [--pprof DIR] [--json FILE]")
+		fmt.Fprintln(os.Stderr, "       conductor bench proxy [--peer tmp|h2-tls|h1-tls|h2c|nginx|tmp-zstd]... [--body 1k|1m]... [--profile lan]... [--duration 10s] [--pprof DIR] [--json FILE]")
 		return 2
 	}
 	fs := flag.NewFlagSet("conductor bench transport", flag.ContinueOnError)

@@ -8,6 +8,8 @@
 //   - h1-tls:   transport http { versions 1.1 } over TLS, keep-alive
 //   - h2c:      HTTP/2 over cleartext TCP
 //   - nginx:    wrk straight at the origin, the ceiling
+//   - tmp-zstd: transport tmp { compress }: the bodies are random bytes,
+//     so this is the cost of compression on data that does not compress
 //
 // wrk loads the front-end with small bodies (1 kB: requests/s and p99)
 // and large ones (1 MB: throughput); each Caddy's CPU seconds per GB
@@ -85,7 +87,7 @@ type Ratio struct {
 }
 
 // Peers are the links measured, in order.
-var Peers = []string{"tmp", "h2-tls", "h1-tls", "h2c", "nginx"}
+var Peers = []string{"tmp", "h2-tls", "h1-tls", "h2c", "nginx", "tmp-zstd"}
 
 var bodies = map[string]int{"1k": 1 << 10, "1m": 1 << 20, "4m": 4 << 20}
 
@@ -394,7 +396,8 @@ func frontendConfig(dir string) string {
 		site("tmp", fmt.Sprintf("127.0.0.1:%d", tmpPort), "transport tmp") +
 		site("h2-tls", fmt.Sprintf("https://127.0.0.1:%d", tlsPort), "transport http {\n\t\t\tversions 2\n\t\t\ttls_insecure_skip_verify\n\t\t}") +
 		site("h1-tls", fmt.Sprintf("https://127.0.0.1:%d", tlsPort), "transport http {\n\t\t\tversions 1.1\n\t\t\ttls_insecure_skip_verify\n\t\t\tkeepalive_idle_conns_per_host 128\n\t\t}") +
-		site("h2c", fmt.Sprintf("127.0.0.1:%d", h2cPort), "transport http {\n\t\t\tversions h2c 2\n\t\t}")
+		site("h2c", fmt.Sprintf("127.0.0.1:%d", h2cPort), "transport http {\n\t\t\tversions h2c 2\n\t\t}") +
+		site("tmp-zstd", fmt.Sprintf("127.0.0.1:%d", tmpPort), "transport tmp {\n\t\t\tcompress\n\t\t}")
 }
 
 // Table renders the report as Markdown.
