@@ -19,14 +19,7 @@ import (
 func TestKeyUpdateBeforeAEADLimit(t *testing.T) {
 	// Each suite: an interval configured far above the limit is capped.
 	for _, id := range []uint16{tls.TLS_AES_128_GCM_SHA256, tls.TLS_AES_256_GCM_SHA384, tls.TLS_CHACHA20_POLY1305_SHA256} {
-		suite, _ := suiteByID(id)
-		secret := make([]byte, suite.hash().Size())
-		k1, _ := newPacketKey(suite, secret)
-		k2, _ := newPacketKey(suite, secret)
-		keys, err := newAppKeys(k1, k2)
-		if err != nil {
-			t.Fatal(err)
-		}
+		keys, suite := testAppKeys(t, id)
 		keys.setLimits(1 << 62)
 		if keys.updateAt > suite.confidentialityLimit/2 {
 			t.Errorf("suite %#x: update after %d packets, limit %d", id, keys.updateAt, suite.confidentialityLimit)
@@ -104,4 +97,22 @@ func TestKeyUpdateBeforeAEADLimit(t *testing.T) {
 	if err := s.Err(); !errors.As(err, &se) || se.Code != AEADLimitReached {
 		t.Fatalf("session ended with %v, want AEAD_LIMIT_REACHED", err)
 	}
+}
+
+// testAppKeys returns 1-RTT keys of the suite id, both directions from an
+// all-zero secret.
+func testAppKeys(t *testing.T, id uint16) (*appKeys, *cipherSuite) {
+	t.Helper()
+	suite, err := suiteByID(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := make([]byte, suite.hash().Size())
+	rk, _ := newPacketKey(suite, secret)
+	wk, _ := newPacketKey(suite, secret)
+	keys, err := newAppKeys(rk, wk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys, suite
 }

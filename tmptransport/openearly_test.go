@@ -64,14 +64,7 @@ func TestReaderOpensPackets(t *testing.T) {
 // update the previous key only for packets numbered before it (RFC 9001
 // §6.5). A key older than that is refused.
 func TestPacketOpenedUnderRetiredKeyIsRefused(t *testing.T) {
-	suite, _ := suiteByID(tls.TLS_AES_128_GCM_SHA256)
-	secret := make([]byte, suite.hash().Size())
-	rk, _ := newPacketKey(suite, secret)
-	wk, _ := newPacketKey(suite, secret)
-	keys, err := newAppKeys(rk, wk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys, suite := testAppKeys(t, tls.TLS_AES_128_GCM_SHA256)
 	accepts := func(key *packetKey, phase bool, pn uint64) bool {
 		t.Helper()
 		ok, err := keys.acceptOpened(key, &header{keyPhase: phase, pn: pn})
