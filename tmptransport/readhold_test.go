@@ -75,14 +75,10 @@ func TestBulkReadsCoalesce(t *testing.T) {
 	want := bytes.Repeat([]byte("0123456789abcdef"), size/16)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	go func() {
-		st, err := s.AcceptStream(ctx)
-		if err != nil {
-			return
-		}
+	serveStreams(ctx, s, func(st *Stream) {
 		st.Write(want)
 		st.Close()
-	}()
+	})
 	st, err := c.OpenStream(ctx, 2)
 	if err != nil {
 		t.Fatal(err)
