@@ -38,6 +38,12 @@ type LinkResult struct {
 	Errors        int     `json:"errors"`
 	FrontCPUPerGB float64 `json:"front_cpu_s_per_gb"`
 	BackCPUPerGB  float64 `json:"back_cpu_s_per_gb"`
+	// LinkUtilization is the share of the downstream bottleneck's rate
+	// that carried packets (headers, resent data and all), and QueueDrops
+	// the share of the packets offered to it that its drop-tail queue
+	// refused: what each peer's congestion response costs the link.
+	LinkUtilization float64 `json:"link_utilization"`
+	QueueDrops      float64 `json:"queue_drops"`
 }
 
 // linkPeers: name, the front-end's transport, and the TCP congestion
@@ -60,8 +66,8 @@ func runProfiles(ctx context.Context, o Options) (*Report, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s %s: %w", spec.Name, lp.name, err)
 			}
-			o.Progress("%-12s %-13s goodput %7.1f Mbit/s  urgent p50 %6.1f ms p99 %6.1f ms  CPU s/GB front %5.1f back %5.1f  errors %d",
-				spec.Name, lp.name, r.GoodputMbps, r.UrgentP50ms, r.UrgentP99ms, r.FrontCPUPerGB, r.BackCPUPerGB, r.Errors)
+			o.Progress("%-12s %-13s goodput %7.1f Mbit/s  urgent p50 %6.1f ms p99 %6.1f ms  CPU s/GB front %5.1f back %5.1f  link %3.0f %%, queue drops %4.1f %%  errors %d",
+				spec.Name, lp.name, r.GoodputMbps, r.UrgentP50ms, r.UrgentP99ms, r.FrontCPUPerGB, r.BackCPUPerGB, 100*r.LinkUtilization, 100*r.QueueDrops, r.Errors)
 			rep.Links = append(rep.Links, r)
 		}
 	}
@@ -127,6 +133,7 @@ func runLink(ctx context.Context, o Options, spec transportbench.ProfileSpec, na
 	defer cancel()
 	profiles := o.profileBoth(ctx, dir, peer, spec.Name+"-"+name)
 	fc, bc := front.CPU(), back.CPU()
+	_, down0 := l.Stats()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range 32 {
@@ -178,6 +185,13 @@ func runLink(ctx context.Context, o Options, spec transportbench.ProfileSpec, na
 	}()
 	wg.Wait()
 	took := time.Since(start).Seconds()
+	_, down1 := l.Stats()
+	if spec.RateBps > 0 {
+		res.LinkUtilization = float64(down1.DeliveredBytes-down0.DeliveredBytes) * 8 / took / spec.RateBps
+	}
+	if offered := down1.Packets - down0.Packets; offered > 0 {
+		res.QueueDrops = float64(down1.DroppedQueue-down0.DroppedQueue) / float64(offered)
+	}
 	profiles()
 	fc, bc = front.CPU()-fc, back.CPU()-bc
 	res.GoodputMbps = float64(moved.Load()) * 8 / took / 1e6
@@ -217,9 +231,9 @@ func linkFrontend(dir string, l *wan.Link, peer string) string {
 // LinksTable renders the emulated profiles' results as Markdown.
 func (r *Report) linksTable() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "| profile | peer | goodput Mbit/s | urgent p50 ms | urgent p99 ms | front CPU s/GB | back CPU s/GB | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "| profile | peer | goodput Mbit/s | urgent p50 ms | urgent p99 ms | front CPU s/GB | back CPU s/GB | link busy | queue drops | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, x := range r.Links {
-		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %d |\n", x.Profile, x.Peer, x.GoodputMbps, x.UrgentP50ms, x.UrgentP99ms, x.FrontCPUPerGB, x.BackCPUPerGB, x.Errors)
+		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f %% | %.1f %% | %d |\n", x.Profile, x.Peer, x.GoodputMbps, x.UrgentP50ms, x.UrgentP99ms, x.FrontCPUPerGB, x.BackCPUPerGB, 100*x.LinkUtilization, 100*x.QueueDrops, x.Errors)
 	}
 	return b.String()
 }
