@@ -68,6 +68,9 @@ type MulTCP struct {
 
 	// delivery measures what the path delivers, for the back-off's floor.
 	delivery deliveryRate
+	// ackRoom is the window's room for ACKs that come in clumps
+	// (ackroom.go).
+	ackRoom ackRoom
 
 	// lossSeen: a congestion loss or a timeout has happened. Until then,
 	// flows that join bring their initial windows (SetFlows).
@@ -128,14 +131,20 @@ func (d *deliveryRate) onAck(now time.Time, newRound bool) {
 	d.packets++
 }
 
-// bdp is the bandwidth-delay product in packets: the best recent rate
-// times minRTT (0 before a round trip was measured).
-func (d *deliveryRate) bdp(minRTT time.Duration) float64 {
+// best is the best recent rate in packets a second (0 before a round
+// trip was measured).
+func (d *deliveryRate) best() float64 {
 	best := 0.0
 	for _, r := range d.rates {
 		best = max(best, r)
 	}
-	return best * minRTT.Seconds()
+	return best
+}
+
+// bdp is the bandwidth-delay product in packets: the best recent rate
+// times minRTT.
+func (d *deliveryRate) bdp(minRTT time.Duration) float64 {
+	return d.best() * minRTT.Seconds()
 }
 
 // tcpInitialWindow is TCP's initial window in segments (RFC 6928).
@@ -149,6 +158,7 @@ func (m *MulTCP) OnPacketSent(_ time.Time, pn uint64, _ int) {
 func (m *MulTCP) OnPacketAcked(now time.Time, pn uint64, _ int, rtt *RTTSnapshot) {
 	newRound := pn >= m.epochEnd
 	m.delivery.onAck(now, newRound)
+	m.ackRoom.onAck(now, m.delivery.best(), newRound)
 	if newRound {
 		// A round trip has passed: start counting losses afresh.
 		m.epochEnd = m.largestSent + 1
@@ -313,12 +323,16 @@ func (m *MulTCP) RandomLosses() uint64 { return m.randomLosses }
 
 func (m *MulTCP) OnRetransmissionTimeout(time.Time) {
 	m.lossSeen = true
+	m.ackRoom.reset()
 	// Persistent loss: fall back to the floor, but never below N.
 	m.ssthresh = max(m.cwnd/2, float64(m.flows), 2)
 	m.cwnd = max(float64(m.flows), 2)
 }
 
-func (m *MulTCP) Window() int { return int(m.cwnd) }
+// Window is cwnd and the room for ACKs that come in clumps (ackroom.go).
+func (m *MulTCP) Window() int {
+	return int(min(m.cwnd+m.ackRoom.room(m.delivery.best(), m.cwnd), m.maxWindow))
+}
 
 func (m *MulTCP) InSlowStart() bool { return m.cwnd < m.ssthresh }
 
