@@ -245,7 +245,7 @@ const maxPacketsPerRound = 64
 type Stats struct {
 	SmoothedRTT, RTTVariance, MinRTT, LatestRTT time.Duration
 
-	CongestionWindow int // packets
+	CongestionWindow int // packets, with the room for late ACKs (ackroom.go)
 	BytesInFlight    int
 	PacingRate       float64 // bytes/s
 	SlowStart        bool
