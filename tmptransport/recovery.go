@@ -100,7 +100,7 @@ func (s *Session) onFramesAckedLocked(p *sentPacket) {
 				continue
 			}
 			s.unbufferedLocked(st, func() { st.sb.onAcked(f.offset, f.length, f.fin) })
-			signal(st.writeCh)
+			s.wakeWriterLocked(st)
 			s.maybeFinishLocked(st)
 		case sfReset:
 			st.resetAcked = true

@@ -91,3 +91,54 @@ func TestIdleStreamsAreNotFlows(t *testing.T) {
 	}
 	waitFlows(3)
 }
+
+// A writer blocked on a full send buffer is woken once a quarter of the
+// buffer (at most 64 KiB, at most what it has left) is free, not for each
+// acknowledged packet: woken per packet, it copied 1452 bytes a time, a
+// goroutine wake-up each. The need follows the limit when the session's
+// other streams shrink it, so the writer is never left waiting for room a
+// smaller buffer cannot give.
+func TestBlockedWriterWokenForAQuarterOfItsBuffer(t *testing.T) {
+	s := &Session{cfg: &Config{SendBufferSize: 32 << 10, MaxSendBufferSize: 256 << 10, MaxSessionSendBuffer: 512 << 10}, cc: NewMulTCP(32, 64, 1<<16)}
+	st := &Stream{sess: s, peerMax: 1 << 30, writeCh: make(chan struct{}, 1)}
+	s.bufferLocked(st, make([]byte, s.sendBufferLimitLocked(st))) // 256 KiB
+	st.writeLeft = 1 << 20
+	woken := func() bool {
+		select {
+		case <-st.writeCh:
+			return true
+		default:
+			return false
+		}
+	}
+	acked := uint64(0)
+	ackPacket := func() {
+		s.unbufferedLocked(st, func() { st.sb.onAcked(acked, 1452, false) })
+		acked += 1452
+		s.wakeWriterLocked(st)
+	}
+	for acked+1452 < 64<<10 {
+		ackPacket()
+		if woken() {
+			t.Fatalf("writer woken with %d bytes free of a 256 KiB buffer; want 64 KiB", acked)
+		}
+	}
+	ackPacket()
+	if !woken() {
+		t.Fatalf("writer not woken with %d bytes free", acked)
+	}
+	// Another stream fills the session: this one's limit falls to
+	// SendBufferSize, 32 KiB, and its writer waits for a quarter of that.
+	other := &Stream{sess: s, peerMax: 1 << 30}
+	s.bufferLocked(other, make([]byte, 512<<10))
+	s.unbufferedLocked(st, func() { st.sb.onAcked(acked, 256<<10-acked, false) })
+	st.writeLeft = 1 << 20
+	s.bufferLocked(st, make([]byte, 32<<10))
+	for i := range 6 { // 8 712 bytes: over 8 KiB
+		s.unbufferedLocked(st, func() { st.sb.onAcked(256<<10+uint64(i)*1452, 1452, false) })
+		s.wakeWriterLocked(st)
+	}
+	if !woken() {
+		t.Fatalf("limit %d, %d bytes buffered: writer not woken; want it woken at a quarter of the smaller limit", s.sendBufferLimitLocked(st), st.sb.buffered())
+	}
+}

@@ -51,6 +51,7 @@ type Stream struct {
 	stopQueued  bool
 	ctrlListed  bool // on the session's control list
 	sending     bool // counted in the session's sendingStreams
+	writeLeft   int  // bytes a blocked writer has left to write; 0: none blocked (sendbuffer.go)
 
 	// Receive side. rmu guards rb, readClosed, recvReset and readDeadline,
 	// so that readers never take the session lock: with a thousand busy

@@ -57,8 +57,10 @@ func (s *Stream) rawWrite(p []byte) (int, error) {
 			sess.mu.Unlock()
 			return written, err
 		}
-		room := sess.sendBufferLimitLocked(s) - s.sb.buffered()
-		if room > 0 {
+		limit := sess.sendBufferLimitLocked(s)
+		room := limit - s.sb.buffered()
+		need := writeNeed(limit, len(p))
+		if room >= need {
 			n := min(room, len(p))
 			sess.bufferLocked(s, p[:n])
 			p = p[n:]
@@ -67,6 +69,7 @@ func (s *Stream) rawWrite(p []byte) (int, error) {
 			sess.wakeLocked()
 		}
 		dl := s.writeDeadline
+		s.writeLeft = len(p)
 		sess.mu.Unlock()
 		if len(p) == 0 {
 			break
