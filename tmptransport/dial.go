@@ -120,6 +120,14 @@ func (s *Session) readLoop(done chan struct{}) {
 			d = datagram{b: append(getBuf(len(b)), b...)}
 		}
 		d.at = at
+		// A send that does not have to wait costs no select over two
+		// channels: that select, for every datagram, was 6 % of a
+		// front-end's CPU on the lan profile (1452-byte packets).
+		select {
+		case s.recvCh <- d:
+			return
+		default:
+		}
 		select {
 		case s.recvCh <- d:
 		case <-s.closed:
