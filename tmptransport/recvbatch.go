@@ -15,6 +15,7 @@ type packetReader struct {
 	conn    net.PacketConn
 	batch   *ipv4.PacketConn
 	msgs    []ipv4.Message
+	mm      *mmsgReader // a connected socket's batches (recvmmsg_linux.go); then batch is unused
 	one     []byte
 	gro     bool // the kernel coalesces runs of datagrams (gro_linux.go)
 	bufSize int
@@ -29,6 +30,7 @@ func newPacketReader(c net.PacketConn, bufSize int) *packetReader {
 	r := &packetReader{conn: c}
 	if uc, ok := c.(*net.UDPConn); ok {
 		r.batch = ipv4.NewPacketConn(uc)
+		r.mm = newMmsgReader(c)
 		n := readBatchSize
 		if r.gro = enableGRO(c); r.gro {
 			// Each buffer takes a coalesced run of up to 64 kB: fewer of
@@ -59,32 +61,44 @@ func (r *packetReader) read(fn func(b []byte, addr net.Addr, at time.Time)) erro
 		fn(r.one[:n], addr, time.Now())
 		return nil
 	}
-	n, err := r.batch.ReadBatch(r.msgs, 0)
+	var n int
+	var err error
+	if r.mm != nil {
+		n, err = r.mm.read()
+	} else {
+		n, err = r.batch.ReadBatch(r.msgs, 0)
+	}
 	if err != nil {
 		return err
 	}
 	at := time.Now()
 	coalesced := false
 	for i := 0; i < n; i++ {
-		m := &r.msgs[i]
-		b := m.Buffers[0][:m.N]
+		var b, oob []byte
+		var addr net.Addr
+		if r.mm != nil {
+			b, oob = r.mm.data(i), r.mm.oob(i)
+		} else {
+			m := &r.msgs[i]
+			b, oob, addr = m.Buffers[0][:m.N], m.OOB[:m.NN], m.Addr
+		}
 		seg := 0
-		if r.gro && m.NN > 0 {
-			seg = groSegment(m.OOB[:m.NN])
+		if r.gro && len(oob) > 0 {
+			seg = groSegment(oob)
 		}
 		if seg <= 0 || seg >= len(b) {
-			fn(b, m.Addr, at)
+			fn(b, addr, at)
 			continue
 		}
 		coalesced = true
 		// A coalesced run: every datagram is seg bytes but the last.
 		for len(b) > 0 {
 			k := min(seg, len(b))
-			fn(b[:k], m.Addr, at)
+			fn(b[:k], addr, at)
 			b = b[k:]
 		}
 	}
-	if n == len(r.msgs) && !coalesced && n < readBatchSize {
+	if n == r.batchLen() && !coalesced && n < readBatchSize {
 		// A full batch of single datagrams: the path does not coalesce
 		// (a TUN device has no GRO), so a syscall brought only
 		// groBatchSize packets. Take more per syscall, up to
@@ -95,8 +109,23 @@ func (r *packetReader) read(fn func(b []byte, addr net.Addr, at time.Time)) erro
 	return nil
 }
 
+func (r *packetReader) batchLen() int {
+	if r.mm != nil {
+		return r.mm.size()
+	}
+	return len(r.msgs)
+}
+
 // grow makes the batch n messages long.
 func (r *packetReader) grow(n int) {
+	if r.mm != nil {
+		oob := 0
+		if r.gro {
+			oob = groOOBSize
+		}
+		r.mm.grow(n, r.bufSize, oob)
+		return
+	}
 	for len(r.msgs) < n {
 		m := ipv4.Message{Buffers: [][]byte{make([]byte, r.bufSize)}}
 		if r.gro {
