@@ -25,6 +25,10 @@ type ackRoom struct {
 	acked  float64   // packets acknowledged in the epoch
 	maxima [deliveryRounds]float64
 	round  int
+	// most is the largest of maxima, kept as they change (on ACKs, not on
+	// each packet sent, where the window is read), and extra is most
+	// within ackRoomTime of the rate.
+	most, extra float64
 }
 
 // ackRoomTime is the longest stall the room covers, at the delivery rate.
@@ -40,6 +44,10 @@ func (a *ackRoom) onAck(now time.Time, rate float64, newRound bool) {
 	if newRound {
 		a.round++
 		a.maxima[a.round%deliveryRounds] = 0
+		a.most = 0
+		for _, m := range a.maxima {
+			a.most = max(a.most, m)
+		}
 	}
 	if rate <= 0 {
 		return // nothing to measure against before a round trip
@@ -52,17 +60,13 @@ func (a *ackRoom) onAck(now time.Time, rate float64, newRound bool) {
 	a.acked++
 	if extra := a.acked - expected; extra > a.maxima[a.round%deliveryRounds] {
 		a.maxima[a.round%deliveryRounds] = extra
+		a.most = max(a.most, extra)
 	}
+	a.extra = max(0, min(a.most, rate*ackRoomTime.Seconds()))
 }
 
-// room is how many packets the window may hold beyond cwnd.
-func (a *ackRoom) room(rate, cwnd float64) float64 {
-	best := 0.0
-	for _, m := range a.maxima {
-		best = max(best, m)
-	}
-	return max(0, min(best, cwnd, rate*ackRoomTime.Seconds()))
-}
+// room is how many packets a window of cwnd may hold beyond it.
+func (a *ackRoom) room(cwnd float64) float64 { return min(a.extra, cwnd) }
 
 // reset forgets the estimate: after a retransmission timeout the path is
 // not the one it measured.

@@ -19,10 +19,7 @@ import (
 // discovery on loopback would grow them, and spread the same allocations
 // over fewer, larger packets.
 func TestBulkTransferAllocationsPerPacket(t *testing.T) {
-	p := getPKI(t)
-	sc, cc := p.serverConfig(), p.clientConfig()
-	sc.NoPathMTUDiscovery, cc.NoPathMTUDiscovery = true, true
-	_, c, s := pair(t, sc, cc)
+	c, s := basePacketPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	chunk := make([]byte, 64<<10)

@@ -331,7 +331,7 @@ func (m *MulTCP) OnRetransmissionTimeout(time.Time) {
 
 // Window is cwnd and the room for ACKs that come in clumps (ackroom.go).
 func (m *MulTCP) Window() int {
-	return int(min(m.cwnd+m.ackRoom.room(m.delivery.best(), m.cwnd), m.maxWindow))
+	return int(min(m.cwnd+m.ackRoom.room(m.cwnd), m.maxWindow))
 }
 
 func (m *MulTCP) InSlowStart() bool { return m.cwnd < m.ssthresh }

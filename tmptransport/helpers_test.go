@@ -201,3 +201,15 @@ func impairedPair(t testing.TB, scfg, ccfg *Config, wrapServer, wrapClient func(
 	})
 	return c, s
 }
+
+// basePacketPair is pair with path MTU discovery off at both ends: packets
+// stay at the base size, as on a 1500-byte path, where loopback would grow
+// them to 16 kB and spread per-packet costs over fewer packets.
+func basePacketPair(t testing.TB) (c, s *Session) {
+	t.Helper()
+	p := getPKI(t)
+	sc, cc := p.serverConfig(), p.clientConfig()
+	sc.NoPathMTUDiscovery, cc.NoPathMTUDiscovery = true, true
+	_, c, s = pair(t, sc, cc)
+	return c, s
+}

@@ -14,10 +14,7 @@ import (
 // work: a packet in a key phase the reader does not know yet goes to the
 // session sealed, which follows the update and hands the reader the new key.
 func TestReaderOpensPackets(t *testing.T) {
-	p := getPKI(t)
-	ccfg, scfg := p.clientConfig(), p.serverConfig()
-	ccfg.NoPathMTUDiscovery, scfg.NoPathMTUDiscovery = true, true
-	_, c, s := pair(t, scfg, ccfg)
+	c, s := basePacketPair(t)
 	// The server starts a key update every 256 packets: the client's
 	// reader meets each new phase before its session does.
 	s.mu.Lock()

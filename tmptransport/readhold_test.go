@@ -67,10 +67,7 @@ func TestHeldBytesWaitForPushOrLimit(t *testing.T) {
 // 16 kB, as an HTTP/2 reader does per DATA frame. Only the end of the write
 // (pushed) may come shorter, or bytes resent after a loss.
 func TestBulkReadsCoalesce(t *testing.T) {
-	p := getPKI(t)
-	sc, cc := p.serverConfig(), p.clientConfig()
-	sc.NoPathMTUDiscovery, cc.NoPathMTUDiscovery = true, true
-	_, c, s := pair(t, sc, cc)
+	c, s := basePacketPair(t)
 	const size = 4 << 20
 	want := bytes.Repeat([]byte("0123456789abcdef"), size/16)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -55,7 +55,7 @@ func newMmsgReader(c net.PacketConn) *mmsgReader {
 }
 
 // grow makes the batch n messages long, with buffers of bufSize bytes and
-// control buffers of oobSize.
+// control buffers of oobSize, and points each message at its buffers.
 func (m *mmsgReader) grow(n, bufSize, oobSize int) {
 	for len(m.bufs) < n {
 		m.bufs = append(m.bufs, make([]byte, bufSize))
@@ -65,22 +65,25 @@ func (m *mmsgReader) grow(n, bufSize, oobSize int) {
 	}
 	m.hdrs = make([]unix.Mmsghdr, n)
 	m.iovs = make([]unix.Iovec, n)
+	for i := range m.hdrs {
+		m.iovs[i].Base = &m.bufs[i][0]
+		m.iovs[i].SetLen(len(m.bufs[i]))
+		h := &m.hdrs[i].Hdr
+		h.Iov = &m.iovs[i]
+		h.SetIovlen(1)
+		if len(m.oobs) > i {
+			h.Control = &m.oobs[i][0]
+		}
+	}
 }
 
 // read blocks until at least one datagram is in, and returns how many
 // messages it filled: message i is data(i), with control messages oob(i).
 func (m *mmsgReader) read() (int, error) {
-	for i := range m.hdrs {
-		m.iovs[i].Base = &m.bufs[i][0]
-		m.iovs[i].SetLen(len(m.bufs[i]))
-		h := &m.hdrs[i]
-		*h = unix.Mmsghdr{}
-		h.Hdr.Iov = &m.iovs[i]
-		h.Hdr.SetIovlen(1)
-		if len(m.oobs) > i {
-			h.Hdr.Control = &m.oobs[i][0]
-			h.Hdr.SetControllen(len(m.oobs[i]))
-		}
+	// The kernel writes back each message's length and its control
+	// length; the rest of the headers stays as grow set it.
+	for i := range m.oobs[:min(len(m.oobs), len(m.hdrs))] {
+		m.hdrs[i].Hdr.SetControllen(len(m.oobs[i]))
 	}
 	m.n, m.errno = 0, 0
 	if err := m.rc.Read(m.recv); err != nil {
