@@ -2,6 +2,7 @@ package proxybench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/conductor-edge/conductor/internal/benchinfo"
 	"github.com/conductor-edge/conductor/internal/nscaddy"
@@ -194,6 +198,11 @@ func runLink(ctx context.Context, o Options, spec transportbench.ProfileSpec, na
 	}
 	profiles()
 	fc, bc = front.CPU()-fc, back.CPU()-bc
+	if demoted, err := urgentDemoted(ctx, dir); err != nil {
+		return res, err
+	} else if demoted > 0 {
+		return res, fmt.Errorf("the front-end's priority handler demoted %d urgent requests: the urgent p99 would measure the default priority (raise urgentBudget)", demoted)
+	}
 	res.GoodputMbps = float64(moved.Load()) * 8 / took / 1e6
 	res.Errors = int(errs.Load())
 	if gb := float64(moved.Load()) / 1e9; gb > 0 {
@@ -214,6 +223,12 @@ func linkBackend(dir string, l *wan.Link) string {
 		fmt.Sprintf("https://%s:%d {\n\ttls internal\n\t%s\n}\n", l.AddrB, tlsPort, toOrigin)
 }
 
+// urgentBudget is the front-end's bypass budget in the benchmark: the one
+// urgent client stands for many shoppers (50 requests a second), past the
+// default budget of 2 a second per client address, which would class all
+// but the first few as the default priority (bench/RESULTS.md, session 13).
+const urgentBudget = "bypass_budget 100 burst 100"
+
 // linkFrontend: in namespace A, one site for the peer, urgent requests
 // at priority 0.
 func linkFrontend(dir string, l *wan.Link, peer string) string {
@@ -225,7 +240,7 @@ func linkFrontend(dir string, l *wan.Link, peer string) string {
 		upstream, transport = fmt.Sprintf("https://%s:%d", l.AddrB, tlsPort), "transport http {\n\t\t\tversions 1.1\n\t\t\ttls_insecure_skip_verify\n\t\t\tkeepalive_idle_conns_per_host 64\n\t\t}"
 	}
 	return globals(dir, "frontend", "\tconductor {\n\t\tname fe1\n\t\trole frontend\n\t}\n") +
-		fmt.Sprintf("http://127.0.0.1:%d {\n\tpriority {\n\t\t0 header X-Urgent 1\n\t}\n\treverse_proxy %s {\n\t\t%s\n\t}\n}\n", frontBase, upstream, transport)
+		fmt.Sprintf("http://127.0.0.1:%d {\n\tpriority {\n\t\t0 header X-Urgent 1\n\t\t%s\n\t}\n\treverse_proxy %s {\n\t\t%s\n\t}\n}\n", frontBase, urgentBudget, upstream, transport)
 }
 
 // LinksTable renders the emulated profiles' results as Markdown.
@@ -236,4 +251,25 @@ func (r *Report) linksTable() string {
 		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f %% | %.1f %% | %d |\n", x.Profile, x.Peer, x.GoodputMbps, x.UrgentP50ms, x.UrgentP99ms, x.FrontCPUPerGB, x.BackCPUPerGB, 100*x.LinkUtilization, 100*x.QueueDrops, x.Errors)
 	}
 	return b.String()
+}
+
+// urgentDemoted reads from the front-end's metrics how many requests the
+// priority handler made urgent and its bypass budget demoted.
+func urgentDemoted(ctx context.Context, dir string) (int, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://admin/metrics", nil)
+	resp, err := nscaddy.AdminClient(dir, "frontend").Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("the front-end's metrics: %w", err)
+	}
+	f, ok := families["conductor_priority_demoted_total"]
+	if !ok || len(f.GetMetric()) == 0 {
+		return 0, errors.New("the front-end's metrics have no conductor_priority_demoted_total")
+	}
+	return int(f.GetMetric()[0].GetCounter().GetValue()), nil
 }
