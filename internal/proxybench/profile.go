@@ -48,6 +48,10 @@ type LinkResult struct {
 	// refused: what each peer's congestion response costs the link.
 	LinkUtilization float64 `json:"link_utilization"`
 	QueueDrops      float64 `json:"queue_drops"`
+	// LinkLateP99ms is how late the emulator let the 99th percentile of
+	// that direction's packets leave, against the profile's timing: the
+	// emulator shares the machine with both Caddys (wan/late.go).
+	LinkLateP99ms float64 `json:"link_late_p99_ms"`
 }
 
 // linkPeers: name, the front-end's transport, and the TCP congestion
@@ -70,8 +74,8 @@ func runProfiles(ctx context.Context, o Options) (*Report, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s %s: %w", spec.Name, lp.name, err)
 			}
-			o.Progress("%-12s %-13s goodput %7.1f Mbit/s  urgent p50 %6.1f ms p99 %6.1f ms  CPU s/GB front %5.1f back %5.1f  link %3.0f %%, queue drops %4.1f %%  errors %d",
-				spec.Name, lp.name, r.GoodputMbps, r.UrgentP50ms, r.UrgentP99ms, r.FrontCPUPerGB, r.BackCPUPerGB, 100*r.LinkUtilization, 100*r.QueueDrops, r.Errors)
+			o.Progress("%-12s %-13s goodput %7.1f Mbit/s  urgent p50 %6.1f ms p99 %6.1f ms  CPU s/GB front %5.1f back %5.1f  link %3.0f %%, queue drops %4.1f %%, late p99 %.1f ms  errors %d",
+				spec.Name, lp.name, r.GoodputMbps, r.UrgentP50ms, r.UrgentP99ms, r.FrontCPUPerGB, r.BackCPUPerGB, 100*r.LinkUtilization, 100*r.QueueDrops, r.LinkLateP99ms, r.Errors)
 			rep.Links = append(rep.Links, r)
 		}
 	}
@@ -196,6 +200,7 @@ func runLink(ctx context.Context, o Options, spec transportbench.ProfileSpec, na
 	if offered := down1.Packets - down0.Packets; offered > 0 {
 		res.QueueDrops = float64(down1.DroppedQueue-down0.DroppedQueue) / float64(offered)
 	}
+	res.LinkLateP99ms = float64(down1.Late.Since(down0.Late).Quantile(0.99).Microseconds()) / 1000
 	profiles()
 	fc, bc = front.CPU()-fc, back.CPU()-bc
 	if demoted, err := urgentDemoted(ctx, dir); err != nil {
@@ -246,9 +251,9 @@ func linkFrontend(dir string, l *wan.Link, peer string) string {
 // LinksTable renders the emulated profiles' results as Markdown.
 func (r *Report) linksTable() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "| profile | peer | goodput Mbit/s | urgent p50 ms | urgent p99 ms | front CPU s/GB | back CPU s/GB | link busy | queue drops | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "| profile | peer | goodput Mbit/s | urgent p50 ms | urgent p99 ms | front CPU s/GB | back CPU s/GB | link busy | queue drops | link late p99 ms | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, x := range r.Links {
-		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f %% | %.1f %% | %d |\n", x.Profile, x.Peer, x.GoodputMbps, x.UrgentP50ms, x.UrgentP99ms, x.FrontCPUPerGB, x.BackCPUPerGB, 100*x.LinkUtilization, 100*x.QueueDrops, x.Errors)
+		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f %% | %.1f %% | %.1f | %d |\n", x.Profile, x.Peer, x.GoodputMbps, x.UrgentP50ms, x.UrgentP99ms, x.FrontCPUPerGB, x.BackCPUPerGB, 100*x.LinkUtilization, 100*x.QueueDrops, x.LinkLateP99ms, x.Errors)
 	}
 	return b.String()
 }

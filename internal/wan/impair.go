@@ -33,6 +33,9 @@ type Stats struct {
 	LostRandom, LostBurst uint64
 	DroppedQueue          uint64
 	Reordered             uint64
+	// Late is how late packets left against their delivery time
+	// (late.go).
+	Late LateHistogram
 }
 
 type pkt struct {
@@ -165,6 +168,7 @@ func (im *impairer) run(stop <-chan struct{}) {
 		for _, p := range due {
 			im.stats.Delivered++
 			im.stats.DeliveredBytes += uint64(p.size)
+			im.stats.Late.add(now.Sub(p.at))
 		}
 		im.mu.Unlock()
 		for _, p := range due {

@@ -201,6 +201,13 @@ func TestRateLimitMatchesSetting(t *testing.T) {
 		t.Fatal("no drop-tail drops at twice the bottleneck rate")
 	}
 	within(t, "rate Mbit/s", got*8/1e6, rate/1e6, 0.05)
+	var timed uint64
+	for _, c := range ab.Late {
+		timed += c
+	}
+	if timed != ab.Delivered {
+		t.Fatalf("lateness counted for %d packets, %d delivered", timed, ab.Delivered)
+	}
 }
 
 func TestTCPIsImpairedToo(t *testing.T) {
