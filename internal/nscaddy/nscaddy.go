@@ -41,8 +41,8 @@ func AdminClient(dir, name string) *http.Client {
 
 // Start writes config to dir/<name>.Caddyfile, runs binary's Caddy on it
 // in namespace ns ("": this one) (logging to dir/<name>.log), and waits until its admin
-// endpoint (AdminSocket) answers.
-func Start(ctx context.Context, dir, name, ns, config, binary string) (*Proc, error) {
+// endpoint (AdminSocket) answers. env adds to its environment (KEY=value).
+func Start(ctx context.Context, dir, name, ns, config, binary string, env ...string) (*Proc, error) {
 	cfg := filepath.Join(dir, name+".Caddyfile")
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		return nil, err
@@ -61,6 +61,7 @@ func Start(ctx context.Context, dir, name, ns, config, binary string) (*Proc, er
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg-config"))
+	cmd.Env = append(cmd.Env, env...)
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		return nil, err

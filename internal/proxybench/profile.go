@@ -64,7 +64,7 @@ var linkPeers = []struct{ name, peer, cc string }{
 }
 
 func runProfiles(ctx context.Context, o Options) (*Report, error) {
-	rep := &Report{When: time.Now().UTC(), Machine: benchinfo.Machine(), Conns: 32}
+	rep := &Report{When: time.Now().UTC(), Machine: benchinfo.Machine(), Conns: 32, GoMaxProcs: o.GoMaxProcs}
 	for _, spec := range o.Profiles {
 		for _, lp := range linkPeers {
 			if len(o.Peers) > 0 && !slices.Contains(o.Peers, lp.name) && !slices.Contains(o.Peers, lp.peer) {
@@ -98,12 +98,12 @@ func runLink(ctx context.Context, o Options, spec transportbench.ProfileSpec, na
 		return res, err
 	}
 	defer stopOrigin()
-	back, err := nscaddy.Start(ctx, dir, "backend", l.NSB, linkBackend(dir, l), o.Binary)
+	back, err := nscaddy.Start(ctx, dir, "backend", l.NSB, linkBackend(dir, l), o.Binary, o.caddyEnv()...)
 	if err != nil {
 		return res, err
 	}
 	defer back.Stop()
-	front, err := nscaddy.Start(ctx, dir, "frontend", l.NSA, linkFrontend(dir, l, peer), o.Binary)
+	front, err := nscaddy.Start(ctx, dir, "frontend", l.NSA, linkFrontend(dir, l, peer), o.Binary, o.caddyEnv()...)
 	if err != nil {
 		return res, err
 	}

@@ -50,7 +50,19 @@ type Options struct {
 	// Profiles, if set, measure across these emulated links instead of
 	// loopback (profile.go).
 	Profiles []transportbench.ProfileSpec
-	Progress func(format string, args ...any)
+	// GoMaxProcs, if set, is every Caddy's GOMAXPROCS, for TMP and the
+	// TCP peers alike: a Caddy in a container limited to that many CPUs
+	// (Go sizes GOMAXPROCS to the limit).
+	GoMaxProcs int
+	Progress   func(format string, args ...any)
+}
+
+// caddyEnv is the environment the options give every Caddy.
+func (o Options) caddyEnv() []string {
+	if o.GoMaxProcs > 0 {
+		return []string{fmt.Sprintf("GOMAXPROCS=%d", o.GoMaxProcs)}
+	}
+	return nil
 }
 
 // Result is one peer with one body size.
@@ -70,7 +82,9 @@ type Report struct {
 	When    time.Time `json:"when"`
 	Machine string    `json:"machine"`
 	Conns   int       `json:"conns"`
-	Results []Result  `json:"results,omitempty"`
+	// GoMaxProcs is the Caddys' GOMAXPROCS when the run set it.
+	GoMaxProcs int      `json:"gomaxprocs,omitempty"`
+	Results    []Result `json:"results,omitempty"`
 	// Links: the emulated profiles' bulk and urgent workloads.
 	Links []LinkResult `json:"links,omitempty"`
 	// Ratios of TMP to each peer, per body: req/s, p99 and back-end CPU/GB.
@@ -130,18 +144,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer stopOrigin()
-	back, err := nscaddy.Start(ctx, o.Dir, "backend", "", backendConfig(o.Dir), o.Binary)
+	back, err := nscaddy.Start(ctx, o.Dir, "backend", "", backendConfig(o.Dir), o.Binary, o.caddyEnv()...)
 	if err != nil {
 		return nil, err
 	}
 	defer back.Stop()
-	front, err := nscaddy.Start(ctx, o.Dir, "frontend", "", frontendConfig(o.Dir), o.Binary)
+	front, err := nscaddy.Start(ctx, o.Dir, "frontend", "", frontendConfig(o.Dir), o.Binary, o.caddyEnv()...)
 	if err != nil {
 		return nil, err
 	}
 	defer front.Stop()
 
-	rep := &Report{When: time.Now().UTC(), Machine: benchinfo.Machine(), Conns: o.Conns}
+	rep := &Report{When: time.Now().UTC(), Machine: benchinfo.Machine(), Conns: o.Conns, GoMaxProcs: o.GoMaxProcs}
 	for _, body := range o.Bodies {
 		for _, peer := range o.Peers {
 			i := indexOf(peer)
@@ -402,10 +416,13 @@ func frontendConfig(dir string) string {
 
 // Table renders the report as Markdown.
 func (r *Report) Table() string {
-	if len(r.Links) > 0 {
-		return r.linksTable()
-	}
 	var b strings.Builder
+	if r.GoMaxProcs > 0 {
+		fmt.Fprintf(&b, "Every Caddy ran with GOMAXPROCS=%d.\n\n", r.GoMaxProcs)
+	}
+	if len(r.Links) > 0 {
+		return b.String() + r.linksTable()
+	}
 	fmt.Fprintf(&b, "| body | peer | req/s | p50 ms | p99 ms | MB/s | front CPU s/GB | back CPU s/GB | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, x := range r.Results {
 		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f | %.2f | %.1f | %.1f | %.1f | %d |\n", x.Body, x.Peer, x.RequestsSec, x.P50ms, x.P99ms, x.MBps, x.FrontCPUPerGB, x.BackCPUPerGB, x.Non2xx+x.SocketErrs)
