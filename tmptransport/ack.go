@@ -172,6 +172,9 @@ type receivedTracker struct {
 	ackDeadline   time.Time
 	outOfOrder    bool
 	sinceLastSent bool
+	// ack is the frame buildAck fills and returns, its ranges reused:
+	// the caller encodes it before the next call.
+	ack ackFrame
 }
 
 // largest returns the largest packet number received, if any.
@@ -219,11 +222,14 @@ func (t *receivedTracker) ackDue(now time.Time) bool {
 	return t.ackPending >= 2 || (t.ackPending > 0 && (t.outOfOrder || !now.Before(t.ackDeadline)))
 }
 
+// buildAck returns the ACK frame for what was received, valid until the
+// next call.
 func (t *receivedTracker) buildAck(now time.Time) *ackFrame {
 	if t.ranges.empty() {
 		return nil
 	}
-	f := &ackFrame{Delay: now.Sub(t.largestTime)}
+	f := &t.ack
+	f.Delay, f.Ranges = now.Sub(t.largestTime), f.Ranges[:0]
 	for i := len(t.ranges.r) - 1; i >= 0 && len(f.Ranges) < maxAckRangesSent; i-- {
 		r := t.ranges.r[i]
 		f.Ranges = append(f.Ranges, ackRange{Smallest: r.start, Largest: r.end - 1})

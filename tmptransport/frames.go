@@ -246,6 +246,10 @@ type frameParser struct {
 	// session handles each before it asks for the next (an allocation per
 	// frame, before). A frame from next is then valid until the next call.
 	stream *streamFrame
+	// ackInto, if set, is where ACK frames are decoded, their ranges into
+	// its slice's capacity, likewise: a lossy path's ACKs carry many
+	// ranges, and each ACK allocated its frame and ranges.
+	ackInto *ackFrame
 }
 
 func (p *frameParser) varint(field string) uint64 {
@@ -393,7 +397,11 @@ func (p *frameParser) ack() frame {
 		p.err = errorf(FrameEncodingError, "invalid first ack range")
 		return nil
 	}
-	f := &ackFrame{Delay: delay, Ranges: make([]ackRange, 0, count+1)}
+	f := p.ackInto
+	if f == nil {
+		f = &ackFrame{Ranges: make([]ackRange, 0, count+1)}
+	}
+	f.Delay, f.Ranges = delay, f.Ranges[:0]
 	smallest := largest - first
 	f.Ranges = append(f.Ranges, ackRange{smallest, largest})
 	for i := uint64(0); i < count; i++ {

@@ -101,6 +101,8 @@ type Session struct {
 	// rxStream is the STREAM frame the frame parser decodes into, one
 	// at a time (frames.go).
 	rxStream streamFrame
+	// rxAck likewise, for ACK frames.
+	rxAck ackFrame
 	// rxBuf is the buffer of the datagram being handled, until a stream's
 	// receive buffer keeps it (recvBuffer.store); whoever holds it last
 	// returns it to the pool.

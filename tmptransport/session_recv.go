@@ -251,7 +251,7 @@ func (s *Session) handleShortLocked(h *header, raw []byte, now time.Time) bool {
 	s.counters.bytesReceived += uint64(len(raw))
 	s.lq.mine.onPacket(now, h.pn, len(raw), h.sendTime, h.hasTime)
 	ackEliciting := false
-	fp := frameParser{b: payload, stream: &s.rxStream}
+	fp := frameParser{b: payload, stream: &s.rxStream, ackInto: &s.rxAck}
 	for {
 		f, err := fp.next()
 		if err != nil {

@@ -183,9 +183,11 @@ func (b *sendBuffer) discard() {
 // us keep one allocation per byte.
 type recvBuffer struct {
 	readOff   uint64
-	chunks    []recvChunk // sorted, disjoint, all at or above readOff
-	have      rangeSet    // received ranges at or above readOff
-	highest   uint64      // highest offset received (flow control accounting)
+	chunks    []recvChunk // sorted, disjoint, all at or above readOff; arr[head:head+len]
+	arr       []recvChunk // the array chunks lies in (makeRoom)
+	head      int
+	have      rangeSet // received ranges at or above readOff
+	highest   uint64   // highest offset received (flow control accounting)
 	finalSize uint64
 	hasFinal  bool
 	buffered  int
@@ -298,7 +300,7 @@ func (b *recvBuffer) insert(off uint64, data []byte, fin, more bool, pkt *[]byte
 // each insertion move a long slice.
 func (b *recvBuffer) store(off uint64, d []byte, pkt *[]byte) {
 	lo := b.chunkIndex(off)
-	if pkt != nil && *pkt != nil && lo == len(b.chunks) && 2*len(d) >= cap(*pkt) {
+	if pkt != nil && *pkt != nil && 2*len(d) >= cap(*pkt) {
 		// The full slice expression keeps later appends out of the
 		// datagram's other bytes.
 		b.addChunk(lo, recvChunk{off: off, data: d[:len(d):len(d)], pkt: *pkt})
@@ -356,13 +358,54 @@ func (b *recvBuffer) chunkIndex(off uint64) int {
 // addChunk inserts c at index lo (chunkIndex of its offset).
 func (b *recvBuffer) addChunk(lo int, c recvChunk) {
 	b.buffered += len(c.data)
-	if lo == len(b.chunks) {
-		b.chunks = append(b.chunks, c)
-		return
+	if len(b.chunks) == cap(b.chunks) {
+		b.makeRoom()
 	}
 	b.chunks = append(b.chunks, recvChunk{})
 	copy(b.chunks[lo+1:], b.chunks[lo:])
 	b.chunks[lo] = c
+}
+
+// The chunk list is a window, from head, into arr: read takes chunks off
+// its front and store adds them, so arr is reused, not re-made. Re-made
+// whenever a reader emptied it, and grown by append from there, the list
+// cost an allocation every few packets on a lossy path.
+
+// maxIdleChunks is the most chunk slots an emptied buffer keeps for its
+// next data; a bigger list (a long run of data behind a gap) is let go.
+const maxIdleChunks = 64
+
+// makeRoom makes room at the window's end: it moves the chunks to the
+// array's start when at least half the array is free, or else to an array
+// twice their number.
+func (b *recvBuffer) makeRoom() {
+	n := len(b.chunks)
+	if b.head > 0 && n <= cap(b.arr)/2 {
+		copy(b.arr[:n], b.chunks)
+		clear(b.arr[n : b.head+n]) // no stale references to released buffers
+		b.head, b.chunks = 0, b.arr[:n]
+		return
+	}
+	arr := make([]recvChunk, max(2*n, 4))
+	copy(arr, b.chunks)
+	b.arr, b.head, b.chunks = arr, 0, arr[:n]
+}
+
+// popChunk drops the first chunk, read out and released.
+func (b *recvBuffer) popChunk() {
+	b.chunks[0] = recvChunk{}
+	b.chunks, b.head = b.chunks[1:], b.head+1
+	if len(b.chunks) == 0 {
+		b.resetChunks()
+	}
+}
+
+// resetChunks empties the list, keeping a small array for the next data.
+func (b *recvBuffer) resetChunks() {
+	if cap(b.arr) > maxIdleChunks {
+		b.arr = nil
+	}
+	b.head, b.chunks = 0, b.arr[:0]
 }
 
 // read copies contiguous bytes into p.
@@ -376,11 +419,7 @@ func (b *recvBuffer) read(p []byte) int {
 		b.buffered -= k
 		if k == len(c.data) {
 			b.release(c)
-			b.chunks[0] = recvChunk{}
-			b.chunks = b.chunks[1:]
-			if len(b.chunks) == 0 {
-				b.chunks = nil
-			}
+			b.popChunk()
 		} else {
 			c.data = c.data[k:]
 			c.off += uint64(k)
@@ -441,7 +480,8 @@ func (b *recvBuffer) discard() {
 	for i := range b.chunks {
 		b.release(&b.chunks[i])
 	}
-	b.chunks = nil
+	clear(b.chunks)
+	b.resetChunks()
 	b.have.clear()
 	b.buffered = 0
 }
