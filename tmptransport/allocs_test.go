@@ -23,33 +23,7 @@ func TestBulkTransferAllocationsPerPacket(t *testing.T) {
 	c, s := basePacketPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	chunk := make([]byte, 64<<10)
-	send := func(n int) {
-		st, err := c.OpenStream(ctx, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan int64, 1)
-		go func() {
-			rs, err := s.AcceptStream(ctx)
-			if err != nil {
-				done <- -1
-				return
-			}
-			got, _ := io.Copy(io.Discard, rs)
-			done <- got
-		}()
-		for sent := 0; sent < n; sent += len(chunk) {
-			if _, err := st.Write(chunk); err != nil {
-				t.Fatal(err)
-			}
-		}
-		st.CloseWrite()
-		if got := <-done; got != int64(n) {
-			t.Fatalf("received %d of %d bytes", got, n)
-		}
-		st.Close()
-	}
+	send := func(n int) { sendBulk(ctx, t, c, s, n) }
 	send(8 << 20) // warm up: windows grown, pools filled
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
@@ -121,33 +95,7 @@ func TestLossyTransferAllocationsPerPacket(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	chunk := make([]byte, 64<<10)
-	send := func(n int) {
-		st, err := c.OpenStream(ctx, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan int64, 1)
-		go func() {
-			rs, err := s.AcceptStream(ctx)
-			if err != nil {
-				done <- -1
-				return
-			}
-			got, _ := io.Copy(io.Discard, rs)
-			done <- got
-		}()
-		for sent := 0; sent < n; sent += len(chunk) {
-			if _, err := st.Write(chunk); err != nil {
-				t.Fatal(err)
-			}
-		}
-		st.CloseWrite()
-		if got := <-done; got != int64(n) {
-			t.Fatalf("received %d of %d bytes", got, n)
-		}
-		st.Close()
-	}
+	send := func(n int) { sendBulk(ctx, t, c, s, n) }
 	send(4 << 20) // warm up
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
@@ -170,4 +118,35 @@ func TestLossyTransferAllocationsPerPacket(t *testing.T) {
 	if !raceEnabled && perPkt >= 250 {
 		t.Fatalf("%.0f bytes allocated a packet received, want under 250", perPkt)
 	}
+}
+
+// sendBulk sends n bytes on a new stream from c, in 64 KiB writes, and
+// waits until s has read them all.
+func sendBulk(ctx context.Context, t *testing.T, c, s *Session, n int) {
+	t.Helper()
+	st, err := c.OpenStream(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int64, 1)
+	go func() {
+		rs, err := s.AcceptStream(ctx)
+		if err != nil {
+			done <- -1
+			return
+		}
+		got, _ := io.Copy(io.Discard, rs)
+		done <- got
+	}()
+	chunk := make([]byte, 64<<10)
+	for sent := 0; sent < n; sent += len(chunk) {
+		if _, err := st.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.CloseWrite()
+	if got := <-done; got != int64(n) {
+		t.Fatalf("received %d of %d bytes", got, n)
+	}
+	st.Close()
 }
