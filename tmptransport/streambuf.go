@@ -291,13 +291,16 @@ func (b *recvBuffer) insert(off uint64, data []byte, fin, more bool, pkt *[]byte
 // most twice what the run before it holds, so a peer that sends scattered
 // slivers makes us hold little more than it sent.
 //
-// Data that arrives in order and fills at least half of its datagram's
-// buffer is not copied at all: the chunk keeps the datagram (pkt). That
-// copy was 11 % of the receiver's CPU with 16 kB packets (issue 20, 1 MB
-// bodies on loopback). The half bounds the memory a chunk holds to twice
-// its data, which flow control bounds. Out-of-order data, which fills
-// gaps in the middle, is copied: a chunk per datagram there would make
-// each insertion move a long slice.
+// Data that fills at least half of its datagram's buffer is not copied at
+// all: the chunk keeps the datagram (pkt). That copy was 11 % of the
+// receiver's CPU with 16 kB packets (issue 20, 1 MB bodies on loopback).
+// The half bounds the memory a chunk holds to twice its data, which flow
+// control bounds. Data filling a gap is kept likewise. Copied, it grew
+// chunks that later repairs could join, but on the lan profile (15 % of
+// packets lost) the copies were the front-end's largest allocation. A
+// chunk per repair makes an insertion move the chunks after it, as a
+// repair that joined no chunk did before: 6 000 datagrams in reverse
+// order, the worst case, take 30 ms now against 37 before.
 func (b *recvBuffer) store(off uint64, d []byte, pkt *[]byte) {
 	lo := b.chunkIndex(off)
 	if pkt != nil && *pkt != nil && 2*len(d) >= cap(*pkt) {
