@@ -261,14 +261,13 @@ func (r *Report) linksTable() string {
 // urgentDemoted reads from the front-end's metrics how many requests the
 // priority handler made urgent and its bypass budget demoted.
 func urgentDemoted(ctx context.Context, dir string) (int, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://admin/metrics", nil)
-	resp, err := nscaddy.AdminClient(dir, "frontend").Do(req)
+	body, err := adminGet(ctx, dir, "frontend", "/metrics")
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
+	defer body.Close()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	families, err := parser.TextToMetricFamilies(body)
 	if err != nil {
 		return 0, fmt.Errorf("the front-end's metrics: %w", err)
 	}

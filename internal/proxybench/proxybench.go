@@ -279,22 +279,36 @@ func profile(ctx context.Context, dir, name, out string, d time.Duration) error 
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://admin/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()))), nil)
-	resp, err := nscaddy.AdminClient(dir, name).Do(req)
+	body, err := adminGet(ctx, dir, name, fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()))))
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("pprof: %s", resp.Status)
-	}
+	defer body.Close()
 	f, err := os.Create(out)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
+	_, err = io.Copy(f, body)
 	return err
+}
+
+// adminGet asks the admin endpoint of the Caddy called name in dir for
+// path, and returns the answer's body if it is 200 OK.
+func adminGet(ctx context.Context, dir, name, path string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://admin"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := nscaddy.AdminClient(dir, name).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s %s: %s", name, path, resp.Status)
+	}
+	return resp.Body, nil
 }
 
 // startNginx serves /1k and /1m (random bytes: nothing compresses) from
