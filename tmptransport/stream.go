@@ -17,7 +17,7 @@ import (
 //
 // Locks, taken in this order: the session's mu guards the send side, flow
 // control (fc) and the lifecycle flags; the stream's rmu guards the receive
-// buffer and what a reader checks (readClosed, recvReset, readDeadline), so
+// buffer and what a reader checks (readClosed, recvReset), so
 // that Read never takes mu; the session's creditMu guards creditBytes and
 // creditQueued, by which a reader hands what it consumed to the session.
 // zrmu and zwmu serialize the zstd decoder and encoder. The blocking calls
@@ -53,7 +53,7 @@ type Stream struct {
 	sending     bool // counted in the session's sendingStreams
 	writeLeft   int  // bytes a blocked writer has left to write; 0: none blocked (sendbuffer.go)
 
-	// Receive side. rmu guards rb, readClosed, recvReset and readDeadline,
+	// Receive side. rmu guards rb, readClosed and recvReset,
 	// so that readers never take the session lock: with a thousand busy
 	// streams, readers queueing on one session mutex starved the session's
 	// own goroutine (lock convoy). Lock order: session mu, then rmu.
@@ -72,8 +72,9 @@ type Stream struct {
 	creditBytes  uint64
 	creditQueued bool
 
-	readCh, writeCh             chan struct{}
-	readDeadline, writeDeadline time.Time
+	readCh, writeCh chan struct{}
+	// The deadlines are atomic (deadline.go): set without a lock.
+	readDeadline, writeDeadline deadline
 
 	// zstd (opted into by the opener; both directions).
 	// Separate locks: a Read blocked in the decoder must not hold up Write.
@@ -157,6 +158,10 @@ func (s *Stream) blendIdle() { s.sess.noteBlockedLocked(s) }
 
 // Read reads stream data. It returns io.EOF after the peer's FIN.
 func (s *Stream) Read(p []byte) (int, error) {
+	if s.readDeadline.expired() {
+		// Before the decoder, which would keep the error.
+		return 0, errDeadline
+	}
 	if s.compress {
 		s.zrmu.Lock()
 		defer s.zrmu.Unlock()
@@ -178,9 +183,11 @@ func (r rawReader) Read(p []byte) (int, error) { return r.s.rawRead(p) }
 
 func (s *Stream) rawRead(p []byte) (int, error) {
 	for {
+		if s.readDeadline.expired() {
+			return 0, errDeadline
+		}
 		s.rmu.Lock()
 		n, credit, err := s.readRMULocked(p)
-		dl := s.readDeadline
 		s.rmu.Unlock()
 		if credit {
 			s.sess.queueCredit(s, uint64(n))
@@ -188,7 +195,7 @@ func (s *Stream) rawRead(p []byte) (int, error) {
 		if n > 0 || err != nil || len(p) == 0 {
 			return n, err
 		}
-		if err := s.wait(s.readCh, dl); err != nil {
+		if err := s.waitUnder(s.readCh, &s.readDeadline); err != nil {
 			return 0, err
 		}
 	}
@@ -318,18 +325,12 @@ func (s *Stream) SetDeadline(t time.Time) error {
 }
 
 func (s *Stream) SetReadDeadline(t time.Time) error {
-	s.rmu.Lock()
-	s.readDeadline = t
-	s.rmu.Unlock()
-	signal(s.readCh)
+	s.readDeadline.set(t, s.readCh)
 	return nil
 }
 
 func (s *Stream) SetWriteDeadline(t time.Time) error {
-	s.sess.mu.Lock()
-	s.writeDeadline = t
-	s.sess.mu.Unlock()
-	signal(s.writeCh)
+	s.writeDeadline.set(t, s.writeCh)
 	return nil
 }
 

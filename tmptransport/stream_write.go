@@ -5,6 +5,10 @@ package tmptransport
 
 // Write writes stream data; it blocks while the stream's send buffer is full.
 func (s *Stream) Write(p []byte) (int, error) {
+	if s.writeDeadline.expired() {
+		// Before the encoder, which would take p in.
+		return 0, errDeadline
+	}
 	if s.compress {
 		s.zwmu.Lock()
 		defer s.zwmu.Unlock()
@@ -52,6 +56,9 @@ func (s *Stream) rawWrite(p []byte) (int, error) {
 	sess := s.sess
 	written := 0
 	for len(p) > 0 {
+		if s.writeDeadline.expired() {
+			return written, errDeadline
+		}
 		sess.mu.Lock()
 		if err := s.writeErrLocked(); err != nil {
 			sess.mu.Unlock()
@@ -68,13 +75,12 @@ func (s *Stream) rawWrite(p []byte) (int, error) {
 			sess.updateReadyLocked(s)
 			sess.wakeLocked()
 		}
-		dl := s.writeDeadline
 		s.writeLeft = len(p)
 		sess.mu.Unlock()
 		if len(p) == 0 {
 			break
 		}
-		if err := s.wait(s.writeCh, dl); err != nil {
+		if err := s.waitUnder(s.writeCh, &s.writeDeadline); err != nil {
 			return written, err
 		}
 	}
@@ -112,6 +118,9 @@ func (s *Stream) CloseWrite() error {
 	s.sb.finQueued = true
 	sess.updateReadyLocked(s)
 	sess.wakeLocked()
+	// A Write blocked for room ends now, with ErrWriteClosed: Close must
+	// unblock it (net.Conn), and the room may never come.
+	signal(s.writeCh)
 	return nil
 }
 

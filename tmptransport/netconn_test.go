@@ -1,0 +1,126 @@
+package tmptransport
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/net/nettest"
+)
+
+// TestStreamIsANetConn runs x/net's conformance suite for net.Conn on a pair
+// of streams: what net/http, caddy-l4 and every io.Copy around a stream take
+// for granted (deadlines, concurrent use, Close unblocking).
+func TestStreamIsANetConn(t *testing.T) {
+	p := getPKI(t)
+	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+		_, c, s := pair(t, p.serverConfig(), p.clientConfig())
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a, err := c.OpenStream(ctx, 4)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		b, err := s.AcceptStream(ctx)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return a, b, func() { a.Close(); b.Close() }, nil
+	})
+}
+
+// blockedWriter opens a stream whose peer never reads, with a 64 KiB send
+// buffer and a 32 KiB window at the peer, and starts a Write that cannot
+// finish. It returns the stream and the Write's result.
+func blockedWriter(t *testing.T) (*Session, *Stream, <-chan error) {
+	t.Helper()
+	p := getPKI(t)
+	scfg, ccfg := p.serverConfig(), p.clientConfig()
+	scfg.InitialStreamWindow, scfg.MaxStreamWindow = 32<<10, 32<<10
+	ccfg.SendBufferSize, ccfg.MaxSendBufferSize = 64<<10, 64<<10
+	_, c, _ := pair(t, scfg, ccfg)
+	st, err := c.OpenStream(context.Background(), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := st.Write(make([]byte, 1<<20))
+		done <- err
+	}()
+	// The writer is stuck once it waits for room and all it sent is
+	// acknowledged: what it buffered waits for a window the peer, which
+	// does not read, never opens, so nothing else can wake it.
+	for {
+		c.mu.Lock()
+		blocked := st.writeLeft > 0 && st.sb.base == st.sb.next && st.sb.unsent() > 0
+		c.mu.Unlock()
+		if blocked {
+			return c, st, done
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Write of 1 MiB into a 64 KiB buffer nobody drains returned %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// waitWrite is what a blocked Write returned once unblocked, or fails the
+// test if it stays blocked (a generous bound: this checks liveness, not
+// speed).
+func waitWrite(t *testing.T, done <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("a blocked Write stayed blocked after %s", what)
+		return nil
+	}
+}
+
+// Close unblocks a Write waiting for room (net.Conn: "Any blocked Read or
+// Write operations will be unblocked and return errors").
+func TestCloseUnblocksABlockedWrite(t *testing.T) {
+	_, st, done := blockedWriter(t)
+	st.Close()
+	if err := waitWrite(t, done, "Close"); !errors.Is(err, ErrWriteClosed) {
+		t.Fatalf("blocked Write after Close: %v, want ErrWriteClosed", err)
+	}
+}
+
+// A write deadline set while a Write waits for room ends that Write.
+func TestWriteDeadlineUnblocksABlockedWrite(t *testing.T) {
+	_, st, done := blockedWriter(t)
+	st.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
+	var ne net.Error
+	if err := waitWrite(t, done, "its deadline passed"); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("blocked Write past its deadline: %v, want a timeout net.Error", err)
+	}
+}
+
+// Setting a write deadline does not wait for the session's lock, which
+// the session goroutine holds while it packs a round of packets.
+func TestSetWriteDeadlineDoesNotWaitForTheSessionLock(t *testing.T) {
+	c, st, done := blockedWriter(t)
+	set := make(chan struct{})
+	c.mu.Lock()
+	go func() {
+		st.SetWriteDeadline(time.Now())
+		close(set)
+	}()
+	select {
+	case <-set:
+		c.mu.Unlock()
+	case <-time.After(10 * time.Second):
+		c.mu.Unlock()
+		t.Fatal("SetWriteDeadline waited for the session's lock")
+	}
+	var ne net.Error
+	if err := waitWrite(t, done, "its deadline was set to now"); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("blocked Write past its deadline: %v, want a timeout net.Error", err)
+	}
+}
