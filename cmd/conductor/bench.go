@@ -68,7 +68,7 @@ func runBench(args []string) int {
 		fmt.Fprintln(os.Stderr, "       conductor bench tcp [--profile lossy]... [--peer tmp|l4-proxy-bbr|l4-proxy-cubic]... [--size-mb 1024] [--max-time 3m] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench adapt [--profile mobile --profile lan]... [--runs 3] [--json FILE]")
 		fmt.Fprintln(os.Stderr, "       conductor bench edgefn [--duration 10s] [--json FILE]")
-		fmt.Fprintln(os.Stderr, "       conductor bench proxy [--peer tmp|h2-tls|h1-tls|h2c|nginx|tmp-zstd]... [--body 1k|1m]... [--profile lan]... [--duration 10s] [--gomaxprocs N] [--pprof DIR] [--json FILE]")
+		fmt.Fprintln(os.Stderr, "       conductor bench proxy [--peer tmp|h2-tls|h1-tls|h2c|nginx|tmp-zstd]... [--body 1k|1m]... [--profile lan]... [--duration 10s] [--gomaxprocs N] [--runs N] [--pprof DIR] [--json FILE]")
 		return 2
 	}
 	fs := flag.NewFlagSet("conductor bench transport", flag.ContinueOnError)
@@ -331,6 +331,7 @@ func runProxyBench(args []string) int {
 	jsonOut := fs.String("json", "", "write results as JSON to this file")
 	dir := fs.String("dir", "", "keep configs and process logs here (default: a temporary directory, removed)")
 	procs := fs.Int("gomaxprocs", 0, "GOMAXPROCS of every Caddy, all peers alike (default: Go's, the CPUs available)")
+	runs := fs.Int("runs", 1, "measure every peer this many times, in turn; the ratios are medians, with their ranges")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -345,6 +346,6 @@ func runProxyBench(args []string) int {
 	}
 	defer run.done()
 	rep, err := proxybench.Run(run.ctx, proxybench.Options{Binary: run.self, Dir: run.dir, Duration: *duration, Conns: *conns,
-		Peers: peers, Bodies: bodies, Profile: *prof, Profiles: sel, GoMaxProcs: *procs, Progress: run.progress})
+		Peers: peers, Bodies: bodies, Profile: *prof, Profiles: sel, GoMaxProcs: *procs, Runs: *runs, Progress: run.progress})
 	return report(rep, err, *jsonOut)
 }

@@ -36,6 +36,7 @@ import (
 type LinkResult struct {
 	Profile       string  `json:"profile"`
 	Peer          string  `json:"peer"`
+	Run           int     `json:"run"` // 1, 2, … of Options.Runs
 	GoodputMbps   float64 `json:"goodput_mbps"`
 	UrgentP50ms   float64 `json:"urgent_p50_ms"`
 	UrgentP99ms   float64 `json:"urgent_p99_ms"`
@@ -66,24 +67,27 @@ var linkPeers = []struct{ name, peer, cc string }{
 func runProfiles(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{When: time.Now().UTC(), Machine: benchinfo.Machine(), Conns: 32, GoMaxProcs: o.GoMaxProcs}
 	for _, spec := range o.Profiles {
-		for _, lp := range linkPeers {
-			if len(o.Peers) > 0 && !slices.Contains(o.Peers, lp.name) && !slices.Contains(o.Peers, lp.peer) {
-				continue
+		for run := 1; run <= o.Runs; run++ {
+			for _, lp := range linkPeers {
+				if len(o.Peers) > 0 && !slices.Contains(o.Peers, lp.name) && !slices.Contains(o.Peers, lp.peer) {
+					continue
+				}
+				r, err := runLink(ctx, o, spec, lp.name, lp.peer, lp.cc, run)
+				if err != nil {
+					return nil, fmt.Errorf("%s %s: %w", spec.Name, lp.name, err)
+				}
+				o.Progress("%-12s %-13s goodput %7.1f Mbit/s  urgent p50 %6.1f ms p99 %6.1f ms  CPU s/GB front %5.1f back %5.1f  link %3.0f %%, queue drops %4.1f %%, late p99 %.1f ms  errors %d%s",
+					spec.Name, lp.name, r.GoodputMbps, r.UrgentP50ms, r.UrgentP99ms, r.FrontCPUPerGB, r.BackCPUPerGB, 100*r.LinkUtilization, 100*r.QueueDrops, r.LinkLateP99ms, r.Errors, o.runNote(run))
+				rep.Links = append(rep.Links, r)
 			}
-			r, err := runLink(ctx, o, spec, lp.name, lp.peer, lp.cc)
-			if err != nil {
-				return nil, fmt.Errorf("%s %s: %w", spec.Name, lp.name, err)
-			}
-			o.Progress("%-12s %-13s goodput %7.1f Mbit/s  urgent p50 %6.1f ms p99 %6.1f ms  CPU s/GB front %5.1f back %5.1f  link %3.0f %%, queue drops %4.1f %%, late p99 %.1f ms  errors %d",
-				spec.Name, lp.name, r.GoodputMbps, r.UrgentP50ms, r.UrgentP99ms, r.FrontCPUPerGB, r.BackCPUPerGB, 100*r.LinkUtilization, 100*r.QueueDrops, r.LinkLateP99ms, r.Errors)
-			rep.Links = append(rep.Links, r)
 		}
 	}
+	rep.linkRatios()
 	return rep, nil
 }
 
-func runLink(ctx context.Context, o Options, spec transportbench.ProfileSpec, name, peer, cc string) (LinkResult, error) {
-	res := LinkResult{Profile: spec.Name, Peer: name}
+func runLink(ctx context.Context, o Options, spec transportbench.ProfileSpec, name, peer, cc string, run int) (LinkResult, error) {
+	res := LinkResult{Profile: spec.Name, Peer: name, Run: run}
 	dir := filepath.Join(o.Dir, spec.Name+"-"+name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
@@ -139,7 +143,7 @@ func runLink(ctx context.Context, o Options, spec transportbench.ProfileSpec, na
 	var urgent []time.Duration
 	lctx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
-	profiles := o.profileBoth(ctx, dir, peer, spec.Name+"-"+name)
+	profiles := o.profileBoth(ctx, dir, peer, spec.Name+"-"+name+o.runSuffix(run))
 	fc, bc := front.CPU(), back.CPU()
 	_, down0 := l.Stats()
 	start := time.Now()
@@ -251,9 +255,15 @@ func linkFrontend(dir string, l *wan.Link, peer string) string {
 // LinksTable renders the emulated profiles' results as Markdown.
 func (r *Report) linksTable() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "| profile | peer | goodput Mbit/s | urgent p50 ms | urgent p99 ms | front CPU s/GB | back CPU s/GB | link busy | queue drops | link late p99 ms | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "| profile | peer | run | goodput Mbit/s | urgent p50 ms | urgent p99 ms | front CPU s/GB | back CPU s/GB | link busy | queue drops | link late p99 ms | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, x := range r.Links {
-		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f %% | %.1f %% | %.1f | %d |\n", x.Profile, x.Peer, x.GoodputMbps, x.UrgentP50ms, x.UrgentP99ms, x.FrontCPUPerGB, x.BackCPUPerGB, 100*x.LinkUtilization, 100*x.QueueDrops, x.LinkLateP99ms, x.Errors)
+		fmt.Fprintf(&b, "| %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f %% | %.1f %% | %.1f | %d |\n", x.Profile, x.Peer, x.Run, x.GoodputMbps, x.UrgentP50ms, x.UrgentP99ms, x.FrontCPUPerGB, x.BackCPUPerGB, 100*x.LinkUtilization, 100*x.QueueDrops, x.LinkLateP99ms, x.Errors)
+	}
+	if len(r.LinkRatios) > 0 {
+		fmt.Fprintf(&b, "\n| profile | TMP against | goodput × | urgent p99 × | runs |\n| --- | --- | ---: | ---: | ---: |\n")
+		for _, x := range r.LinkRatios {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %d |\n", x.Profile, x.Against, cell(x.Goodput, x.GoodputRange), cell(x.UrgentP99, x.UrgentP99Range), x.Runs)
+		}
 	}
 	return b.String()
 }

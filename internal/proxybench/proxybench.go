@@ -54,7 +54,10 @@ type Options struct {
 	// TCP peers alike: a Caddy in a container limited to that many CPUs
 	// (Go sizes GOMAXPROCS to the limit).
 	GoMaxProcs int
-	Progress   func(format string, args ...any)
+	// Runs is how many times every peer is measured, in turn (default 1):
+	// the ratios are then medians, with their ranges (ratios.go).
+	Runs     int
+	Progress func(format string, args ...any)
 }
 
 // caddyEnv is the environment the options give every Caddy.
@@ -70,6 +73,7 @@ type Result struct {
 	Peer  string `json:"peer"`
 	Body  string `json:"body"`
 	Bytes int    `json:"body_bytes"`
+	Run   int    `json:"run"` // 1, 2, … of Options.Runs
 	benchinfo.Wrk
 	MBps float64 `json:"mb_per_sec"` // response bodies
 	// CPU seconds per GB of bodies moved, per process.
@@ -89,15 +93,9 @@ type Report struct {
 	Links []LinkResult `json:"links,omitempty"`
 	// Ratios of TMP to each peer, per body: req/s, p99 and back-end CPU/GB.
 	Ratios []Ratio `json:"ratios"`
-}
-
-// Ratio compares TMP with one peer on one body size.
-type Ratio struct {
-	Body    string  `json:"body"`
-	Against string  `json:"against"`
-	RPS     float64 `json:"rps"`      // TMP's req/s ÷ the peer's
-	P99     float64 `json:"p99"`      // TMP's p99 ÷ the peer's
-	BackCPU float64 `json:"back_cpu"` // TMP's back-end CPU/GB ÷ the peer's
+	// LinkRatios: TMP's goodput and urgent p99 against each peer, per
+	// profile.
+	LinkRatios []LinkRatio `json:"link_ratios,omitempty"`
 }
 
 // Peers are the links measured, in order.
@@ -131,6 +129,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Progress == nil {
 		o.Progress = func(string, ...any) {}
 	}
+	o.Runs = max(o.Runs, 1)
 	for _, b := range o.Bodies {
 		if bodies[b] == 0 {
 			return nil, fmt.Errorf("body %q: want 1k or 1m", b)
@@ -157,41 +156,69 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	rep := &Report{When: time.Now().UTC(), Machine: benchinfo.Machine(), Conns: o.Conns, GoMaxProcs: o.GoMaxProcs}
 	for _, body := range o.Bodies {
-		for _, peer := range o.Peers {
-			i := indexOf(peer)
-			if i < 0 {
-				return nil, fmt.Errorf("unknown peer %q (want %s)", peer, strings.Join(Peers, ", "))
+		for run := 1; run <= o.Runs; run++ {
+			for _, peer := range o.Peers {
+				r, err := o.measure(ctx, front, back, body, peer, run)
+				if err != nil {
+					return nil, err
+				}
+				rep.Results = append(rep.Results, r)
 			}
-			url := fmt.Sprintf("http://127.0.0.1:%d/%s", frontBase+i, body)
-			if peer == "nginx" {
-				url = fmt.Sprintf("http://127.0.0.1:%d/%s", originPort, body)
-			}
-			if err := check(ctx, url, bodies[body]); err != nil {
-				return nil, fmt.Errorf("%s: %w", peer, err)
-			}
-			// A short warm-up: connections, sessions, windows.
-			benchinfo.RunWrk(ctx, url, 1, o.Conns, time.Second)
-			profiles := o.profileBoth(ctx, o.Dir, peer, peer+"-"+body)
-			fc, bc := front.CPU(), back.CPU()
-			w, err := benchinfo.RunWrk(ctx, url, 1, o.Conns, o.Duration)
-			if err != nil {
-				return nil, err
-			}
-			fc, bc = front.CPU()-fc, back.CPU()-bc
-			profiles()
-			r := Result{Peer: peer, Body: body, Bytes: bodies[body], Wrk: w}
-			moved := float64(w.Requests) * float64(bodies[body])
-			r.MBps = moved / o.Duration.Seconds() / 1e6
-			if peer != "nginx" && moved > 0 {
-				r.FrontCPUPerGB, r.BackCPUPerGB = fc/(moved/1e9), bc/(moved/1e9)
-			}
-			o.Progress("%-3s %-7s %8.0f req/s  p50 %7.2f ms  p99 %7.2f ms  %7.1f MB/s  CPU s/GB front %6.1f back %6.1f  errors %d",
-				body, peer, w.RequestsSec, w.P50ms, w.P99ms, r.MBps, r.FrontCPUPerGB, r.BackCPUPerGB, w.Non2xx+w.SocketErrs)
-			rep.Results = append(rep.Results, r)
 		}
 	}
 	rep.ratios()
 	return rep, nil
+}
+
+// measure loads one peer with one body size through the running Caddys.
+func (o Options) measure(ctx context.Context, front, back *nscaddy.Proc, body, peer string, run int) (Result, error) {
+	r := Result{Peer: peer, Body: body, Bytes: bodies[body], Run: run}
+	i := indexOf(peer)
+	if i < 0 {
+		return r, fmt.Errorf("unknown peer %q (want %s)", peer, strings.Join(Peers, ", "))
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/%s", frontBase+i, body)
+	if peer == "nginx" {
+		url = fmt.Sprintf("http://127.0.0.1:%d/%s", originPort, body)
+	}
+	if err := check(ctx, url, bodies[body]); err != nil {
+		return r, fmt.Errorf("%s: %w", peer, err)
+	}
+	// A short warm-up: connections, sessions, windows.
+	benchinfo.RunWrk(ctx, url, 1, o.Conns, time.Second)
+	profiles := o.profileBoth(ctx, o.Dir, peer, peer+"-"+body+o.runSuffix(run))
+	fc, bc := front.CPU(), back.CPU()
+	w, err := benchinfo.RunWrk(ctx, url, 1, o.Conns, o.Duration)
+	if err != nil {
+		return r, err
+	}
+	fc, bc = front.CPU()-fc, back.CPU()-bc
+	profiles()
+	r.Wrk = w
+	moved := float64(w.Requests) * float64(bodies[body])
+	r.MBps = moved / o.Duration.Seconds() / 1e6
+	if peer != "nginx" && moved > 0 {
+		r.FrontCPUPerGB, r.BackCPUPerGB = fc/(moved/1e9), bc/(moved/1e9)
+	}
+	o.Progress("%-3s %-7s %8.0f req/s  p50 %7.2f ms  p99 %7.2f ms  %7.1f MB/s  CPU s/GB front %6.1f back %6.1f  errors %d%s",
+		body, peer, w.RequestsSec, w.P50ms, w.P99ms, r.MBps, r.FrontCPUPerGB, r.BackCPUPerGB, w.Non2xx+w.SocketErrs, o.runNote(run))
+	return r, nil
+}
+
+// runSuffix tells apart the CPU profiles of several runs.
+func (o Options) runSuffix(run int) string {
+	if o.Runs > 1 {
+		return fmt.Sprintf("-run%d", run)
+	}
+	return ""
+}
+
+// runNote names the run in progress lines when there are several.
+func (o Options) runNote(run int) string {
+	if o.Runs > 1 {
+		return fmt.Sprintf("  (run %d of %d)", run, o.Runs)
+	}
+	return ""
 }
 
 func indexOf(peer string) int {
@@ -201,37 +228,6 @@ func indexOf(peer string) int {
 		}
 	}
 	return -1
-}
-
-func (r *Report) ratios() {
-	find := func(peer, body string) *Result {
-		for i := range r.Results {
-			if r.Results[i].Peer == peer && r.Results[i].Body == body {
-				return &r.Results[i]
-			}
-		}
-		return nil
-	}
-	for _, body := range []string{"1k", "1m"} {
-		tmp := find("tmp", body)
-		if tmp == nil {
-			continue
-		}
-		for _, peer := range Peers[1:4] {
-			p := find(peer, body)
-			if p == nil || p.RequestsSec == 0 {
-				continue
-			}
-			rt := Ratio{Body: body, Against: peer, RPS: tmp.RequestsSec / p.RequestsSec}
-			if p.P99ms > 0 {
-				rt.P99 = tmp.P99ms / p.P99ms
-			}
-			if p.BackCPUPerGB > 0 {
-				rt.BackCPU = tmp.BackCPUPerGB / p.BackCPUPerGB
-			}
-			r.Ratios = append(r.Ratios, rt)
-		}
-	}
 }
 
 // check asks url once and wants a body of size bytes.
@@ -437,13 +433,13 @@ func (r *Report) Table() string {
 	if len(r.Links) > 0 {
 		return b.String() + r.linksTable()
 	}
-	fmt.Fprintf(&b, "| body | peer | req/s | p50 ms | p99 ms | MB/s | front CPU s/GB | back CPU s/GB | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "| body | peer | run | req/s | p50 ms | p99 ms | MB/s | front CPU s/GB | back CPU s/GB | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, x := range r.Results {
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f | %.2f | %.1f | %.1f | %.1f | %d |\n", x.Body, x.Peer, x.RequestsSec, x.P50ms, x.P99ms, x.MBps, x.FrontCPUPerGB, x.BackCPUPerGB, x.Non2xx+x.SocketErrs)
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.2f | %.2f | %.1f | %.1f | %.1f | %d |\n", x.Body, x.Peer, x.Run, x.RequestsSec, x.P50ms, x.P99ms, x.MBps, x.FrontCPUPerGB, x.BackCPUPerGB, x.Non2xx+x.SocketErrs)
 	}
-	fmt.Fprintf(&b, "\n| body | TMP against | req/s × | p99 × | back-end CPU/GB × |\n| --- | --- | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "\n| body | TMP against | req/s × | p99 × | back-end CPU/GB × | runs |\n| --- | --- | ---: | ---: | ---: | ---: |\n")
 	for _, x := range r.Ratios {
-		fmt.Fprintf(&b, "| %s | %s | %.2f | %.2f | %.2f |\n", x.Body, x.Against, x.RPS, x.P99, x.BackCPU)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d |\n", x.Body, x.Against, cell(x.RPS, x.RPSRange), cell(x.P99, x.P99Range), cell(x.BackCPU, x.BackCPURange), x.Runs)
 	}
 	return b.String()
 }
