@@ -1,8 +1,11 @@
 package tmptransport
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"math/rand"
 	"net"
 	"testing"
 	"time"
@@ -14,12 +17,23 @@ import (
 // of streams: what net/http, caddy-l4 and every io.Copy around a stream take
 // for granted (deadlines, concurrent use, Close unblocking).
 func TestStreamIsANetConn(t *testing.T) {
+	nettest.TestConn(t, streamPipe(t, OpenStreamOptions{Priority: 4}))
+}
+
+// A compressed stream (zstd both ways) is a net.Conn too: a deadline that
+// passes must not leave its decoder broken for the reads after it.
+func TestCompressedStreamIsANetConn(t *testing.T) {
+	nettest.TestConn(t, streamPipe(t, OpenStreamOptions{Priority: 4, Compress: true}))
+}
+
+// streamPipe makes a pair of streams over a new session each time.
+func streamPipe(t *testing.T, o OpenStreamOptions) nettest.MakePipe {
 	p := getPKI(t)
-	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+	return func() (c1, c2 net.Conn, stop func(), err error) {
 		_, c, s := pair(t, p.serverConfig(), p.clientConfig())
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		a, err := c.OpenStream(ctx, 4)
+		a, err := c.OpenStreamOptions(ctx, o)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -28,7 +42,7 @@ func TestStreamIsANetConn(t *testing.T) {
 			return nil, nil, nil, err
 		}
 		return a, b, func() { a.Close(); b.Close() }, nil
-	})
+	}
 }
 
 // blockedWriter opens a stream whose peer never reads, with a 64 KiB send
@@ -122,5 +136,74 @@ func TestSetWriteDeadlineDoesNotWaitForTheSessionLock(t *testing.T) {
 	var ne net.Error
 	if err := waitWrite(t, done, "its deadline was set to now"); !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("blocked Write past its deadline: %v, want a timeout net.Error", err)
+	}
+}
+
+// A compressed Write that times out leaves the stream whole: what it
+// reports written arrives, in order, once the peer reads again and the
+// writer goes on. Incompressible data goes as raw frames (zstdskip.go): cut
+// short by a deadline, a frame would have swallowed the next Write's bytes.
+func TestCompressedWriteAfterATimeoutKeepsTheStreamWhole(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fill func([]byte)
+	}{
+		{"incompressible", func(b []byte) { rand.New(rand.NewSource(1)).Read(b) }},
+		{"compressible", func(b []byte) {
+			// Half the entropy: zstd keeps it, and it still fills the
+			// buffers.
+			rand.New(rand.NewSource(2)).Read(b)
+			for i := range b {
+				b[i] &= 0x0f
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := getPKI(t)
+			scfg, ccfg := p.serverConfig(), p.clientConfig()
+			scfg.InitialStreamWindow, scfg.MaxStreamWindow = 64<<10, 64<<10
+			ccfg.SendBufferSize, ccfg.MaxSendBufferSize = 64<<10, 64<<10
+			_, c1, s1 := pair(t, scfg, ccfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			w, err := c1.OpenStreamOptions(ctx, OpenStreamOptions{Priority: 4, Compress: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := make([]byte, 4<<20)
+			c.fill(data)
+			// Nobody reads yet: the Write stops at its deadline.
+			w.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			n1, err := w.Write(data)
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() || n1 >= len(data) {
+				t.Fatalf("Write into a stream nobody reads: %d of %d, %v; want a timeout", n1, len(data), err)
+			}
+			r, err := s1.AcceptStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make(chan []byte, 1)
+			go func() {
+				b, _ := io.ReadAll(r)
+				got <- b
+			}()
+			w.SetWriteDeadline(time.Time{})
+			n2, err := w.Write(data[n1:])
+			if err != nil || n2 != len(data)-n1 {
+				t.Fatalf("Write after the deadline was lifted: %d of %d, %v", n2, len(data)-n1, err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case b := <-got:
+				if !bytes.Equal(b, data) {
+					t.Fatalf("read %d bytes, want the %d written, unchanged (first %d and then %d)", len(b), len(data), n1, n2)
+				}
+			case <-ctx.Done():
+				t.Fatal("the reader did not reach the end")
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -82,7 +83,9 @@ type Stream struct {
 	zwmu sync.Mutex
 	zw   *zstd.Encoder
 	zs   zstdSkip // zstdskip.go; with zwmu
-	zr   *zstd.Decoder
+	// zp decodes a compressed stream's data (zstdread.go); made on the
+	// first Read, with zrmu, and read without it by SetReadDeadline.
+	zp atomic.Pointer[zstdPump]
 }
 
 func newStream(sess *Session, id uint64, prio Priority, local bool) *Stream {
@@ -165,25 +168,15 @@ func (s *Stream) Read(p []byte) (int, error) {
 	if s.compress {
 		s.zrmu.Lock()
 		defer s.zrmu.Unlock()
-		if s.zr == nil {
-			d, err := s.sess.zstd.decoder(rawReader{s})
-			if err != nil {
-				return 0, err
-			}
-			s.zr = d
-		}
-		return s.zr.Read(p)
+		return s.readCompressedZRLocked(p)
 	}
-	return s.rawRead(p)
+	return s.readRaw(p, &s.readDeadline)
 }
 
-type rawReader struct{ s *Stream }
-
-func (r rawReader) Read(p []byte) (int, error) { return r.s.rawRead(p) }
-
-func (s *Stream) rawRead(p []byte) (int, error) {
+// readRaw reads stream data as it came, under dl if not nil.
+func (s *Stream) readRaw(p []byte, dl *deadline) (int, error) {
 	for {
-		if s.readDeadline.expired() {
+		if dl != nil && dl.expired() {
 			return 0, errDeadline
 		}
 		s.rmu.Lock()
@@ -195,7 +188,11 @@ func (s *Stream) rawRead(p []byte) (int, error) {
 		if n > 0 || err != nil || len(p) == 0 {
 			return n, err
 		}
-		if err := s.waitUnder(s.readCh, &s.readDeadline); err != nil {
+		if dl == nil {
+			if err := s.wait(s.readCh, time.Time{}); err != nil {
+				return 0, err
+			}
+		} else if err := s.waitUnder(s.readCh, dl); err != nil {
 			return 0, err
 		}
 	}
@@ -286,12 +283,7 @@ func (s *Stream) Close() error {
 	err := s.CloseWrite()
 	s.CloseRead() // wakes a Read blocked in the decoder
 	if s.compress {
-		s.zrmu.Lock()
-		if s.zr != nil {
-			s.sess.zstd.putDecoder(s.zr)
-			s.zr = nil
-		}
-		s.zrmu.Unlock()
+		s.closeZstdPump()
 	}
 	return err
 }
@@ -326,6 +318,9 @@ func (s *Stream) SetDeadline(t time.Time) error {
 
 func (s *Stream) SetReadDeadline(t time.Time) error {
 	s.readDeadline.set(t, s.readCh)
+	if zp := s.zp.Load(); zp != nil {
+		signal(zp.wake) // a compressed Read waits for the pump, not readCh
+	}
 	return nil
 }
 

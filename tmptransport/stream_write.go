@@ -18,14 +18,35 @@ func (s *Stream) Write(p []byte) (int, error) {
 }
 
 // writeCompressedZWLocked writes p through the stream's zstd encoder, or as
-// raw frames while the data is incompressible (zstdskip.go).
+// raw frames while the data is incompressible (zstdskip.go), a chunk at a
+// time, after what an earlier Write left pending (zstddeadline.go).
 func (s *Stream) writeCompressedZWLocked(p []byte) (int, error) {
+	if err := s.flushPendingZWLocked(); err != nil {
+		return 0, err
+	}
+	written := 0
+	for len(p) > 0 && !s.zs.stalled {
+		n, err := s.writeCompressedChunkZWLocked(p[:min(len(p), zstdWriteChunk)])
+		written += n
+		p = p[n:]
+		if err != nil {
+			return written, err
+		}
+	}
+	if s.zs.stalled {
+		// What was taken is on its way (pending): written counts it.
+		return written, errDeadline
+	}
+	return written, nil
+}
+
+func (s *Stream) writeCompressedChunkZWLocked(p []byte) (int, error) {
 	if s.zs.left > 0 {
 		s.zs.left -= len(p)
 		return s.writeRawFramesZWLocked(p)
 	}
 	if s.zw == nil {
-		e, err := s.sess.zstd.encoder(rawWriter{s})
+		e, err := s.sess.zstd.encoder(zstdSink{s})
 		if err != nil {
 			return 0, err
 		}
@@ -42,14 +63,6 @@ func (s *Stream) writeCompressedZWLocked(p []byte) (int, error) {
 		return n, err
 	}
 	return n, s.weighWriteZWLocked(n, s.zs.out-before)
-}
-
-// rawWriter is the encoder's output: the stream's send buffer, counted.
-type rawWriter struct{ s *Stream }
-
-func (w rawWriter) Write(p []byte) (int, error) {
-	w.s.zs.out += int64(len(p))
-	return w.s.rawWrite(p)
 }
 
 func (s *Stream) rawWrite(p []byte) (int, error) {
@@ -142,13 +155,20 @@ func (s *Stream) closeEncoderZWLocked() error {
 		s.sess.zstd.putEncoder(s.zw)
 		s.zw = nil
 	}
+	if done {
+		s.zs.pending = nil
+	} else if err == nil {
+		// What a timed-out Write, or this close, left goes before the FIN.
+		// If the deadline stops it again, CloseWrite can be called again.
+		err = s.flushPendingZWLocked()
+	}
 	return err
 }
 
 // writeEmptyZstdFrame makes a compressed stream that never wrote still carry
 // a valid (empty) zstd stream, so the peer's decoder sees a clean EOF.
 func (s *Stream) writeEmptyZstdFrame() error {
-	e, err := s.sess.zstd.encoder(rawWriter{s})
+	e, err := s.sess.zstd.encoder(zstdSink{s})
 	if err != nil {
 		return err
 	}

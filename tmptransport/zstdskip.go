@@ -53,31 +53,35 @@ type zstdSkip struct {
 	frameOpen  bool
 	wrote      bool  // anything went out: the stream needs no empty frame
 	out        int64 // bytes the encoder wrote, to weigh each Write
+
+	// Compressed bytes a Write could not send before its deadline: they go
+	// out before anything else (zstddeadline.go). stalled: the deadline
+	// passed during the current Write.
+	pending []byte
+	stalled bool
 }
 
 // writeRawFramesZWLocked writes p as raw zstd frames.
 func (s *Stream) writeRawFramesZWLocked(p []byte) (int, error) {
 	written := 0
-	for len(p) > 0 {
+	for len(p) > 0 && !s.zs.stalled {
 		n := min(len(p), zstdRawFrameMax)
 		h := zstdRawFrameHeader(n)
-		if _, err := s.rawWrite(h[:]); err != nil {
+		// A frame goes whole, now or from pending: cut short, the next
+		// bytes would be read as its rest.
+		if err := s.zstdOutZWLocked(h[:]); err != nil {
 			return written, err
 		}
-		k, err := s.rawWrite(p[:n])
-		written += k
-		if err != nil {
+		if err := s.zstdOutZWLocked(p[:n]); err != nil {
 			return written, err
 		}
+		written += n
 		p = p[n:]
 	}
 	s.zs.wrote = true
 	return written, nil
 }
 
-// weighWriteZWLocked decides, after the encoder took a Write of in bytes,
-// whether the stream's data is incompressible, and if so ends the frame
-// and skips the encoder for the next bytes.
 func (s *Stream) weighWriteZWLocked(in int, out int64) error {
 	if in < zstdProbeMin {
 		return nil
@@ -90,6 +94,6 @@ func (s *Stream) weighWriteZWLocked(in int, out int64) error {
 	s.zs.next = min(2*s.zs.left, zstdSkipMax)
 	s.zs.frameOpen = false
 	err := s.zw.Close()
-	s.zw.Reset(rawWriter{s})
+	s.zw.Reset(zstdSink{s})
 	return err
 }
