@@ -21,10 +21,11 @@ import (
 // buffer and what a reader checks (readClosed, recvReset), so
 // that Read never takes mu; the session's creditMu guards creditBytes and
 // creditQueued, by which a reader hands what it consumed to the session.
-// zrmu and zwmu serialize the zstd decoder and encoder. The blocking calls
+// zrmu serializes a compressed stream's Reads (its pump goroutine owns the
+// decoder, zstdread.go) and zwmu its encoder. The blocking calls
 // wait on the stream's own channels, so a slow reader never blocks another
 // stream. A method ending in Locked runs with the session's mu held; in
-// RMULocked, with rmu; in ZWLocked, with zwmu.
+// RMULocked, with rmu; in ZRLocked, with zrmu; in ZWLocked, with zwmu.
 //
 // This file is longer than the package's others (about 450 lines): it is
 // the whole of what an application holds, net.Conn and its half-close,
@@ -162,7 +163,7 @@ func (s *Stream) blendIdle() { s.sess.noteBlockedLocked(s) }
 // Read reads stream data. It returns io.EOF after the peer's FIN.
 func (s *Stream) Read(p []byte) (int, error) {
 	if s.readDeadline.expired() {
-		// Before the decoder, which would keep the error.
+		// At once, even with data at hand (net.Conn; deadline.go).
 		return 0, errDeadline
 	}
 	if s.compress {
@@ -281,7 +282,7 @@ func (s *Stream) closeReadLocked(code ErrorCode) {
 // reading. Buffered data is still delivered to the peer.
 func (s *Stream) Close() error {
 	err := s.CloseWrite()
-	s.CloseRead() // wakes a Read blocked in the decoder
+	s.CloseRead() // ends the pump's read of a compressed stream (zstdread.go)
 	if s.compress {
 		s.closeZstdPump()
 	}

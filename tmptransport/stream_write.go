@@ -6,7 +6,7 @@ package tmptransport
 // Write writes stream data; it blocks while the stream's send buffer is full.
 func (s *Stream) Write(p []byte) (int, error) {
 	if s.writeDeadline.expired() {
-		// Before the encoder, which would take p in.
+		// At once, before the encoder takes p in (net.Conn; deadline.go).
 		return 0, errDeadline
 	}
 	if s.compress {
@@ -19,7 +19,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 
 // writeCompressedZWLocked writes p through the stream's zstd encoder, or as
 // raw frames while the data is incompressible (zstdskip.go), a chunk at a
-// time, after what an earlier Write left pending (zstddeadline.go).
+// time, after what an earlier Write left pending (zstdwrite.go).
 func (s *Stream) writeCompressedZWLocked(p []byte) (int, error) {
 	if err := s.flushPendingZWLocked(); err != nil {
 		return 0, err

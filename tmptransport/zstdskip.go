@@ -55,7 +55,7 @@ type zstdSkip struct {
 	out        int64 // bytes the encoder wrote, to weigh each Write
 
 	// Compressed bytes a Write could not send before its deadline: they go
-	// out before anything else (zstddeadline.go). stalled: the deadline
+	// out before anything else (zstdwrite.go). stalled: the deadline
 	// passed during the current Write.
 	pending []byte
 	stalled bool
@@ -82,6 +82,9 @@ func (s *Stream) writeRawFramesZWLocked(p []byte) (int, error) {
 	return written, nil
 }
 
+// weighWriteZWLocked decides, after the encoder took a Write of in bytes,
+// whether the stream's data is incompressible, and if so ends the frame
+// and skips the encoder for the next bytes.
 func (s *Stream) weighWriteZWLocked(in int, out int64) error {
 	if in < zstdProbeMin {
 		return nil
