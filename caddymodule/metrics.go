@@ -35,6 +35,8 @@ var (
 		"Stream payload bytes by priority and direction (retransmissions excluded).", []string{"role", "peer", "priority", "direction"}, nil)
 	descPackets = prometheus.NewDesc("conductor_tmp_session_packets_lost_total",
 		"Packets this end declared lost.", []string{"role", "peer"}, nil)
+	descPacketSize = prometheus.NewDesc("conductor_tmp_session_packet_size_bytes",
+		"Largest packet the session sends now: its base size, or what path MTU discovery found.", []string{"role", "peer"}, nil)
 
 	// Per back-end listener (`listener` is its address): what it refused
 	// or answered before any handshake completed, and the packets its
@@ -56,7 +58,7 @@ var (
 type tmpCollector struct{}
 
 func (tmpCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descStreams, descOpened, descRTT, descMinRTT, descLoss, descWindow, descBytes, descPackets,
+	for _, d := range []*prometheus.Desc{descStreams, descOpened, descRTT, descMinRTT, descLoss, descWindow, descBytes, descPackets, descPacketSize,
 		descRefused, descRetries, descResets, descUndecryptable, descReplayed, descHalfOpen} {
 		ch <- d
 	}
@@ -97,6 +99,7 @@ func collectSession(ch chan<- prometheus.Metric, role, peer string, st tmptransp
 	ch <- prometheus.MustNewConstMetric(descWindow, g, float64(st.Outbound.SenderWindow), role, peer, "outbound")
 	ch <- prometheus.MustNewConstMetric(descWindow, g, float64(st.Inbound.SenderWindow), role, peer, "inbound")
 	ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(st.PacketsLost), role, peer)
+	ch <- prometheus.MustNewConstMetric(descPacketSize, g, float64(st.PacketSize), role, peer)
 	for p := 0; p < tmptransport.NumPriorities; p++ {
 		prio := strconv.Itoa(p)
 		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(st.StreamBytesSent[p]), role, peer, prio, "sent")

@@ -15,7 +15,8 @@ import (
 // congestion control (RFC 8899 §4.3: their loss says nothing of
 // congestion) and out of the bytes in flight. Two probe timeouts in a row
 // on a grown size fall back to the base (a black hole, §4.3), and the
-// search starts again after raiseInterval.
+// search starts again after blackHoleRetry; after a search that ended
+// below the ceiling, after raiseInterval.
 //
 // Why: a packet costs the same work whatever its size (a seal, a header,
 // an ACK range, a trip through the kernel's per-datagram paths), and on
@@ -138,13 +139,25 @@ func (s *Session) pmtuLostLocked(pn uint64, now time.Time) {
 	}
 }
 
+// blackHoleRetry is how soon the search starts again after a fall back to
+// the base. RFC 8899's state machine goes from BLACK_HOLE_DETECTED to BASE
+// and, once the base is confirmed, back to SEARCHING (§5.2); the raise
+// timer is for a search that completed. Two probe timeouts in a row also
+// come from a stall that is no black hole: ACKs late twice, on a host
+// short of CPU. The session then sent base-size packets for the ten
+// minutes of raiseInterval: on loopback that is about a quarter less
+// throughput (1 MB bodies: 364 req/s at 1452 bytes against 486–541 at
+// 16 kB; bench/RESULTS.md, issue 20). A real black hole now costs three
+// more lost probes (PINGs, no data), and then the raise timer.
+const blackHoleRetry = time.Second
+
 // pmtuBlackHoleLocked: repeated probe timeouts on a grown size: back to
-// the base, and search again later.
+// the base, and search again soon (blackHoleRetry).
 func (s *Session) pmtuBlackHoleLocked(now time.Time) {
 	if s.maxPacket <= s.pmtu.base {
 		return
 	}
 	s.maxPacket = s.pmtu.base
 	s.pace.maxBurst = float64(10 * s.pmtu.base)
-	s.pmtu.start(s.pmtu.base, s.pmtu.ceiling, now.Add(raiseInterval))
+	s.pmtu.start(s.pmtu.base, s.pmtu.ceiling, now.Add(blackHoleRetry))
 }

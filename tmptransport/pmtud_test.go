@@ -70,3 +70,32 @@ func TestPathMTUSearch(t *testing.T) {
 		t.Fatal("probing without don't-fragment")
 	}
 }
+
+// Two probe timeouts in a row send packets back to the base size (a black
+// hole, RFC 8899 §4.3), and the search starts again after blackHoleRetry,
+// not after raiseInterval: a stall under load that is no black hole cost
+// large packets for ten minutes (bench/RESULTS.md, session 14).
+func TestPathMTUBlackHoleSearchesAgainSoon(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := &Session{maxPacket: 1452}
+	s.pmtu.df = true
+	s.pmtu.start(1452, 16384, now)
+	s.pmtuAckedLocked(0, 16384)
+	if s.maxPacket != 16384 {
+		t.Fatalf("packet size %d after a 16384-byte probe was acknowledged", s.maxPacket)
+	}
+	s.pmtuBlackHoleLocked(now)
+	if s.maxPacket != 1452 {
+		t.Fatalf("packet size %d after a black hole, want the base 1452", s.maxPacket)
+	}
+	if _, ok := s.pmtu.want(now.Add(blackHoleRetry/2), 10*time.Millisecond); ok {
+		t.Fatal("probing again at once, before the base is confirmed")
+	}
+	size, ok := s.pmtu.want(now.Add(blackHoleRetry), 10*time.Millisecond)
+	if !ok || size != 4096 {
+		t.Fatalf("after blackHoleRetry: probe %d %v, want the search to start again at 4096", size, ok)
+	}
+	if blackHoleRetry >= raiseInterval/10 {
+		t.Fatalf("blackHoleRetry %v is not short beside raiseInterval %v", blackHoleRetry, raiseInterval)
+	}
+}

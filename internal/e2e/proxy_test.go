@@ -195,6 +195,7 @@ func TestSessionMetrics(t *testing.T) {
 	for _, want := range []string{
 		"conductor_tmp_session_open_streams{" + peer + "}",
 		"conductor_tmp_session_rtt_seconds{" + peer + "}",
+		"conductor_tmp_session_packet_size_bytes{" + peer + "}",
 		`conductor_tmp_session_loss_ratio{direction="inbound",` + peer + "}",
 		`conductor_tmp_session_loss_ratio{direction="outbound",` + peer + "}",
 		fmt.Sprintf(`conductor_tmp_stream_bytes_total{direction="sent",peer="%s",priority="2",role="frontend"}`, tp.Opts.BackendTMP),
