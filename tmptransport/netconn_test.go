@@ -1,12 +1,15 @@
 package tmptransport
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -205,5 +208,51 @@ func TestCompressedWriteAfterATimeoutKeepsTheStreamWhole(t *testing.T) {
 				t.Fatal("the reader did not reach the end")
 			}
 		})
+	}
+}
+
+// streamListener serves a session's streams as a net.Listener.
+type streamListener struct {
+	s      *Session
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (l streamListener) Accept() (net.Conn, error) { return l.s.AcceptStream(l.ctx) }
+func (l streamListener) Close() error              { l.cancel(); return nil }
+func (l streamListener) Addr() net.Addr            { return l.s.LocalAddr() }
+
+// net/http's server keeps a compressed stream alive across requests. After
+// each response it aborts its background read with a read deadline in the
+// past; that deadline broke the stream's decoder before, the server's read
+// of the next request failed, and every request cost a new stream.
+func TestHTTPKeepAliveOverACompressedStream(t *testing.T) {
+	p := getPKI(t)
+	_, c, s := pair(t, p.serverConfig(), p.clientConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "answer to "+r.URL.Path)
+	})}
+	go srv.Serve(streamListener{s: s, ctx: ctx, cancel: cancel})
+	defer srv.Close()
+	st, err := c.OpenStreamOptions(context.Background(), OpenStreamOptions{Priority: 4, Compress: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	br := bufio.NewReader(st)
+	for i := range 3 {
+		path := fmt.Sprintf("/%d", i)
+		fmt.Fprintf(st, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		st.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d on the same stream: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(body) != "answer to "+path {
+			t.Fatalf("request %d: %q, %v", i, body, err)
+		}
 	}
 }
