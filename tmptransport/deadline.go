@@ -60,9 +60,12 @@ func (d *deadline) expired() bool {
 	return ns != 0 && time.Now().UnixNano() >= ns
 }
 
-// waitUnder blocks on ch until it is signalled, d passes or the session
-// ends.
+// waitUnder blocks on ch until it is signalled, d (if not nil) passes or
+// the session ends.
 func (s *Stream) waitUnder(ch chan struct{}, d *deadline) error {
+	if d == nil {
+		return s.wait(ch, time.Time{})
+	}
 	d.waiting.Add(1)
 	defer d.waiting.Add(-1)
 	return s.wait(ch, d.time())

@@ -189,11 +189,7 @@ func (s *Stream) readRaw(p []byte, dl *deadline) (int, error) {
 		if n > 0 || err != nil || len(p) == 0 {
 			return n, err
 		}
-		if dl == nil {
-			if err := s.wait(s.readCh, time.Time{}); err != nil {
-				return 0, err
-			}
-		} else if err := s.waitUnder(s.readCh, dl); err != nil {
+		if err := s.waitUnder(s.readCh, dl); err != nil {
 			return 0, err
 		}
 	}

@@ -129,10 +129,10 @@ func (s *Stream) nextZstdChunk(zp *zstdPump) (zstdChunk, error) {
 			return c, nil
 		default:
 		}
-		dl := s.readDeadline.time()
-		if !dl.IsZero() && !time.Now().Before(dl) {
+		if s.readDeadline.expired() {
 			return zstdChunk{}, errDeadline
 		}
+		dl := s.readDeadline.time()
 		var timeout <-chan time.Time
 		var t *time.Timer
 		if !dl.IsZero() {
