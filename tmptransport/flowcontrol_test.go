@@ -1,6 +1,9 @@
 package tmptransport
 
 import (
+	"context"
+	"io"
+	"net"
 	"testing"
 	"time"
 )
@@ -81,5 +84,77 @@ func TestStreamTableLimits(t *testing.T) {
 	tab.raisePeerMax(1)
 	if id := tab.openLocal(); id != 1 || tab.canOpen() {
 		t.Fatalf("local stream %d, can open another: %v", id, tab.canOpen())
+	}
+}
+
+// A reader that gives up on a stream gives its bytes back to the session
+// window, all of them and once. The session window is the peer's credit for
+// every stream together: bytes counted as received and never as consumed
+// shrink it for good, and enough of them stop the session (a request through
+// `conductor bench proxy` once waited five minutes for an answer that sat in
+// the back-end's send buffer). Here the client abandons streams mid-answer
+// over a path that loses and reorders packets, so that some are abandoned
+// with gaps below data already received, some learn their final size from
+// the server's FIN, some from its RESET_STREAM after STOP_SENDING. When all
+// are gone and nothing is in flight, the client must have consumed exactly
+// what it received.
+func TestAbandonedStreamsGiveTheSessionWindowBack(t *testing.T) {
+	p := getPKI(t)
+	lossy := func(pc net.PacketConn) net.PacketConn { return newLossyConn(pc, 0.05, 0, 0.05, 7) }
+	c, s := impairedPair(t, p.serverConfig(), p.clientConfig(), lossy, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	answer := make([]byte, 256<<10)
+	serveStreams(ctx, s, func(st *Stream) {
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(st, b); err != nil {
+			st.Reset(StreamCancelled)
+			return
+		}
+		st.Write(answer[:int(b[0])<<10])
+		st.Close()
+	})
+	buf := make([]byte, 8<<10)
+	for i := range 60 {
+		st, err := c.OpenStream(ctx, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := byte(16 + i%8*30) // 16 to 226 KiB
+		if _, err := st.Write([]byte{size}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(st, buf[:1+i%8*1024]); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		if i%3 == 0 {
+			// Let the rest of the answer, FIN and all, reach the client
+			// before it gives up.
+			time.Sleep(20 * time.Millisecond)
+		}
+		st.Close()
+	}
+	quiet := func() bool {
+		s.mu.Lock()
+		inFlight := s.lr.sent.bytesInFlight
+		s.mu.Unlock()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return inFlight == 0 && len(c.tab.streams) == 0
+	}
+	for !quiet() {
+		if ctx.Err() != nil {
+			c.mu.Lock()
+			n := len(c.tab.streams)
+			c.mu.Unlock()
+			t.Fatalf("the client still holds %d streams", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.mu.Lock()
+	received, consumed := c.fc.received, c.fc.consumed
+	c.mu.Unlock()
+	if received != consumed {
+		t.Fatalf("session window: %d bytes received, %d consumed: %d leaked", received, consumed, int64(received)-int64(consumed))
 	}
 }

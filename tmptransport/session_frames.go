@@ -142,8 +142,7 @@ func (s *Session) handleStreamFrameLocked(f *streamFrame) error {
 	gone := st.readClosed || st.recvReset != nil
 	if gone {
 		// Nobody will read this: credit it back at once.
-		unread = uint64(st.rb.buffered)
-		st.rb.discard()
+		unread = st.rb.abandon()
 	}
 	wake := st.rb.deliverable() || st.rb.atEOF()
 	st.rmu.Unlock()
@@ -185,19 +184,17 @@ func (s *Session) handleResetLocked(f *resetStreamFrame) error {
 	st.rb.highest = f.FinalSize
 	st.rb.hasFinal, st.rb.finalSize = true, f.FinalSize
 	first := st.recvReset == nil
-	var unread uint64
 	if first {
 		st.recvReset = &StreamError{StreamID: st.id, Code: f.Code, Remote: true}
-		// Bytes never read count as consumed for the session window.
-		unread = f.FinalSize - st.rb.readOff
-		st.rb.discard()
 	}
+	// Bytes never read count as consumed for the session window, once.
+	unread := st.rb.abandon()
 	st.rmu.Unlock()
 	if s.fc.received > s.fc.limit {
 		return errorf(FlowControlError, "session window exceeded by reset")
 	}
+	s.creditSessionLocked(unread)
 	if first {
-		s.creditSessionLocked(unread)
 		if !st.local && !st.accepted {
 			// Reset before the application saw it: abandon both directions.
 			st.peerOpened = true

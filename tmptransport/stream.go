@@ -261,8 +261,7 @@ func (s *Stream) closeReadLocked(code ErrorCode) {
 		return
 	}
 	s.readClosed = true
-	unread := uint64(s.rb.buffered)
-	s.rb.discard()
+	unread := s.rb.abandon()
 	stop := !s.rb.atEOF() && s.recvReset == nil && !s.rb.hasFinal
 	s.rmu.Unlock()
 	s.sess.creditSessionLocked(unread)

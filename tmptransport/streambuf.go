@@ -192,6 +192,12 @@ type recvBuffer struct {
 	hasFinal  bool
 	buffered  int
 
+	// abandoned: nobody will read on (CloseRead, or the peer's reset).
+	// given is then the offset up to which this stream's bytes count as
+	// consumed for the session window (abandon).
+	abandoned bool
+	given     uint64
+
 	// Read coalescing (readhold.go). pushOff is the end of the furthest
 	// frame received without STREAM_MORE: bytes below it are woken for at
 	// once. Bytes above it came in frames whose sender had more queued
@@ -247,7 +253,7 @@ func (b *recvBuffer) insert(off uint64, data []byte, fin, more bool, pkt *[]byte
 		grew = end - b.highest
 		b.highest = end
 	}
-	if end <= b.readOff || len(data) == 0 {
+	if end <= b.readOff || len(data) == 0 || b.abandoned {
 		return grew, nil
 	}
 	if off < b.readOff {
@@ -477,6 +483,25 @@ func (b *recvBuffer) deliverable() bool {
 }
 
 func (b *recvBuffer) atEOF() bool { return b.hasFinal && b.readOff == b.finalSize }
+
+// abandon drops what the buffer holds, keeps nothing that comes later, and
+// returns the bytes to count as consumed for the session window: on the
+// first call every byte from the reader's offset to the highest received,
+// gaps included, and on later calls how far the highest offset (a final
+// size, data beyond) moved since. So each byte of the stream is given back
+// once, whatever arrives after: a gap's repair, a duplicate, a reset. The
+// session window is the peer's credit for all streams together, and a byte
+// counted as received and never as consumed shrinks it for good (or, given
+// twice, lets the peer past the window's bound).
+func (b *recvBuffer) abandon() uint64 {
+	if !b.abandoned {
+		b.abandoned, b.given = true, b.readOff
+		b.discard()
+	}
+	n := b.highest - b.given
+	b.given = b.highest
+	return n
+}
 
 // discard drops buffered data (the reader went away or the stream was reset).
 func (b *recvBuffer) discard() {
