@@ -37,6 +37,15 @@ var (
 		"Packets this end declared lost.", []string{"role", "peer"}, nil)
 	descPacketSize = prometheus.NewDesc("conductor_tmp_session_packet_size_bytes",
 		"Largest packet the session sends now: its base size, or what path MTU discovery found.", []string{"role", "peer"}, nil)
+	// What a stalled session waits for: the congestion window (bytes in
+	// flight), the peer's session window (flow control window, outbound,
+	// at 0 with bytes buffered), or the application.
+	descInFlight = prometheus.NewDesc("conductor_tmp_session_bytes_in_flight",
+		"Bytes of ack-eliciting packets sent and neither acknowledged nor declared lost.", []string{"role", "peer"}, nil)
+	descSendBuffered = prometheus.NewDesc("conductor_tmp_session_send_buffered_bytes",
+		"Bytes the session's streams wrote that the peer has not acknowledged.", []string{"role", "peer"}, nil)
+	descFlowWindow = prometheus.NewDesc("conductor_tmp_session_flow_control_window_bytes",
+		"Session-level flow control credit left: outbound is what the peer still lets this node send, inbound what this node still lets the peer send.", []string{"role", "peer", "direction"}, nil)
 
 	// Per back-end listener (`listener` is its address): what it refused
 	// or answered before any handshake completed, and the packets its
@@ -59,7 +68,7 @@ type tmpCollector struct{}
 
 func (tmpCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descStreams, descOpened, descRTT, descMinRTT, descLoss, descWindow, descBytes, descPackets, descPacketSize,
-		descRefused, descRetries, descResets, descUndecryptable, descReplayed, descHalfOpen} {
+		descInFlight, descSendBuffered, descFlowWindow, descRefused, descRetries, descResets, descUndecryptable, descReplayed, descHalfOpen} {
 		ch <- d
 	}
 }
@@ -100,6 +109,10 @@ func collectSession(ch chan<- prometheus.Metric, role, peer string, st tmptransp
 	ch <- prometheus.MustNewConstMetric(descWindow, g, float64(st.Inbound.SenderWindow), role, peer, "inbound")
 	ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(st.PacketsLost), role, peer)
 	ch <- prometheus.MustNewConstMetric(descPacketSize, g, float64(st.PacketSize), role, peer)
+	ch <- prometheus.MustNewConstMetric(descInFlight, g, float64(st.BytesInFlight), role, peer)
+	ch <- prometheus.MustNewConstMetric(descSendBuffered, g, float64(st.SendBuffered), role, peer)
+	ch <- prometheus.MustNewConstMetric(descFlowWindow, g, float64(st.SendWindow), role, peer, "outbound")
+	ch <- prometheus.MustNewConstMetric(descFlowWindow, g, float64(st.ReceiveWindow), role, peer, "inbound")
 	for p := 0; p < tmptransport.NumPriorities; p++ {
 		prio := strconv.Itoa(p)
 		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(st.StreamBytesSent[p]), role, peer, prio, "sent")

@@ -249,9 +249,15 @@ type Stats struct {
 
 	CongestionWindow int // packets, with the room for late ACKs (ackroom.go)
 	BytesInFlight    int
-	PacingRate       float64 // bytes/s
-	SlowStart        bool
-	Flows            int // streams the congestion controller emulates
+	// SendBuffered is what this end's streams wrote and the peer has not
+	// acknowledged. SendWindow is what the peer's session window still
+	// lets them send; ReceiveWindow is what this end's still lets the
+	// peer send. A session whose streams hold data with SendWindow at 0
+	// waits for the peer's MAX_DATA (flowcontrol.go).
+	SendBuffered, SendWindow, ReceiveWindow int
+	PacingRate                              float64 // bytes/s
+	SlowStart                               bool
+	Flows                                   int // streams the congestion controller emulates
 
 	// Outbound is this end → peer; Inbound is peer → this end.
 	Outbound, Inbound DirectionStats
@@ -292,6 +298,9 @@ func (s *Session) Stats() Stats {
 		LatestRTT:           s.lr.rtt.latest,
 		CongestionWindow:    s.cc.Window(),
 		BytesInFlight:       s.lr.sent.bytesInFlight,
+		SendBuffered:        s.sendBuffered,
+		SendWindow:          int(s.sendFC.left()),
+		ReceiveWindow:       int(s.fc.limit - min(s.fc.received, s.fc.limit)),
 		PacingRate:          s.cc.PacingRate(&snap, s.maxPacket),
 		SlowStart:           s.cc.InSlowStart(),
 		Flows:               s.flows,
