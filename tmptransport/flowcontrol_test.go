@@ -90,9 +90,9 @@ func TestStreamTableLimits(t *testing.T) {
 // A reader that gives up on a stream gives its bytes back to the session
 // window, all of them and once. The session window is the peer's credit for
 // every stream together: bytes counted as received and never as consumed
-// shrink it for good, and enough of them stop the session (a request through
-// `conductor bench proxy` once waited five minutes for an answer that sat in
-// the back-end's send buffer). Here the client abandons streams mid-answer
+// shrink it for good, and enough of them stop every stream of the session;
+// bytes given back twice let the peer past the window's bound. Here the
+// client abandons streams mid-answer
 // over a path that loses and reorders packets, so that some are abandoned
 // with gaps below data already received, some learn their final size from
 // the server's FIN, some from its RESET_STREAM after STOP_SENDING. When all

@@ -249,15 +249,16 @@ type Stats struct {
 
 	CongestionWindow int // packets, with the room for late ACKs (ackroom.go)
 	BytesInFlight    int
+	PacingRate       float64 // bytes/s
+	SlowStart        bool
+	Flows            int // streams the congestion controller emulates
+
 	// SendBuffered is what this end's streams wrote and the peer has not
 	// acknowledged. SendWindow is what the peer's session window still
 	// lets them send; ReceiveWindow is what this end's still lets the
 	// peer send. A session whose streams hold data with SendWindow at 0
 	// waits for the peer's MAX_DATA (flowcontrol.go).
 	SendBuffered, SendWindow, ReceiveWindow int
-	PacingRate                              float64 // bytes/s
-	SlowStart                               bool
-	Flows                                   int // streams the congestion controller emulates
 
 	// Outbound is this end → peer; Inbound is peer → this end.
 	Outbound, Inbound DirectionStats
