@@ -91,16 +91,16 @@ func TestStreamTableLimits(t *testing.T) {
 // window, all of them and once. The session window is the peer's credit for
 // every stream together: bytes counted as received and never as consumed
 // shrink it for good, and enough of them stop every stream of the session;
-// bytes given back twice let the peer past the window's bound. Here the
-// client abandons streams mid-answer
-// over a path that loses and reorders packets, so that some are abandoned
-// with gaps below data already received, some learn their final size from
-// the server's FIN, some from its RESET_STREAM after STOP_SENDING. When all
-// are gone and nothing is in flight, the client must have consumed exactly
-// what it received.
+// bytes given back twice let the peer past the window's bound (a peer that
+// sent a stopped stream's bytes again grew it at will). Here the client
+// abandons streams mid-answer over a path that loses, duplicates and
+// reorders packets, so that some are abandoned with gaps below data already
+// received, some learn their final size from the server's FIN, some from its
+// RESET_STREAM after STOP_SENDING. When all are gone and nothing is in
+// flight, the client must have consumed exactly what it received.
 func TestAbandonedStreamsGiveTheSessionWindowBack(t *testing.T) {
 	p := getPKI(t)
-	lossy := func(pc net.PacketConn) net.PacketConn { return newLossyConn(pc, 0.05, 0, 0.05, 7) }
+	lossy := func(pc net.PacketConn) net.PacketConn { return newLossyConn(pc, 0.05, 0.05, 0.05, 7) }
 	c, s := impairedPair(t, p.serverConfig(), p.clientConfig(), lossy, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -241,3 +241,30 @@ func TestRecvBufferLetsABigChunkListGo(t *testing.T) {
 		t.Fatalf("emptied, the buffer keeps %d chunks in an array of %d, want at most %d", len(b.chunks), cap(b.arr), maxIdleChunks)
 	}
 }
+
+// A buffer nobody reads gives each byte back once: the first abandon gives
+// everything from the reader's offset to the highest byte received, gaps
+// included; afterwards a repair or a duplicate gives nothing, and only new
+// bytes beyond the highest (or a final size) give the difference.
+func TestAbandonedBufferGivesEachByteOnce(t *testing.T) {
+	var b recvBuffer
+	data := make([]byte, 100)
+	b.insert(0, data[:40], false, false, nil)
+	b.read(make([]byte, 10))                   // the application read 10
+	b.insert(60, data[:40], false, false, nil) // [40, 60) is a gap
+	if got := b.abandon(); got != 90 {
+		t.Fatalf("first abandon gave %d, want 90 (10 read of 100 received, the gap included)", got)
+	}
+	b.insert(40, data[:20], false, false, nil) // the gap's repair
+	b.insert(60, data[:40], false, false, nil) // a duplicate
+	if got := b.abandon(); got != 0 {
+		t.Fatalf("a repair and a duplicate gave %d back, want 0", got)
+	}
+	if b.buffered != 0 {
+		t.Fatalf("an abandoned buffer holds %d bytes", b.buffered)
+	}
+	b.insert(100, data[:30], true, false, nil) // more, with the FIN
+	if got := b.abandon(); got != 30 {
+		t.Fatalf("new bytes gave %d, want 30", got)
+	}
+}
