@@ -24,6 +24,14 @@ func newReceiveWindow(initial, max int) receiveWindow {
 	return receiveWindow{limit: uint64(initial), size: uint64(initial), maxSize: uint64(max)}
 }
 
+// left is what the window still lets the peer send.
+func (w *receiveWindow) left() uint64 {
+	if w.received >= w.limit {
+		return 0
+	}
+	return w.limit - w.received
+}
+
 // consume moves the window when the reader, now at offset consumed, has
 // used more than half of it, and reports whether the limit moved. A window
 // used up within two round trips doubles, up to maxSize (auto-tuning, as

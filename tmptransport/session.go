@@ -301,7 +301,7 @@ func (s *Session) Stats() Stats {
 		BytesInFlight:       s.lr.sent.bytesInFlight,
 		SendBuffered:        s.sendBuffered,
 		SendWindow:          int(s.sendFC.left()),
-		ReceiveWindow:       int(s.fc.limit - min(s.fc.received, s.fc.limit)),
+		ReceiveWindow:       int(s.fc.left()),
 		PacingRate:          s.cc.PacingRate(&snap, s.maxPacket),
 		SlowStart:           s.cc.InSlowStart(),
 		Flows:               s.flows,
