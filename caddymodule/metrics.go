@@ -35,6 +35,15 @@ var (
 		"Stream payload bytes by priority and direction (retransmissions excluded).", []string{"role", "peer", "priority", "direction"}, nil)
 	descPackets = prometheus.NewDesc("conductor_tmp_session_packets_lost_total",
 		"Packets this end declared lost.", []string{"role", "peer"}, nil)
+	// Packets and their bytes on the wire (UDP payloads: headers, frames,
+	// padding and tags), so that the average packet and the share resent
+	// can be read beside the stream bytes above.
+	descPacketsTotal = prometheus.NewDesc("conductor_tmp_session_packets_total",
+		"Packets sent or received on a TMP session.", []string{"role", "peer", "direction"}, nil)
+	descPacketBytes = prometheus.NewDesc("conductor_tmp_session_packet_bytes_total",
+		"UDP payload bytes of the packets sent or received on a TMP session.", []string{"role", "peer", "direction"}, nil)
+	descRetransmitted = prometheus.NewDesc("conductor_tmp_session_retransmitted_bytes_total",
+		"Stream bytes this end sent again after declaring their packet lost.", []string{"role", "peer"}, nil)
 	descPacketSize = prometheus.NewDesc("conductor_tmp_session_packet_size_bytes",
 		"Largest packet the session sends now: its base size, or what path MTU discovery found.", []string{"role", "peer"}, nil)
 	// What a stalled session waits for: the congestion window (bytes in
@@ -68,7 +77,7 @@ type tmpCollector struct{}
 
 func (tmpCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descStreams, descOpened, descRTT, descMinRTT, descLoss, descWindow, descBytes, descPackets, descPacketSize,
-		descInFlight, descSendBuffered, descFlowWindow, descRefused, descRetries, descResets, descUndecryptable, descReplayed, descHalfOpen} {
+		descPacketsTotal, descPacketBytes, descRetransmitted, descInFlight, descSendBuffered, descFlowWindow, descRefused, descRetries, descResets, descUndecryptable, descReplayed, descHalfOpen} {
 		ch <- d
 	}
 }
@@ -109,6 +118,12 @@ func collectSession(ch chan<- prometheus.Metric, role, peer string, st tmptransp
 	ch <- prometheus.MustNewConstMetric(descWindow, g, float64(st.Inbound.SenderWindow), role, peer, "inbound")
 	ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(st.PacketsLost), role, peer)
 	ch <- prometheus.MustNewConstMetric(descPacketSize, g, float64(st.PacketSize), role, peer)
+	c := prometheus.CounterValue
+	ch <- prometheus.MustNewConstMetric(descPacketsTotal, c, float64(st.PacketsSent), role, peer, "sent")
+	ch <- prometheus.MustNewConstMetric(descPacketsTotal, c, float64(st.PacketsReceived), role, peer, "received")
+	ch <- prometheus.MustNewConstMetric(descPacketBytes, c, float64(st.BytesSent), role, peer, "sent")
+	ch <- prometheus.MustNewConstMetric(descPacketBytes, c, float64(st.BytesReceived), role, peer, "received")
+	ch <- prometheus.MustNewConstMetric(descRetransmitted, c, float64(st.RetransmittedBytes), role, peer)
 	ch <- prometheus.MustNewConstMetric(descInFlight, g, float64(st.BytesInFlight), role, peer)
 	ch <- prometheus.MustNewConstMetric(descSendBuffered, g, float64(st.SendBuffered), role, peer)
 	ch <- prometheus.MustNewConstMetric(descFlowWindow, g, float64(st.SendWindow), role, peer, "outbound")

@@ -208,6 +208,19 @@ func TestSessionMetrics(t *testing.T) {
 			t.Errorf("front-end metrics lack %s", want)
 		}
 	}
+	// Packets and their bytes, both ways: a request went out and its
+	// answer came back, and no packet is smaller than its header and tag.
+	for _, dir := range []string{"sent", "received"} {
+		labels := fmt.Sprintf(`direction="%s",`, dir) + peer
+		n := frontendMetric(t, tp, 0, "conductor_tmp_session_packets_total", labels)
+		b := frontendMetric(t, tp, 0, "conductor_tmp_session_packet_bytes_total", labels)
+		if n == 0 || b < 20*n {
+			t.Errorf("%s: %v packets of %v bytes", dir, n, b)
+		}
+	}
+	if !bytes.Contains(body, []byte("conductor_tmp_session_retransmitted_bytes_total{"+peer+"}")) {
+		t.Error("front-end metrics lack conductor_tmp_session_retransmitted_bytes_total")
+	}
 	_, body = get(t, "http://"+tp.BackendAdmin()+"/metrics")
 	if !bytes.Contains(body, []byte(`role="backend"`)) {
 		t.Error("back-end metrics lack its sessions")
