@@ -107,18 +107,17 @@ func ratio(lost, received uint64) float64 {
 }
 
 func collectSession(ch chan<- prometheus.Metric, role, peer string, st tmptransport.Stats) {
-	g := prometheus.GaugeValue
+	g, c := prometheus.GaugeValue, prometheus.CounterValue
 	ch <- prometheus.MustNewConstMetric(descStreams, g, float64(st.OpenStreams), role, peer)
-	ch <- prometheus.MustNewConstMetric(descOpened, prometheus.CounterValue, float64(st.StreamsOpened), role, peer)
+	ch <- prometheus.MustNewConstMetric(descOpened, c, float64(st.StreamsOpened), role, peer)
 	ch <- prometheus.MustNewConstMetric(descRTT, g, st.SmoothedRTT.Seconds(), role, peer)
 	ch <- prometheus.MustNewConstMetric(descMinRTT, g, st.MinRTT.Seconds(), role, peer)
 	ch <- prometheus.MustNewConstMetric(descLoss, g, ratio(st.Outbound.PacketsLost, st.Outbound.PacketsReceived), role, peer, "outbound")
 	ch <- prometheus.MustNewConstMetric(descLoss, g, ratio(st.Inbound.PacketsLost, st.Inbound.PacketsReceived), role, peer, "inbound")
 	ch <- prometheus.MustNewConstMetric(descWindow, g, float64(st.Outbound.SenderWindow), role, peer, "outbound")
 	ch <- prometheus.MustNewConstMetric(descWindow, g, float64(st.Inbound.SenderWindow), role, peer, "inbound")
-	ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(st.PacketsLost), role, peer)
+	ch <- prometheus.MustNewConstMetric(descPackets, c, float64(st.PacketsLost), role, peer)
 	ch <- prometheus.MustNewConstMetric(descPacketSize, g, float64(st.PacketSize), role, peer)
-	c := prometheus.CounterValue
 	ch <- prometheus.MustNewConstMetric(descPacketsTotal, c, float64(st.PacketsSent), role, peer, "sent")
 	ch <- prometheus.MustNewConstMetric(descPacketsTotal, c, float64(st.PacketsReceived), role, peer, "received")
 	ch <- prometheus.MustNewConstMetric(descPacketBytes, c, float64(st.BytesSent), role, peer, "sent")
@@ -130,8 +129,8 @@ func collectSession(ch chan<- prometheus.Metric, role, peer string, st tmptransp
 	ch <- prometheus.MustNewConstMetric(descFlowWindow, g, float64(st.ReceiveWindow), role, peer, "inbound")
 	for p := 0; p < tmptransport.NumPriorities; p++ {
 		prio := strconv.Itoa(p)
-		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(st.StreamBytesSent[p]), role, peer, prio, "sent")
-		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(st.StreamBytesReceived[p]), role, peer, prio, "received")
+		ch <- prometheus.MustNewConstMetric(descBytes, c, float64(st.StreamBytesSent[p]), role, peer, prio, "sent")
+		ch <- prometheus.MustNewConstMetric(descBytes, c, float64(st.StreamBytesReceived[p]), role, peer, prio, "received")
 	}
 }
 
